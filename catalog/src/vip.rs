@@ -1,0 +1,301 @@
+//! ClusterSetIP allocation from configured CIDRs.
+//!
+//! A service's first choice is a hash of its key, probing upward on collision,
+//! so allocation is mostly stable even without state; with the persisted
+//! `VipState` restored it is exactly stable across restarts.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::IpAddr;
+
+use ipnet::IpNet;
+use serde::{Deserialize, Serialize};
+
+use crate::names::ServiceKey;
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum VipError {
+    #[error("ClusterSetIP ranges {0} and {1} overlap; give each range its own addresses")]
+    Overlap(IpNet, IpNet),
+    #[error(
+        "no free {family} ClusterSetIP for {key}: every address in {ranges} is taken; add or widen a range"
+    )]
+    Exhausted {
+        key: ServiceKey,
+        family: &'static str,
+        ranges: String,
+    },
+}
+
+/// Assigned ClusterSetIPs, as persisted.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct VipState(pub BTreeMap<ServiceKey, Vec<IpAddr>>);
+
+#[derive(Debug, Clone)]
+pub struct VipAllocator {
+    ranges: Vec<IpNet>,
+    assigned: BTreeMap<ServiceKey, Vec<IpAddr>>,
+    used: BTreeSet<IpAddr>,
+}
+
+impl VipAllocator {
+    pub fn new(ranges: Vec<IpNet>) -> Result<Self, VipError> {
+        for (i, a) in ranges.iter().enumerate() {
+            if let Some(b) = ranges[..i].iter().find(|b| b.contains(a) || a.contains(*b)) {
+                return Err(VipError::Overlap(*b, *a));
+            }
+        }
+        Ok(Self {
+            ranges: ranges.into_iter().map(|r| r.trunc()).collect(),
+            assigned: BTreeMap::new(),
+            used: BTreeSet::new(),
+        })
+    }
+
+    /// Takes back persisted assignments. Addresses outside the configured ranges,
+    /// or already taken, are dropped and will be allocated afresh.
+    pub fn restore(&mut self, state: VipState) {
+        for (key, ips) in state.0 {
+            for ip in ips {
+                let family_taken = self.get(&key).iter().any(|o| o.is_ipv4() == ip.is_ipv4());
+                let usable = self.range_of(ip).is_some_and(|r| in_hosts(r, ip));
+                if usable && !family_taken && self.used.insert(ip) {
+                    self.assigned.entry(key.clone()).or_default().push(ip);
+                }
+            }
+        }
+    }
+
+    pub fn state(&self) -> VipState {
+        VipState(self.assigned.clone())
+    }
+
+    pub fn get(&self, key: &ServiceKey) -> &[IpAddr] {
+        self.assigned.get(key).map_or(&[], Vec::as_slice)
+    }
+
+    /// Makes the assigned set exactly `keys`: keeps existing assignments,
+    /// releases those of keys no longer present, allocates one address per
+    /// configured IP family to new keys. Returns what could not be allocated.
+    pub fn sync<'a>(&mut self, keys: impl IntoIterator<Item = &'a ServiceKey>) -> Vec<VipError> {
+        let keys: BTreeSet<&ServiceKey> = keys.into_iter().collect();
+        let gone: Vec<ServiceKey> = self
+            .assigned
+            .keys()
+            .filter(|k| !keys.contains(k))
+            .cloned()
+            .collect();
+        for key in gone {
+            for ip in self.assigned.remove(&key).unwrap_or_default() {
+                self.used.remove(&ip);
+            }
+        }
+        let mut errors = Vec::new();
+        for key in keys {
+            for v4 in [true, false] {
+                if let Err(e) = self.ensure(key, v4) {
+                    errors.push(e);
+                }
+            }
+        }
+        errors
+    }
+
+    fn ensure(&mut self, key: &ServiceKey, v4: bool) -> Result<(), VipError> {
+        let family: Vec<IpNet> = self
+            .ranges
+            .iter()
+            .filter(|r| matches!(r, IpNet::V4(_)) == v4)
+            .copied()
+            .collect();
+        if family.is_empty() || self.get(key).iter().any(|ip| ip.is_ipv4() == v4) {
+            return Ok(());
+        }
+        let hash = fnv1a(key.to_string().as_bytes());
+        let found = family.iter().find_map(|r| self.probe(*r, hash));
+        let ip = found.ok_or_else(|| VipError::Exhausted {
+            key: key.clone(),
+            family: if v4 { "IPv4" } else { "IPv6" },
+            ranges: family
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(", "),
+        })?;
+        self.used.insert(ip);
+        self.assigned.entry(key.clone()).or_default().push(ip);
+        Ok(())
+    }
+
+    /// The first free host address at or after the hash's slot, wrapping once.
+    fn probe(&self, range: IpNet, hash: u64) -> Option<IpAddr> {
+        let (lo, count) = hosts(range);
+        let start = u128::from(hash) % count;
+        let taken_in_range = self.used.iter().filter(|ip| range.contains(*ip)).count();
+        if taken_in_range as u128 >= count {
+            return None;
+        }
+        (0..count)
+            .map(|i| to_ip(range, lo + (start + i) % count))
+            .find(|ip| !self.used.contains(ip))
+    }
+
+    fn range_of(&self, ip: IpAddr) -> Option<IpNet> {
+        self.ranges.iter().copied().find(|r| r.contains(&ip))
+    }
+}
+
+/// First usable host as an integer and how many there are: the network and
+/// broadcast addresses of IPv4 ranges wider than /31 are skipped, as is the
+/// subnet-router anycast address of IPv6 ranges wider than /127.
+fn hosts(range: IpNet) -> (u128, u128) {
+    let bits = u32::from(range.max_prefix_len() - range.prefix_len());
+    let size = 1u128.checked_shl(bits).unwrap_or(u128::MAX);
+    let base = to_int(range.network());
+    match (range, bits) {
+        (_, 0 | 1) => (base, size),
+        (IpNet::V4(_), _) => (base + 1, size - 2),
+        (IpNet::V6(_), _) => (base + 1, size - 1),
+    }
+}
+
+fn in_hosts(range: IpNet, ip: IpAddr) -> bool {
+    let (lo, count) = hosts(range);
+    let n = to_int(ip);
+    n >= lo && n - lo < count
+}
+
+fn to_int(ip: IpAddr) -> u128 {
+    match ip {
+        IpAddr::V4(v4) => u128::from(u32::from(v4)),
+        IpAddr::V6(v6) => u128::from(v6),
+    }
+}
+
+fn to_ip(range: IpNet, n: u128) -> IpAddr {
+    match range {
+        // Host numbers of an IPv4 range always fit in 32 bits.
+        IpNet::V4(_) => IpAddr::V4((n as u32).into()),
+        IpNet::V6(_) => IpAddr::V6(n.into()),
+    }
+}
+
+/// FNV-1a: a hash that never changes between builds, unlike std's.
+fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn key(s: &str) -> ServiceKey {
+        s.parse().unwrap()
+    }
+
+    fn alloc(ranges: &[&str]) -> VipAllocator {
+        VipAllocator::new(ranges.iter().map(|r| r.parse().unwrap()).collect()).unwrap()
+    }
+
+    #[test]
+    fn dual_stack_gets_one_of_each() {
+        let mut a = alloc(&["127.77.1.0/24", "fd00:77::/120"]);
+        assert!(a.sync([&key("ns/web")]).is_empty());
+        let ips = a.get(&key("ns/web"));
+        assert_eq!(ips.len(), 2);
+        assert!(ips[0].is_ipv4() && ips[1].is_ipv6());
+        assert!("127.77.1.0/24".parse::<IpNet>().unwrap().contains(&ips[0]));
+        assert_ne!(ips[0], "127.77.1.0".parse::<IpAddr>().unwrap());
+    }
+
+    #[test]
+    fn full_range_is_a_clear_error() {
+        let mut a = alloc(&["127.77.1.0/30"]); // two usable hosts
+        let keys = [key("ns/a"), key("ns/b"), key("ns/c")];
+        let errs = a.sync(&keys);
+        assert_eq!(errs.len(), 1);
+        let msg = errs[0].to_string();
+        assert!(
+            msg.contains("127.77.1.0/30") && msg.contains("IPv4"),
+            "{msg}"
+        );
+        let all: BTreeSet<_> = keys.iter().flat_map(|k| a.get(k)).collect();
+        assert_eq!(all.len(), 2);
+        // Releasing one frees its address for the waiting key.
+        assert!(a.sync([&keys[0], &keys[2]]).is_empty() || a.get(&keys[2]).is_empty());
+    }
+
+    #[test]
+    fn overlapping_ranges_are_refused() {
+        let r = VipAllocator::new(vec![
+            "10.0.0.0/8".parse().unwrap(),
+            "10.1.0.0/16".parse().unwrap(),
+        ]);
+        assert!(matches!(r, Err(VipError::Overlap(..))));
+    }
+
+    #[test]
+    fn restore_keeps_addresses_and_drops_bad_ones() {
+        let mut a = alloc(&["127.77.1.0/24"]);
+        let mut state = BTreeMap::new();
+        state.insert(key("ns/a"), vec!["127.77.1.9".parse().unwrap()]);
+        state.insert(key("ns/b"), vec!["127.77.1.9".parse().unwrap()]); // duplicate
+        state.insert(key("ns/c"), vec!["10.9.9.9".parse().unwrap()]); // outside
+        a.restore(VipState(state));
+        assert!(
+            a.sync([&key("ns/a"), &key("ns/b"), &key("ns/c")])
+                .is_empty()
+        );
+        assert_eq!(
+            a.get(&key("ns/a")),
+            ["127.77.1.9".parse::<IpAddr>().unwrap()]
+        );
+        assert_ne!(a.get(&key("ns/b")), a.get(&key("ns/a")));
+        assert!(a.get(&key("ns/c"))[0].to_string().starts_with("127.77.1."));
+    }
+
+    #[test]
+    fn hash_choice_is_stable_without_state() {
+        let mut a = alloc(&["127.77.1.0/24"]);
+        let mut b = alloc(&["127.77.1.0/24"]);
+        a.sync([&key("ns/x")]);
+        b.sync([&key("ns/y"), &key("ns/x")]);
+        // Both start from the hash slot; ns/y only moves ns/x if they collide.
+        let (ax, bx) = (a.get(&key("ns/x")), b.get(&key("ns/x")));
+        assert!(ax == bx || b.get(&key("ns/y")) == ax);
+    }
+
+    proptest! {
+        #[test]
+        fn never_duplicates_and_is_stable(
+            rounds in prop::collection::vec(prop::collection::btree_set(0u8..40, 0..40), 1..8),
+        ) {
+            let mut a = alloc(&["127.77.1.0/27", "fd00::/122"]);
+            let mut prev: BTreeMap<ServiceKey, Vec<IpAddr>> = BTreeMap::new();
+            for round in rounds {
+                let keys: Vec<ServiceKey> = round.iter().map(|i| key(&format!("ns/s{i}"))).collect();
+                a.sync(&keys);
+                let mut seen = BTreeSet::new();
+                for k in &keys {
+                    for ip in a.get(k) {
+                        prop_assert!(seen.insert(*ip), "duplicate {}", ip);
+                    }
+                    // Stable: an address held before is still held.
+                    for ip in prev.get(k).into_iter().flatten() {
+                        prop_assert!(a.get(k).contains(ip));
+                    }
+                }
+                // Restoring the state into a fresh allocator gives the same answer.
+                let mut b = alloc(&["127.77.1.0/27", "fd00::/122"]);
+                b.restore(a.state());
+                b.sync(&keys);
+                prop_assert_eq!(b.state(), a.state());
+                prev = a.state().0;
+            }
+        }
+    }
+}
