@@ -13,8 +13,8 @@ mod vip;
 pub use lease::{Freshness, LeaseConfig, LeaseError};
 pub use merge::{PeerView, merge};
 pub use model::{
-    ClusterInfo, Condition, Endpoint, Export, ExportError, ExportTo, Import, Port, Protocol,
-    ServingCluster, UnixMillis,
+    CatalogSnapshot, ClusterInfo, Condition, Endpoint, Export, ExportError, ExportTo, Import, Port,
+    Protocol, ServingCluster, UnixMillis,
 };
 pub use names::{ClusterId, NameError, ServiceKey};
 pub use vip::{VipAllocator, VipError, VipState};

@@ -248,3 +248,11 @@ pub struct Import {
     pub serve_stale: bool,
     pub conditions: Vec<Condition>,
 }
+
+/// What federation publishes (on a `watch` channel) for the gateway and DNS:
+/// the imports this cluster sees and every cluster it knows, itself included.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CatalogSnapshot {
+    pub imports: std::collections::BTreeMap<ServiceKey, Import>,
+    pub clusters: std::collections::BTreeMap<ClusterId, ClusterInfo>,
+}

@@ -1,1 +1,5 @@
-//! placeholder
+//! causeway's DNS: a `clusterset.local` authority per the MCS DNS specification.
+
+mod config;
+
+pub use config::{Config, ConfigError};

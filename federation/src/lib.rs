@@ -1,1 +1,5 @@
-//! placeholder
+//! causeway's federation: catalog sync between clusters over gRPC.
+
+mod config;
+
+pub use config::{Config, ConfigError, SourceConfig};
