@@ -1,0 +1,276 @@
+//! causeway.yaml: one file per cluster. Each component owns and validates its
+//! own section; this module assembles them and checks what spans sections.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use causeway_catalog::{ClusterId, VipAllocator, VipError};
+use causeway_federation::SourceConfig;
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    pub cluster: ClusterConfig,
+    pub identity: IdentityConfig,
+    #[serde(default)]
+    pub gateway: causeway_gateway::Config,
+    #[serde(default)]
+    pub federation: causeway_federation::Config,
+    #[serde(default)]
+    pub dns: causeway_dns::Config,
+    #[serde(default)]
+    pub admin: AdminConfig,
+    #[serde(default)]
+    pub source: SourceConfig,
+    #[serde(default)]
+    pub peers: Vec<PeerConfig>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClusterConfig {
+    pub name: ClusterId,
+    pub region: String,
+    #[serde(default)]
+    pub zone: String,
+    /// The clusterset's name; trust domains default to `<cluster>.<clusterset>`.
+    #[serde(default = "default_clusterset")]
+    pub clusterset: String,
+    #[serde(default)]
+    pub trust_domain: Option<String>,
+}
+
+fn default_clusterset() -> String {
+    "causeway".into()
+}
+
+impl ClusterConfig {
+    pub fn trust_domain(&self) -> String {
+        self.trust_domain
+            .clone()
+            .unwrap_or_else(|| format!("{}.{}", self.name, self.clusterset))
+    }
+}
+
+/// A certificate and its private key, as PEM files.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CertFiles {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IdentityConfig {
+    /// The gateway's certificate (SPIFFE ID `spiffe://<trust-domain>/gateway`).
+    pub gateway: CertFiles,
+    /// The federation's certificate (SPIFFE ID `spiffe://<trust-domain>/federation`).
+    pub federation: CertFiles,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdminConfig {
+    #[serde(default = "default_admin")]
+    pub listen: SocketAddr,
+}
+
+fn default_admin() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 15000))
+}
+
+impl Default for AdminConfig {
+    fn default() -> Self {
+        Self {
+            listen: default_admin(),
+        }
+    }
+}
+
+/// A peer cluster: who it is, which CA vouches for it, where its federation listens.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PeerConfig {
+    pub name: ClusterId,
+    /// The peer's CA bundle (PEM). Only certificates it signed are accepted for this peer.
+    pub ca: PathBuf,
+    /// Defaults to `<name>.<clusterset>`.
+    #[serde(default)]
+    pub trust_domain: Option<String>,
+    /// `host:port` of the peer's federation listener.
+    pub federation: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    #[error("cannot read config {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("config {path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("{0}")]
+    Gateway(#[from] causeway_gateway::ConfigError),
+    #[error("{0}")]
+    Federation(#[from] causeway_federation::ConfigError),
+    #[error("{0}")]
+    Dns(#[from] causeway_dns::ConfigError),
+    #[error("gateway.vip_ranges: {0}")]
+    Vip(#[from] VipError),
+    #[error("peers: {0} is listed twice; list each peer cluster once")]
+    DuplicatePeer(ClusterId),
+    #[error("peers: {0} is this cluster's own name (cluster.name); list only other clusters")]
+    PeerIsSelf(ClusterId),
+    #[error("peers.{name}.federation: {value:?} is not host:port (e.g. west.example.com:15010)")]
+    PeerAddress { name: ClusterId, value: String },
+    #[error("{a} and {b} both listen on {addr}/{proto}; give each its own port")]
+    ListenConflict {
+        a: &'static str,
+        b: &'static str,
+        addr: SocketAddr,
+        proto: &'static str,
+    },
+    #[error("{key}: {value:?} is not a valid trust domain (a lowercase DNS name such as east.demo.causeway)")]
+    TrustDomain { key: String, value: String },
+}
+
+impl Config {
+    /// Reads, parses and validates a config file. Relative paths in it are
+    /// resolved against the file's directory.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        let mut cfg = Self::parse(&text).map_err(|message| ConfigError::Parse {
+            path: path.to_owned(),
+            message,
+        })?;
+        cfg.resolve_paths(path.parent().unwrap_or(Path::new(".")));
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    pub fn parse(text: &str) -> Result<Self, String> {
+        serde_saphyr::from_str(text).map_err(|e| e.to_string().trim_start_matches("error: ").to_owned())
+    }
+
+    fn resolve_paths(&mut self, base: &Path) {
+        let fix = |p: &mut PathBuf| {
+            if p.is_relative() {
+                *p = base.join(&*p);
+            }
+        };
+        let id = &mut self.identity;
+        for p in [&mut id.gateway.cert, &mut id.gateway.key] {
+            fix(p);
+        }
+        for p in [&mut id.federation.cert, &mut id.federation.key] {
+            fix(p);
+        }
+        self.peers.iter_mut().for_each(|p| fix(&mut p.ca));
+        if let Some(dir) = &mut self.federation.state_dir {
+            fix(dir);
+        }
+        let SourceConfig::Static { file, .. } = &mut self.source;
+        if let Some(f) = file {
+            fix(f);
+        }
+    }
+
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        self.gateway.validate()?;
+        self.federation.validate()?;
+        self.source.validate()?;
+        self.dns.validate()?;
+        VipAllocator::new(self.gateway.vip_ranges.clone())?;
+        check_trust_domain("cluster.trust_domain", &self.cluster.trust_domain())?;
+        self.validate_peers()?;
+        self.validate_listeners()
+    }
+
+    fn validate_peers(&self) -> Result<(), ConfigError> {
+        for (i, p) in self.peers.iter().enumerate() {
+            if p.name == self.cluster.name {
+                return Err(ConfigError::PeerIsSelf(p.name.clone()));
+            }
+            if self.peers[..i].iter().any(|q| q.name == p.name) {
+                return Err(ConfigError::DuplicatePeer(p.name.clone()));
+            }
+            if !is_host_port(&p.federation) {
+                return Err(ConfigError::PeerAddress {
+                    name: p.name.clone(),
+                    value: p.federation.clone(),
+                });
+            }
+            let td = self.peer_trust_domain(p);
+            check_trust_domain(&format!("peers.{}.trust_domain", p.name), &td)?;
+        }
+        Ok(())
+    }
+
+    pub fn peer_trust_domain(&self, p: &PeerConfig) -> String {
+        p.trust_domain
+            .clone()
+            .unwrap_or_else(|| format!("{}.{}", p.name, self.cluster.clusterset))
+    }
+
+    fn validate_listeners(&self) -> Result<(), ConfigError> {
+        let mut tcp = vec![
+            ("admin.listen", self.admin.listen),
+            ("federation.listen", self.federation.listen),
+            ("dns.listen", self.dns.listen),
+        ];
+        if let Some(w) = self.federation.watch_listen {
+            tcp.push(("federation.watch_listen", w));
+        }
+        let udp = [("dns.listen", self.dns.listen), ("gateway.listen", self.gateway.listen)];
+        find_conflict(&tcp, "tcp")?;
+        find_conflict(&udp, "udp")
+    }
+}
+
+fn find_conflict(socks: &[(&'static str, SocketAddr)], proto: &'static str) -> Result<(), ConfigError> {
+    for (i, (a, x)) in socks.iter().enumerate() {
+        for (b, y) in &socks[..i] {
+            let same_ip = x.ip() == y.ip() || x.ip().is_unspecified() || y.ip().is_unspecified();
+            if x.port() != 0 && x.port() == y.port() && x.is_ipv4() == y.is_ipv4() && same_ip {
+                return Err(ConfigError::ListenConflict { a: b, b: a, addr: *x, proto });
+            }
+        }
+    }
+    Ok(())
+}
+
+fn is_host_port(s: &str) -> bool {
+    let Some((host, port)) = s.rsplit_once(':') else {
+        return false;
+    };
+    !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p != 0)
+}
+
+fn check_trust_domain(key: &str, td: &str) -> Result<(), ConfigError> {
+    let ok = !td.is_empty()
+        && td.len() <= 255
+        && td.split('.').all(|l| {
+            !l.is_empty()
+                && l.bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        });
+    if ok {
+        Ok(())
+    } else {
+        Err(ConfigError::TrustDomain {
+            key: key.into(),
+            value: td.into(),
+        })
+    }
+}
+
+#[cfg(test)]
+#[path = "config_tests.rs"]
+mod tests;

@@ -1,0 +1,102 @@
+use super::*;
+
+const BASE: &str = r#"
+cluster: { name: east, region: r1 }
+identity:
+  gateway: { cert: g.pem, key: g-key.pem }
+  federation: { cert: f.pem, key: f-key.pem }
+gateway: { listen: "127.0.0.1:15443" }
+"#;
+
+fn parse(extra: &str) -> Result<Config, String> {
+    let cfg = Config::parse(&format!("{BASE}{extra}"))?;
+    cfg.validate().map_err(|e| e.to_string())?;
+    Ok(cfg)
+}
+
+fn err(extra: &str) -> String {
+    match parse(extra) {
+        Ok(_) => panic!("accepted: {extra}"),
+        Err(e) => e,
+    }
+}
+
+#[test]
+fn minimal_config_gets_defaults() {
+    let cfg = parse("").unwrap();
+    assert_eq!(cfg.cluster.trust_domain(), "east.causeway");
+    assert_eq!(cfg.dns.zone, "clusterset.local");
+    assert_eq!(cfg.admin.listen.port(), 15000);
+}
+
+#[test]
+fn unknown_key_is_named() {
+    let e = err("dns: { zone: x.local, tll: 5s }");
+    assert!(e.contains("tll"), "{e}");
+    let e = err("bogus: 1");
+    assert!(e.contains("bogus"), "{e}");
+}
+
+#[test]
+fn bad_values_are_named() {
+    let e = Config::parse(&BASE.replace("name: east", "name: East_1")).unwrap_err();
+    assert!(e.contains("East_1"), "{e}");
+    let e = err("dns: { ttl: 2h }");
+    assert!(e.contains("dns.ttl"), "{e}");
+}
+
+#[test]
+fn peers_are_checked() {
+    let peer = |n: &str, addr: &str| format!("  - {{ name: {n}, ca: ca.pem, federation: \"{addr}\" }}\n");
+    let e = err(&format!("peers:\n{}{}", peer("west", "h:1"), peer("west", "h:2")));
+    assert!(e.contains("west is listed twice"), "{e}");
+    let e = err(&format!("peers:\n{}", peer("east", "h:1")));
+    assert!(e.contains("own name"), "{e}");
+    let e = err(&format!("peers:\n{}", peer("west", "no-port")));
+    assert!(e.contains("peers.west.federation") && e.contains("no-port"), "{e}");
+    let ok = parse(&format!("peers:\n{}", peer("west", "[::1]:15010"))).unwrap();
+    assert_eq!(ok.peer_trust_domain(&ok.peers[0]), "west.causeway");
+}
+
+#[test]
+fn listen_conflicts_are_refused() {
+    let e = err("admin: { listen: \"0.0.0.0:15010\" }");
+    assert!(e.contains("federation.listen") && e.contains("admin.listen"), "{e}");
+    // dns and gateway share UDP.
+    let e = err("dns: { listen: \"127.0.0.1:15443\" }");
+    assert!(e.contains("udp"), "{e}");
+    // Same port on different specific addresses is fine.
+    parse("admin: { listen: \"127.0.0.2:15010\" }\nfederation: { listen: \"127.0.0.1:15010\" }").unwrap();
+}
+
+#[test]
+fn overlapping_vip_ranges_are_refused() {
+    let e = Config::parse(&BASE.replace(
+        "gateway: { listen: \"127.0.0.1:15443\" }",
+        "gateway: { listen: \"127.0.0.1:15443\", vip_ranges: [127.77.0.0/16, 127.77.1.0/24] }",
+    ))
+    .unwrap()
+    .validate()
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains("gateway.vip_ranges") && e.contains("overlap"), "{e}");
+}
+
+#[test]
+fn invalid_exports_are_refused() {
+    let e = err("source:\n  static:\n    exports:\n      - { service: demo/echo, ports: [] }\n");
+    assert!(e.contains("demo/echo") && e.contains("no ports"), "{e}");
+    let e = err("source:\n  static:\n    exports:\n      - { service: demo/echo, ports: [{port: 1}], export_to: some }\n");
+    assert!(e.contains("export_to"), "{e}");
+}
+
+#[test]
+fn relative_paths_resolve_against_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("c.yaml");
+    std::fs::write(&path, BASE).unwrap();
+    let cfg = Config::load(&path).unwrap();
+    assert_eq!(cfg.identity.gateway.cert, dir.path().join("g.pem"));
+    let e = Config::load(&dir.path().join("missing.yaml")).unwrap_err().to_string();
+    assert!(e.contains("missing.yaml"), "{e}");
+}

@@ -1,0 +1,5 @@
+//! The `causeway` binary's library: config assembly, the admin endpoint and
+//! the commands, kept here so tests can drive them without a process.
+
+pub mod admin;
+pub mod config;
