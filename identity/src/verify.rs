@@ -52,6 +52,15 @@ pub enum VerifyError {
 }
 
 impl VerifyError {
+    /// The detailed reason inside an error from a rustls handshake that one
+    /// of our verifiers refused, e.g. to report it to an operator.
+    pub fn from_rustls(err: &Error) -> Option<&VerifyError> {
+        match err {
+            Error::InvalidCertificate(CertificateError::Other(OtherError(e))) => e.downcast_ref(),
+            _ => None,
+        }
+    }
+
     /// Logs the detail and turns it into the error rustls reports.
     fn into_rustls(self) -> Error {
         tracing::warn!(reason = %self, "rejected peer certificate");
