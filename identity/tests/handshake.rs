@@ -1,4 +1,6 @@
 //! Real mutual TLS 1.3 handshakes (in memory) between test clusters.
+// Test helpers: a panic is how a test fails (clippy.toml only covers #[test] fns).
+#![allow(clippy::unwrap_used)]
 
 mod common;
 

@@ -1,5 +1,8 @@
 //! Test clusters with their own CAs, and in-memory TLS handshakes.
-#![allow(dead_code)] // each test binary uses a different subset
+#![allow(dead_code)]
+// each test binary uses a different subset
+// Test helpers: a panic is how a test fails (clippy.toml only covers #[test] fns).
+#![allow(clippy::unwrap_used)]
 
 use std::ops::DerefMut;
 use std::path::Path;
