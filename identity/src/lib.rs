@@ -45,3 +45,23 @@ pub fn install_default_provider() {
         let _ = CryptoProvider::install_default((*provider()).clone());
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn provider_is_aws_lc_rs_and_cached() {
+        assert!(Arc::ptr_eq(&provider(), &provider()));
+        let groups: Vec<_> = provider().kx_groups.iter().map(|g| g.name()).collect();
+        // Post-quantum hybrid first: the `prefer-post-quantum` feature is on.
+        assert_eq!(groups.first(), Some(&rustls::NamedGroup::X25519MLKEM768));
+    }
+
+    #[test]
+    fn installing_the_default_provider_twice_is_harmless() {
+        install_default_provider();
+        install_default_provider();
+        assert!(CryptoProvider::get_default().is_some());
+    }
+}

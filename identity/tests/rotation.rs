@@ -192,7 +192,21 @@ async fn spawn_watch_picks_up_a_rotated_certificate() {
     let mut conn = dial(addr, setup.client(), setup.east.td.as_str()).await;
     echo(&mut conn, b"hello").await;
     assert_eq!(presented(&conn), expected);
+    let left = setup
+        .server_cert
+        .not_after()
+        .unwrap()
+        .duration_since(std::time::SystemTime::now());
+    assert!(left.unwrap() > 19 * DAY);
     watch.abort();
+}
+
+#[tokio::test]
+async fn the_watcher_stops_once_nobody_holds_the_certificate() {
+    let setup = Setup::new();
+    let watch = setup.server_cert.spawn_watch(Duration::from_millis(10));
+    drop(setup);
+    timeout(LIMIT, watch).await.unwrap().unwrap();
 }
 
 #[test]
