@@ -185,7 +185,13 @@ fn missing_empty_and_garbage_files_get_clear_errors() {
             "-----BEGIN CERTIFICATE-----\nAAAA\n",
             leaf.key_pem.as_str(),
             "cert.pem",
-            "is not valid PEM",
+            "-----BEGIN CERTIFICATE----- block without its END line",
+        ),
+        (
+            "-----BEGIN CERTIFICATE---\nAAAA\n",
+            leaf.key_pem.as_str(),
+            "cert.pem",
+            "malformed PEM line: \"-----BEGIN CERTIFICATE---\"",
         ),
         (
             "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n",
