@@ -20,6 +20,9 @@ use crate::names::SpiffeId;
 use crate::pem::{self, LoadError};
 use crate::san;
 
+/// The fastest `spawn_watch` polls, whatever it is asked.
+const MIN_POLL: Duration = Duration::from_millis(10);
+
 /// Where a workload's certificate chain and private key live.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -136,7 +139,8 @@ impl ReloadingCert {
     pub fn spawn_watch(self: &Arc<Self>, every: Duration) -> tokio::task::JoinHandle<()> {
         let weak: Weak<Self> = Arc::downgrade(self);
         tokio::spawn(async move {
-            let mut tick = tokio::time::interval(every);
+            // tokio's interval panics on a zero period (e.g. a config typo).
+            let mut tick = tokio::time::interval(every.max(MIN_POLL));
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
                 tick.tick().await;
