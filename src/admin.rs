@@ -39,7 +39,10 @@ impl Readiness {
     /// Names of the components not ready yet.
     pub fn pending(&self) -> Vec<String> {
         let map = self.lock();
-        map.iter().filter(|(_, r)| !**r).map(|(n, _)| n.clone()).collect()
+        map.iter()
+            .filter(|(_, r)| !**r)
+            .map(|(n, _)| n.clone())
+            .collect()
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, bool>> {
@@ -88,7 +91,11 @@ impl Admin {
     }
 
     /// Serves until `shutdown` fires. Unknown paths get 404.
-    pub async fn serve(self, listener: TcpListener, shutdown: CancellationToken) -> std::io::Result<()> {
+    pub async fn serve(
+        self,
+        listener: TcpListener,
+        shutdown: CancellationToken,
+    ) -> std::io::Result<()> {
         let app = self
             .router
             .fallback(|| async { (StatusCode::NOT_FOUND, "not found\n") })
@@ -123,7 +130,10 @@ async fn metrics(State(s): State<Shared>) -> Response {
             let ct = "application/openmetrics-text; version=1.0.0; charset=utf-8";
             ([(header::CONTENT_TYPE, ct)], body).into_response()
         }
-        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, format!("encoding metrics: {e}\n"))
+        Err(e) => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("encoding metrics: {e}\n"),
+        )
             .into_response(),
     }
 }

@@ -20,8 +20,12 @@ async fn start() -> (SocketAddr, ReadyHandle, Counter, CancellationToken) {
     registry.register("test_events", "Events seen by the test", counter.clone());
     let ready = Readiness::default();
     let handle = ready.register("gateway");
-    let admin = Admin::new(Arc::new(registry), serde_json::json!({"cluster": "east"}), ready)
-        .route("/v1/extra", get(|| async { "extra\n" }));
+    let admin = Admin::new(
+        Arc::new(registry),
+        serde_json::json!({"cluster": "east"}),
+        ready,
+    )
+    .route("/v1/extra", get(|| async { "extra\n" }));
     let listener = bind("127.0.0.1:0".parse().unwrap()).await.unwrap();
     let addr = listener.local_addr().unwrap();
     let stop = CancellationToken::new();
@@ -59,7 +63,10 @@ async fn garbage_gets_an_error_not_a_crash() {
     s.write_all(b"\x00\x01garbage\r\n\r\n").await.unwrap();
     let mut resp = Vec::new();
     let _ = s.read_to_end(&mut resp).await;
-    assert!(resp.is_empty() || resp.starts_with(b"HTTP/1.1 400"), "{resp:?}");
+    assert!(
+        resp.is_empty() || resp.starts_with(b"HTTP/1.1 400"),
+        "{resp:?}"
+    );
     assert_eq!(http_get(addr, "/healthz").await.0, 200);
     stop.cancel();
 }

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 
 use causeway_catalog::{ClusterId, VipAllocator, VipError};
 use causeway_federation::SourceConfig;
+use causeway_identity::{CertPaths, TrustDomain};
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -38,7 +39,7 @@ pub struct ClusterConfig {
     #[serde(default = "default_clusterset")]
     pub clusterset: String,
     #[serde(default)]
-    pub trust_domain: Option<String>,
+    pub trust_domain: Option<TrustDomain>,
 }
 
 fn default_clusterset() -> String {
@@ -46,28 +47,18 @@ fn default_clusterset() -> String {
 }
 
 impl ClusterConfig {
-    pub fn trust_domain(&self) -> String {
-        self.trust_domain
-            .clone()
-            .unwrap_or_else(|| format!("{}.{}", self.name, self.clusterset))
+    pub fn trust_domain(&self) -> Result<TrustDomain, ConfigError> {
+        default_trust_domain("cluster", &self.trust_domain, &self.name, &self.clusterset)
     }
-}
-
-/// A certificate and its private key, as PEM files.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct CertFiles {
-    pub cert: PathBuf,
-    pub key: PathBuf,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct IdentityConfig {
     /// The gateway's certificate (SPIFFE ID `spiffe://<trust-domain>/gateway`).
-    pub gateway: CertFiles,
+    pub gateway: CertPaths,
     /// The federation's certificate (SPIFFE ID `spiffe://<trust-domain>/federation`).
-    pub federation: CertFiles,
+    pub federation: CertPaths,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -98,7 +89,7 @@ pub struct PeerConfig {
     pub ca: PathBuf,
     /// Defaults to `<name>.<clusterset>`.
     #[serde(default)]
-    pub trust_domain: Option<String>,
+    pub trust_domain: Option<TrustDomain>,
     /// `host:port` of the peer's federation listener.
     pub federation: String,
 }
@@ -134,7 +125,9 @@ pub enum ConfigError {
         addr: SocketAddr,
         proto: &'static str,
     },
-    #[error("{key}: {value:?} is not a valid trust domain (a lowercase DNS name such as east.demo.causeway)")]
+    #[error(
+        "{key}: {value:?} is not a valid trust domain (a lowercase DNS name such as east.demo.causeway)"
+    )]
     TrustDomain { key: String, value: String },
 }
 
@@ -152,11 +145,13 @@ impl Config {
         })?;
         cfg.resolve_paths(path.parent().unwrap_or(Path::new(".")));
         cfg.validate()?;
+        cfg.fill_trust_domains()?;
         Ok(cfg)
     }
 
     pub fn parse(text: &str) -> Result<Self, String> {
-        serde_saphyr::from_str(text).map_err(|e| e.to_string().trim_start_matches("error: ").to_owned())
+        serde_saphyr::from_str(text)
+            .map_err(|e| e.to_string().trim_start_matches("error: ").to_owned())
     }
 
     fn resolve_paths(&mut self, base: &Path) {
@@ -182,13 +177,22 @@ impl Config {
         }
     }
 
+    /// Writes the derived trust domains in, so the effective config shows them.
+    fn fill_trust_domains(&mut self) -> Result<(), ConfigError> {
+        self.cluster.trust_domain = Some(self.cluster.trust_domain()?);
+        for i in 0..self.peers.len() {
+            self.peers[i].trust_domain = Some(self.peer_trust_domain(&self.peers[i])?);
+        }
+        Ok(())
+    }
+
     pub fn validate(&self) -> Result<(), ConfigError> {
         self.gateway.validate()?;
         self.federation.validate()?;
         self.source.validate()?;
         self.dns.validate()?;
         VipAllocator::new(self.gateway.vip_ranges.clone())?;
-        check_trust_domain("cluster.trust_domain", &self.cluster.trust_domain())?;
+        self.cluster.trust_domain()?;
         self.validate_peers()?;
         self.validate_listeners()
     }
@@ -207,16 +211,14 @@ impl Config {
                     value: p.federation.clone(),
                 });
             }
-            let td = self.peer_trust_domain(p);
-            check_trust_domain(&format!("peers.{}.trust_domain", p.name), &td)?;
+            self.peer_trust_domain(p)?;
         }
         Ok(())
     }
 
-    pub fn peer_trust_domain(&self, p: &PeerConfig) -> String {
-        p.trust_domain
-            .clone()
-            .unwrap_or_else(|| format!("{}.{}", p.name, self.cluster.clusterset))
+    pub fn peer_trust_domain(&self, p: &PeerConfig) -> Result<TrustDomain, ConfigError> {
+        let key = format!("peers.{}", p.name);
+        default_trust_domain(&key, &p.trust_domain, &p.name, &self.cluster.clusterset)
     }
 
     fn validate_listeners(&self) -> Result<(), ConfigError> {
@@ -228,18 +230,29 @@ impl Config {
         if let Some(w) = self.federation.watch_listen {
             tcp.push(("federation.watch_listen", w));
         }
-        let udp = [("dns.listen", self.dns.listen), ("gateway.listen", self.gateway.listen)];
+        let udp = [
+            ("dns.listen", self.dns.listen),
+            ("gateway.listen", self.gateway.listen),
+        ];
         find_conflict(&tcp, "tcp")?;
         find_conflict(&udp, "udp")
     }
 }
 
-fn find_conflict(socks: &[(&'static str, SocketAddr)], proto: &'static str) -> Result<(), ConfigError> {
+fn find_conflict(
+    socks: &[(&'static str, SocketAddr)],
+    proto: &'static str,
+) -> Result<(), ConfigError> {
     for (i, (a, x)) in socks.iter().enumerate() {
         for (b, y) in &socks[..i] {
             let same_ip = x.ip() == y.ip() || x.ip().is_unspecified() || y.ip().is_unspecified();
             if x.port() != 0 && x.port() == y.port() && x.is_ipv4() == y.is_ipv4() && same_ip {
-                return Err(ConfigError::ListenConflict { a: b, b: a, addr: *x, proto });
+                return Err(ConfigError::ListenConflict {
+                    a: b,
+                    b: a,
+                    addr: *x,
+                    proto,
+                });
             }
         }
     }
@@ -253,22 +266,21 @@ fn is_host_port(s: &str) -> bool {
     !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p != 0)
 }
 
-fn check_trust_domain(key: &str, td: &str) -> Result<(), ConfigError> {
-    let ok = !td.is_empty()
-        && td.len() <= 255
-        && td.split('.').all(|l| {
-            !l.is_empty()
-                && l.bytes()
-                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-        });
-    if ok {
-        Ok(())
-    } else {
-        Err(ConfigError::TrustDomain {
-            key: key.into(),
-            value: td.into(),
-        })
+/// An explicit trust domain, or `<name>.<clusterset>`.
+fn default_trust_domain(
+    section: &str,
+    explicit: &Option<TrustDomain>,
+    name: &ClusterId,
+    clusterset: &str,
+) -> Result<TrustDomain, ConfigError> {
+    if let Some(td) = explicit {
+        return Ok(td.clone());
     }
+    let value = format!("{name}.{clusterset}");
+    TrustDomain::new(value.clone()).map_err(|_| ConfigError::TrustDomain {
+        key: format!("{section}.trust_domain (from {name} and cluster.clusterset)"),
+        value,
+    })
 }
 
 #[cfg(test)]

@@ -24,7 +24,10 @@ fn err(extra: &str) -> String {
 #[test]
 fn minimal_config_gets_defaults() {
     let cfg = parse("").unwrap();
-    assert_eq!(cfg.cluster.trust_domain(), "east.causeway");
+    assert_eq!(
+        cfg.cluster.trust_domain().unwrap().as_str(),
+        "east.causeway"
+    );
     assert_eq!(cfg.dns.zone, "clusterset.local");
     assert_eq!(cfg.admin.listen.port(), 15000);
 }
@@ -43,30 +46,58 @@ fn bad_values_are_named() {
     assert!(e.contains("East_1"), "{e}");
     let e = err("dns: { ttl: 2h }");
     assert!(e.contains("dns.ttl"), "{e}");
+    let e = err("peers: [{ name: west, ca: c.pem, federation: \"h:1\", trust_domain: Bad_TD }]");
+    assert!(e.contains("Bad_TD"), "{e}");
+    let e = Config::parse(&BASE.replace("region: r1", "region: r1, clusterset: \"bad set\""))
+        .unwrap()
+        .validate()
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("cluster.trust_domain") && e.contains("east.bad set"),
+        "{e}"
+    );
+    let e = err("dns: { ttl: 2h }");
+    assert!(e.contains("dns.ttl"), "{e}");
 }
 
 #[test]
 fn peers_are_checked() {
-    let peer = |n: &str, addr: &str| format!("  - {{ name: {n}, ca: ca.pem, federation: \"{addr}\" }}\n");
-    let e = err(&format!("peers:\n{}{}", peer("west", "h:1"), peer("west", "h:2")));
+    let peer =
+        |n: &str, addr: &str| format!("  - {{ name: {n}, ca: ca.pem, federation: \"{addr}\" }}\n");
+    let e = err(&format!(
+        "peers:\n{}{}",
+        peer("west", "h:1"),
+        peer("west", "h:2")
+    ));
     assert!(e.contains("west is listed twice"), "{e}");
     let e = err(&format!("peers:\n{}", peer("east", "h:1")));
     assert!(e.contains("own name"), "{e}");
     let e = err(&format!("peers:\n{}", peer("west", "no-port")));
-    assert!(e.contains("peers.west.federation") && e.contains("no-port"), "{e}");
+    assert!(
+        e.contains("peers.west.federation") && e.contains("no-port"),
+        "{e}"
+    );
     let ok = parse(&format!("peers:\n{}", peer("west", "[::1]:15010"))).unwrap();
-    assert_eq!(ok.peer_trust_domain(&ok.peers[0]), "west.causeway");
+    assert_eq!(
+        ok.peer_trust_domain(&ok.peers[0]).unwrap().as_str(),
+        "west.causeway"
+    );
 }
 
 #[test]
 fn listen_conflicts_are_refused() {
     let e = err("admin: { listen: \"0.0.0.0:15010\" }");
-    assert!(e.contains("federation.listen") && e.contains("admin.listen"), "{e}");
+    assert!(
+        e.contains("federation.listen") && e.contains("admin.listen"),
+        "{e}"
+    );
     // dns and gateway share UDP.
     let e = err("dns: { listen: \"127.0.0.1:15443\" }");
     assert!(e.contains("udp"), "{e}");
     // Same port on different specific addresses is fine.
-    parse("admin: { listen: \"127.0.0.2:15010\" }\nfederation: { listen: \"127.0.0.1:15010\" }").unwrap();
+    parse("admin: { listen: \"127.0.0.2:15010\" }\nfederation: { listen: \"127.0.0.1:15010\" }")
+        .unwrap();
 }
 
 #[test]
@@ -79,14 +110,19 @@ fn overlapping_vip_ranges_are_refused() {
     .validate()
     .unwrap_err()
     .to_string();
-    assert!(e.contains("gateway.vip_ranges") && e.contains("overlap"), "{e}");
+    assert!(
+        e.contains("gateway.vip_ranges") && e.contains("overlap"),
+        "{e}"
+    );
 }
 
 #[test]
 fn invalid_exports_are_refused() {
     let e = err("source:\n  static:\n    exports:\n      - { service: demo/echo, ports: [] }\n");
     assert!(e.contains("demo/echo") && e.contains("no ports"), "{e}");
-    let e = err("source:\n  static:\n    exports:\n      - { service: demo/echo, ports: [{port: 1}], export_to: some }\n");
+    let e = err(
+        "source:\n  static:\n    exports:\n      - { service: demo/echo, ports: [{port: 1}], export_to: some }\n",
+    );
     assert!(e.contains("export_to"), "{e}");
 }
 
@@ -97,6 +133,8 @@ fn relative_paths_resolve_against_the_file() {
     std::fs::write(&path, BASE).unwrap();
     let cfg = Config::load(&path).unwrap();
     assert_eq!(cfg.identity.gateway.cert, dir.path().join("g.pem"));
-    let e = Config::load(&dir.path().join("missing.yaml")).unwrap_err().to_string();
+    let e = Config::load(&dir.path().join("missing.yaml"))
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("missing.yaml"), "{e}");
 }

@@ -1,5 +1,7 @@
-//! The `causeway` binary's library: config assembly, the admin endpoint and
-//! the commands, kept here so tests can drive them without a process.
+//! The `causeway` binary's library: config assembly, identities, the admin
+//! endpoint and the commands, kept here so tests can drive them without a process.
 
 pub mod admin;
+pub mod ca;
 pub mod config;
+pub mod identities;

@@ -4,6 +4,8 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use causeway_catalog::ClusterId;
+use causeway_identity::{TrustDomain, Workload};
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
@@ -15,6 +17,11 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Cmd {
+    /// Create a cluster's CA and issue its certificates.
+    Ca {
+        #[command(subcommand)]
+        cmd: CaCmd,
+    },
     /// Validate a config file and print the effective config.
     Config {
         #[command(subcommand)]
@@ -23,8 +30,38 @@ enum Cmd {
 }
 
 #[derive(Subcommand)]
+enum CaCmd {
+    /// Create a CA for one cluster: OUT/ca.pem and OUT/ca-key.pem (mode 0600).
+    Init {
+        #[arg(long)]
+        cluster: ClusterId,
+        /// SPIFFE trust domain, e.g. east.demo.causeway.
+        #[arg(long)]
+        trust_domain: TrustDomain,
+        #[arg(long)]
+        out: PathBuf,
+        /// Overwrite existing files.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Issue a leaf certificate: OUT/<workload>.pem and OUT/<workload>-key.pem (mode 0600).
+    Issue {
+        /// Directory holding ca.pem and ca-key.pem.
+        #[arg(long)]
+        ca: PathBuf,
+        #[arg(long)]
+        workload: Workload,
+        #[arg(long)]
+        out: PathBuf,
+        /// Overwrite existing files.
+        #[arg(long)]
+        force: bool,
+    },
+}
+
+#[derive(Subcommand)]
 enum ConfigCmd {
-    /// Validate FILE; print the effective config (YAML) or the first problem found.
+    /// Validate FILE and the certificates it names; print the effective config (YAML) or the first problem found.
     Check { file: PathBuf },
 }
 
@@ -32,12 +69,32 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging();
     let result = match cli.cmd {
-        Cmd::Config { cmd: ConfigCmd::Check { file } } => config_check(&file),
+        Cmd::Ca {
+            cmd:
+                CaCmd::Init {
+                    cluster,
+                    trust_domain,
+                    out,
+                    force,
+                },
+        } => causeway::ca::init(&cluster, &trust_domain, &out, force),
+        Cmd::Ca {
+            cmd:
+                CaCmd::Issue {
+                    ca,
+                    workload,
+                    out,
+                    force,
+                },
+        } => causeway::ca::issue(&ca, workload, &out, force),
+        Cmd::Config {
+            cmd: ConfigCmd::Check { file },
+        } => config_check(&file),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", error_chain(&e));
             ExitCode::FAILURE
         }
     }
@@ -54,7 +111,20 @@ fn init_logging() {
 
 fn config_check(file: &std::path::Path) -> anyhow::Result<()> {
     let cfg = causeway::config::Config::load(file)?;
+    causeway::identities::Identities::load(&cfg)?;
     print!("{}", serde_saphyr::to_string(&cfg)?);
     eprintln!("{}: ok", file.display());
     Ok(())
+}
+
+/// The error and its causes, skipping causes whose text the message already carries.
+fn error_chain(e: &anyhow::Error) -> String {
+    let mut msg = e.to_string();
+    for cause in e.chain().skip(1) {
+        let text = cause.to_string();
+        if !msg.contains(&text) {
+            msg = format!("{msg}: {text}");
+        }
+    }
+    msg
 }

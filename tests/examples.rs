@@ -55,7 +55,10 @@ fn configs_in_docs_load() {
     for path in files("docs", "md") {
         let text = std::fs::read_to_string(&path).unwrap();
         // Full configs start with the `cluster:` section; fragments are not checked.
-        for block in yaml_blocks(&text).iter().filter(|b| b.starts_with("cluster:")) {
+        for block in yaml_blocks(&text)
+            .iter()
+            .filter(|b| b.starts_with("cluster:"))
+        {
             seen += 1;
             let cfg = Config::parse(block).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
             if let Err(e) = cfg.validate() {
