@@ -5,3 +5,4 @@ pub mod admin;
 pub mod ca;
 pub mod config;
 pub mod identities;
+pub mod run;

@@ -17,6 +17,11 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Cmd {
+    /// Run gateway, federation, DNS and admin for one cluster until SIGINT/SIGTERM.
+    Run {
+        #[arg(long, short)]
+        config: PathBuf,
+    },
     /// Create a cluster's CA and issue its certificates.
     Ca {
         #[command(subcommand)]
@@ -69,6 +74,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging();
     let result = match cli.cmd {
+        Cmd::Run { config } => run(&config),
         Cmd::Ca {
             cmd:
                 CaCmd::Init {
@@ -127,4 +133,20 @@ fn error_chain(e: &anyhow::Error) -> String {
         }
     }
     msg
+}
+
+fn run(file: &std::path::Path) -> anyhow::Result<()> {
+    let cfg = causeway::config::Config::load(file)?;
+    // One thread: quinn drives each endpoint as one task, and a current-thread
+    // runtime beat a multi-threaded one on every gateway measure here.
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(async {
+        let shutdown = tokio_util::sync::CancellationToken::new();
+        causeway::run::cancel_on_signal(shutdown.clone())?;
+        causeway::run::run(cfg, shutdown).await?;
+        eprintln!("causeway stopped cleanly");
+        Ok(())
+    })
 }
