@@ -53,13 +53,10 @@ impl Index {
         self.serial
     }
 
-    pub fn len(&self) -> usize {
+    pub fn name_count(&self) -> usize {
         self.nodes.len()
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.nodes.is_empty()
-    }
 }
 
 /// Builds the index for `snapshot`, stamping every SOA with `serial`.
