@@ -117,7 +117,8 @@ pub async fn start(snapshot: CatalogSnapshot) -> Running {
 
 pub fn query(name: &str, qtype: RecordType, edns: Option<u16>) -> Message {
     let mut m = Message::new(rand::random(), MessageType::Query, OpCode::Query);
-    m.add_query(Query::query(Name::from_str(name).unwrap(), qtype));
+    // from_ascii keeps the case as written (from_str would lowercase via IDNA).
+    m.add_query(Query::query(Name::from_ascii(name).unwrap(), qtype));
     if let Some(size) = edns {
         let mut e = Edns::new();
         e.set_max_payload(size);
