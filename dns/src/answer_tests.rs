@@ -4,7 +4,7 @@ use std::net::IpAddr;
 use std::str::FromStr;
 
 use causeway_catalog::{CatalogSnapshot, Import, Port, Protocol, ServiceKey};
-use hickory_proto::rr::{DNSClass, LowerName, Name, RData, RecordType};
+use hickory_proto::rr::{DNSClass, LowerName, Name, RecordType};
 
 use super::{Answer, answer};
 use crate::config::Config;
@@ -67,7 +67,10 @@ pub(crate) fn fixture() -> CatalogSnapshot {
 
 pub(crate) fn zones() -> Zones {
     let cfg = Config {
-        reverse_zones: vec!["10.96.0.0/16".parse().unwrap(), "fd00:77::/64".parse().unwrap()],
+        reverse_zones: vec![
+            "10.96.0.0/16".parse().unwrap(),
+            "fd00:77::/64".parse().unwrap(),
+        ],
         nameserver_addresses: vec!["10.96.0.53".parse().unwrap()],
         ..Config::default()
     };
@@ -101,10 +104,22 @@ fn records(name: &str, qtype: RecordType) -> Vec<String> {
 #[test]
 fn addresses() {
     use RecordType::{A, AAAA};
-    assert_eq!(records("web.demo.svc.clusterset.local.", A), ["A 10.96.0.10"]);
-    assert_eq!(records("v6only.demo.svc.clusterset.local.", AAAA), ["AAAA fd00:77::20"]);
-    assert_eq!(records("dual.demo.svc.clusterset.local.", A), ["A 10.96.0.30"]);
-    assert_eq!(records("dual.demo.svc.clusterset.local.", AAAA), ["AAAA fd00:77::30"]);
+    assert_eq!(
+        records("web.demo.svc.clusterset.local.", A),
+        ["A 10.96.0.10"]
+    );
+    assert_eq!(
+        records("v6only.demo.svc.clusterset.local.", AAAA),
+        ["AAAA fd00:77::20"]
+    );
+    assert_eq!(
+        records("dual.demo.svc.clusterset.local.", A),
+        ["A 10.96.0.30"]
+    );
+    assert_eq!(
+        records("dual.demo.svc.clusterset.local.", AAAA),
+        ["AAAA fd00:77::30"]
+    );
 }
 
 #[test]
@@ -115,7 +130,9 @@ fn names_match_case_insensitively() {
 
 #[test]
 fn records_carry_the_ttl() {
-    let Answer::Records { answer, .. } = ask(&index(), "web.demo.svc.clusterset.local.", RecordType::A) else {
+    let Answer::Records { answer, .. } =
+        ask(&index(), "web.demo.svc.clusterset.local.", RecordType::A)
+    else {
         panic!()
     };
     assert_eq!(answer.ttl(), 5);
@@ -123,21 +140,40 @@ fn records_carry_the_ttl() {
 
 #[test]
 fn srv_for_named_ports_with_additionals() {
-    let a = ask(&index(), "_https._tcp.web.demo.svc.clusterset.local.", RecordType::SRV);
+    let a = ask(
+        &index(),
+        "_https._tcp.web.demo.svc.clusterset.local.",
+        RecordType::SRV,
+    );
     assert_eq!(rdata(&a), ["SRV 0 100 443 web.demo.svc.clusterset.local."]);
-    let Answer::Records { additionals, .. } = &a else { panic!() };
+    let Answer::Records { additionals, .. } = &a else {
+        panic!()
+    };
     let extra: Vec<RecordType> = additionals.iter().map(|s| s.record_type()).collect();
     assert_eq!(extra, [RecordType::A]);
-    let dual = ask(&index(), "_grpc._tcp.dual.demo.svc.clusterset.local.", RecordType::SRV);
-    let Answer::Records { additionals, .. } = &dual else { panic!() };
+    let dual = ask(
+        &index(),
+        "_grpc._tcp.dual.demo.svc.clusterset.local.",
+        RecordType::SRV,
+    );
+    let Answer::Records { additionals, .. } = &dual else {
+        panic!()
+    };
     assert_eq!(additionals.len(), 2, "A and AAAA of a dual-stack target");
-    let udp = records("_dns._udp.v6only.demo.svc.clusterset.local.", RecordType::SRV);
+    let udp = records(
+        "_dns._udp.v6only.demo.svc.clusterset.local.",
+        RecordType::SRV,
+    );
     assert_eq!(udp, ["SRV 0 100 53 v6only.demo.svc.clusterset.local."]);
 }
 
 #[test]
 fn srv_protocol_must_match() {
-    let a = ask(&index(), "_dns._tcp.v6only.demo.svc.clusterset.local.", RecordType::SRV);
+    let a = ask(
+        &index(),
+        "_dns._tcp.v6only.demo.svc.clusterset.local.",
+        RecordType::SRV,
+    );
     assert!(matches!(a, Answer::NxDomain), "{a:?}");
 }
 
@@ -146,7 +182,11 @@ fn no_srv_for_unnamed_ports() {
     let idx = index();
     let a = ask(&idx, "single.other.svc.clusterset.local.", RecordType::SRV);
     assert!(matches!(a, Answer::NoData), "{a:?}");
-    let a = ask(&idx, "_tcp.single.other.svc.clusterset.local.", RecordType::SRV);
+    let a = ask(
+        &idx,
+        "_tcp.single.other.svc.clusterset.local.",
+        RecordType::SRV,
+    );
     assert!(matches!(a, Answer::NxDomain), "{a:?}");
 }
 
@@ -159,9 +199,16 @@ fn schema_version() {
 #[test]
 fn ptr_records() {
     let p = records("10.0.96.10.in-addr.arpa.", RecordType::PTR);
-    assert_eq!(p, ["PTR alias.demo.svc.clusterset.local."], "first key wins");
+    assert_eq!(
+        p,
+        ["PTR alias.demo.svc.clusterset.local."],
+        "first key wins"
+    );
     let v6 = "0.3.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.7.7.0.0.0.0.d.f.ip6.arpa.";
-    assert_eq!(records(v6, RecordType::PTR), ["PTR dual.demo.svc.clusterset.local."]);
+    assert_eq!(
+        records(v6, RecordType::PTR),
+        ["PTR dual.demo.svc.clusterset.local."]
+    );
     let a = ask(&index(), "99.0.96.10.in-addr.arpa.", RecordType::PTR);
     assert!(matches!(a, Answer::NxDomain), "{a:?}");
     let a = ask(&index(), "0.96.10.in-addr.arpa.", RecordType::PTR);
@@ -170,11 +217,20 @@ fn ptr_records() {
 
 #[test]
 fn soa_and_ns_at_every_apex() {
-    for apex in ["clusterset.local.", "96.10.in-addr.arpa.", "0.0.0.0.0.0.0.0.7.7.0.0.0.0.d.f.ip6.arpa."] {
+    for apex in [
+        "clusterset.local.",
+        "96.10.in-addr.arpa.",
+        "0.0.0.0.0.0.0.0.7.7.0.0.0.0.d.f.ip6.arpa.",
+    ] {
         let soa = records(apex, RecordType::SOA);
         assert_eq!(soa.len(), 1, "{apex}");
-        assert!(soa[0].starts_with("SOA ns.dns.clusterset.local. hostmaster.clusterset.local. 42 "));
-        assert_eq!(records(apex, RecordType::NS), ["NS ns.dns.clusterset.local."]);
+        assert!(
+            soa[0].starts_with("SOA ns.dns.clusterset.local. hostmaster.clusterset.local. 42 ")
+        );
+        assert_eq!(
+            records(apex, RecordType::NS),
+            ["NS ns.dns.clusterset.local."]
+        );
     }
     let ns = records("ns.dns.clusterset.local.", RecordType::A);
     assert_eq!(ns, ["A 10.96.0.53"]);
@@ -207,19 +263,29 @@ fn nodata_versus_nxdomain() {
         "a.web.demo.svc.clusterset.local.",
     ];
     for name in nx {
-        assert!(matches!(ask(&idx, name, RecordType::A), Answer::NxDomain), "{name}");
+        assert!(
+            matches!(ask(&idx, name, RecordType::A), Answer::NxDomain),
+            "{name}"
+        );
     }
 }
 
 #[test]
 fn no_cluster_specific_names() {
-    let a = ask(&index(), "east.web.demo.svc.clusterset.local.", RecordType::A);
+    let a = ask(
+        &index(),
+        "east.web.demo.svc.clusterset.local.",
+        RecordType::A,
+    );
     assert!(matches!(a, Answer::NxDomain), "{a:?}");
 }
 
 #[test]
 fn pending_import_keeps_its_srv() {
-    let s = records("_http._tcp.pending.demo.svc.clusterset.local.", RecordType::SRV);
+    let s = records(
+        "_http._tcp.pending.demo.svc.clusterset.local.",
+        RecordType::SRV,
+    );
     assert_eq!(s, ["SRV 0 100 80 pending.demo.svc.clusterset.local."]);
 }
 

@@ -200,13 +200,19 @@ mod tests {
         assert!(bad(|c| c.zone = "a..b".into()).contains("dns.zone"));
         assert!(bad(|c| c.ttl = Duration::from_secs(7200)).contains("dns.ttl"));
         let e = bad(|c| c.reverse_zones = vec!["10.96.0.0/12".parse().unwrap()]);
-        assert!(e.contains("10.96.0.0/12") && e.contains("multiple of 8"), "{e}");
+        assert!(
+            e.contains("10.96.0.0/12") && e.contains("multiple of 8"),
+            "{e}"
+        );
         let e = bad(|c| c.reverse_zones = vec!["10.96.1.0/16".parse().unwrap()]);
         assert!(e.contains("10.96.1.0/16"), "{e}");
         let e = bad(|c| c.reverse_zones = vec!["fd00::/62".parse().unwrap()]);
         assert!(e.contains("fd00::/62"), "{e}");
         let e = bad(|c| {
-            c.reverse_zones = vec!["10.0.0.0/8".parse().unwrap(), "10.1.0.0/16".parse().unwrap()]
+            c.reverse_zones = vec![
+                "10.0.0.0/8".parse().unwrap(),
+                "10.1.0.0/16".parse().unwrap(),
+            ]
         });
         assert!(e.contains("overlap"), "{e}");
         let e = bad(|c| c.nameserver = Some("ns.x.svc.clusterset.local".into()));

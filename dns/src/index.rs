@@ -56,7 +56,6 @@ impl Index {
     pub fn name_count(&self) -> usize {
         self.nodes.len()
     }
-
 }
 
 /// Builds the index for `snapshot`, stamping every SOA with `serial`.
@@ -138,7 +137,10 @@ impl Builder<'_> {
             return;
         }
         let name = names::reverse(ip);
-        let taken = self.nodes.get(&LowerName::new(&name)).map(|(_, s)| !s.is_empty());
+        let taken = self
+            .nodes
+            .get(&LowerName::new(&name))
+            .map(|(_, s)| !s.is_empty());
         if taken == Some(true) {
             warn!(%ip, service = %svc, "ClusterSetIP shared by several services; PTR kept for the first");
             return;

@@ -38,7 +38,9 @@ pub fn fqdn(what: &'static str, value: &str) -> Result<Name, NameError> {
 fn label<'a>(what: &'static str, value: &'a str) -> Result<&'a str, NameError> {
     let ok = !value.is_empty()
         && value.len() <= 63
-        && value.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-');
+        && value
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-');
     match ok {
         true => Ok(value),
         false => Err(NameError::Label {
@@ -166,7 +168,10 @@ mod tests {
             .iter()
             .map(|n| n.to_string())
             .collect();
-        assert_eq!(ents, ["demo.svc.clusterset.local.", "svc.clusterset.local."]);
+        assert_eq!(
+            ents,
+            ["demo.svc.clusterset.local.", "svc.clusterset.local."]
+        );
         assert!(between(&zone(), &zone()).is_empty());
     }
 }

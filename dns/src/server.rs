@@ -158,11 +158,13 @@ async fn bind_pair(listen: SocketAddr) -> Result<(UdpSocket, TcpListener), DnsEr
     let attempts = if listen.port() == 0 { BIND_ATTEMPTS } else { 1 };
     let mut last = None;
     for _ in 0..attempts {
-        let udp = UdpSocket::bind(listen).await.map_err(|source| DnsError::Bind {
-            proto: "UDP",
-            addr: listen,
-            source,
-        })?;
+        let udp = UdpSocket::bind(listen)
+            .await
+            .map_err(|source| DnsError::Bind {
+                proto: "UDP",
+                addr: listen,
+                source,
+            })?;
         let addr = udp.local_addr().map_err(|source| DnsError::Bind {
             proto: "UDP",
             addr: listen,
@@ -219,8 +221,12 @@ async fn follow_catalog(
 }
 
 fn observe(metrics: &Metrics, index: &Index) {
-    metrics.index_names.set(i64::try_from(index.name_count()).unwrap_or(i64::MAX));
-    metrics.imports_skipped.set(i64::try_from(index.skipped).unwrap_or(i64::MAX));
+    metrics
+        .index_names
+        .set(i64::try_from(index.name_count()).unwrap_or(i64::MAX));
+    metrics
+        .imports_skipped
+        .set(i64::try_from(index.skipped).unwrap_or(i64::MAX));
 }
 
 /// SOA serials start at the Unix time, so a restarted server never goes backwards.

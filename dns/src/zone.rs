@@ -10,13 +10,13 @@ use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 use hickory_server::proto::op::ResponseCode;
+use hickory_server::proto::rr::TSigResponseContext;
 use hickory_server::proto::rr::{DNSClass, LowerName, RecordType};
 use hickory_server::server::{Request, RequestInfo};
 use hickory_server::zone_handler::{
     AuthLookup, AxfrPolicy, LookupControlFlow, LookupError, LookupOptions, LookupRecords,
     ZoneHandler, ZoneTransfer, ZoneType,
 };
-use hickory_server::proto::rr::TSigResponseContext;
 
 use crate::answer::{Answer, answer};
 use crate::index::Index;
@@ -86,7 +86,9 @@ impl ZoneHandler for Zone {
             Err(e) => return (LookupControlFlow::Break(Err(e)), None),
         };
         let q = info.query;
-        let found = self.lookup(q.name(), q.query_type(), Some(&info), opts).await;
+        let found = self
+            .lookup(q.name(), q.query_type(), Some(&info), opts)
+            .await;
         (found, None)
     }
 
@@ -104,7 +106,10 @@ impl ZoneHandler for Zone {
         _request: &Request,
         _opts: LookupOptions,
         _now: u64,
-    ) -> Option<(Result<ZoneTransfer, LookupError>, Option<TSigResponseContext>)> {
+    ) -> Option<(
+        Result<ZoneTransfer, LookupError>,
+        Option<TSigResponseContext>,
+    )> {
         // The default answers NOTIMP, which the Catalog turns into an empty NOERROR.
         Some((Err(LookupError::from(ResponseCode::Refused)), None))
     }

@@ -99,7 +99,10 @@ mod tests {
         let apexes: Vec<String> = z.apexes().map(|a| a.to_ascii()).collect();
         assert_eq!(apexes, ["mesh.example.", "96.10.in-addr.arpa."]);
         let ip = "10.96.3.4".parse().unwrap();
-        assert_eq!(z.reverse_zone_for(ip).unwrap().to_ascii(), "96.10.in-addr.arpa.");
+        assert_eq!(
+            z.reverse_zone_for(ip).unwrap().to_ascii(),
+            "96.10.in-addr.arpa."
+        );
         assert!(z.reverse_zone_for("10.97.0.1".parse().unwrap()).is_none());
         let n = names::fqdn("t", "a.b.mesh.example").unwrap();
         assert_eq!(z.apex_of(&n), Some(&z.zone));

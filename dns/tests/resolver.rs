@@ -1,5 +1,7 @@
 //! The server as a real resolver (hickory-resolver) sees it, over UDP and TCP.
 
+#![allow(clippy::unwrap_used)] // tests may unwrap (workspace lint policy)
+
 mod common;
 
 use std::net::SocketAddr;
@@ -35,7 +37,10 @@ fn resolver(addr: SocketAddr, tcp: bool) -> R {
 
 /// The answer records as "TYPE rdata" strings, sorted.
 async fn lookup(r: &R, name: &str, t: RecordType) -> Vec<String> {
-    let l = r.lookup(name, t).await.unwrap_or_else(|e| panic!("{name} {t}: {e}"));
+    let l = r
+        .lookup(name, t)
+        .await
+        .unwrap_or_else(|e| panic!("{name} {t}: {e}"));
     let mut v: Vec<String> = l
         .answers()
         .iter()
@@ -48,7 +53,10 @@ async fn lookup(r: &R, name: &str, t: RecordType) -> Vec<String> {
 /// The negative answer's response code and whether it carried the zone's SOA.
 async fn negative(r: &R, name: &str, t: RecordType) -> (ResponseCode, bool) {
     match r.lookup(name, t).await {
-        Ok(l) => panic!("{name} {t}: expected a negative answer, got {:?}", l.answers()),
+        Ok(l) => panic!(
+            "{name} {t}: expected a negative answer, got {:?}",
+            l.answers()
+        ),
         Err(NetError::Dns(DnsError::NoRecordsFound(nr))) => (nr.response_code, nr.soa.is_some()),
         Err(e) => panic!("{name} {t}: unexpected error {e}"),
     }
@@ -74,11 +82,17 @@ async fn check_records(r: &R) {
     let ptr = lookup(r, "10.0.96.10.in-addr.arpa.", PTR).await;
     assert_eq!(ptr, ["PTR web.demo.svc.clusterset.local."]);
     let v6ptr = "0.2.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.7.7.0.0.0.0.d.f.ip6.arpa.";
-    assert_eq!(lookup(r, v6ptr, PTR).await, ["PTR v6only.demo.svc.clusterset.local."]);
+    assert_eq!(
+        lookup(r, v6ptr, PTR).await,
+        ["PTR v6only.demo.svc.clusterset.local."]
+    );
     let ns = lookup(r, "clusterset.local.", NS).await;
     assert_eq!(ns, ["NS ns.dns.clusterset.local."]);
     let soa = lookup(r, "clusterset.local.", SOA).await;
-    assert!(soa[0].starts_with("SOA ns.dns.clusterset.local. hostmaster.clusterset.local. "), "{soa:?}");
+    assert!(
+        soa[0].starts_with("SOA ns.dns.clusterset.local. hostmaster.clusterset.local. "),
+        "{soa:?}"
+    );
 }
 
 #[tokio::test]
@@ -114,7 +128,11 @@ async fn nxdomain_versus_nodata() {
         ("_tcp.web.demo.svc.clusterset.local.", SRV),
     ];
     for (name, t) in nodata {
-        assert_eq!(negative(&r, name, t).await, (ResponseCode::NoError, true), "{name} {t}");
+        assert_eq!(
+            negative(&r, name, t).await,
+            (ResponseCode::NoError, true),
+            "{name} {t}"
+        );
     }
     let nx = [
         ("nope.demo.svc.clusterset.local.", A),
@@ -124,7 +142,11 @@ async fn nxdomain_versus_nodata() {
         ("99.0.96.10.in-addr.arpa.", PTR),
     ];
     for (name, t) in nx {
-        assert_eq!(negative(&r, name, t).await, (ResponseCode::NXDomain, true), "{name} {t}");
+        assert_eq!(
+            negative(&r, name, t).await,
+            (ResponseCode::NXDomain, true),
+            "{name} {t}"
+        );
     }
     s.stop().await;
 }
@@ -148,7 +170,12 @@ async fn names_are_case_insensitive() {
     let r = resolver(s.addr, false);
     let a = lookup(&r, "WeB.DEMO.Svc.ClusterSet.Local.", RecordType::A).await;
     assert_eq!(a, ["A 10.96.0.10"]);
-    let srv = lookup(&r, "_HTTP._TCP.web.demo.svc.clusterset.local.", RecordType::SRV).await;
+    let srv = lookup(
+        &r,
+        "_HTTP._TCP.web.demo.svc.clusterset.local.",
+        RecordType::SRV,
+    )
+    .await;
     assert_eq!(srv, ["SRV 0 100 80 web.demo.svc.clusterset.local."]);
     s.stop().await;
 }
@@ -205,7 +232,11 @@ async fn updates_and_withdrawals_follow_the_catalog() {
     let ptr = lookup(&r, "11.0.96.10.in-addr.arpa.", RecordType::PTR).await;
     assert_eq!(ptr, ["PTR web.demo.svc.clusterset.local."]);
     // Withdrawal: only v6only remains.
-    s.catalog.send_replace(Arc::new(snapshot([import("demo/v6only", &["fd00:77::20"], vec![])])));
+    s.catalog.send_replace(Arc::new(snapshot([import(
+        "demo/v6only",
+        &["fd00:77::20"],
+        vec![],
+    )])));
     let r2 = r.clone();
     common::eventually("web withdrawn", move || {
         let r = r2.clone();
@@ -238,7 +269,10 @@ async fn metrics_count_responses() {
         line("causeway_dns_responses_total{transport=\"udp\",rcode=\"NOERROR\"} 1"),
         "{text}"
     );
-    assert!(line("causeway_dns_responses_total{transport=\"udp\",rcode=\"NXDOMAIN\"} 1"), "{text}");
+    assert!(
+        line("causeway_dns_responses_total{transport=\"udp\",rcode=\"NXDOMAIN\"} 1"),
+        "{text}"
+    );
     assert!(line("causeway_dns_catalog_updates_total 1"), "{text}");
     s.stop().await;
 }

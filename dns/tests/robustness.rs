@@ -1,6 +1,8 @@
 //! 10,000 random and mutated packets over UDP (and some over TCP), then correct
 //! queries must still get correct answers, with no panic anywhere in the server.
 
+#![allow(clippy::unwrap_used)] // tests may unwrap (workspace lint policy)
+
 mod common;
 
 use std::net::SocketAddr;
@@ -49,7 +51,9 @@ fn mutate(rng: &mut StdRng, seed: &[u8]) -> Vec<u8> {
     let mut p = seed.to_vec();
     match rng.random_range(0..6) {
         // Pure noise of any length a UDP packet might have.
-        0 => (0..rng.random_range(0..700)).map(|_| rng.random()).collect(),
+        0 => (0..rng.random_range(0..700))
+            .map(|_| rng.random())
+            .collect(),
         // Truncated query.
         1 => {
             p.truncate(rng.random_range(0..p.len()));
@@ -102,7 +106,11 @@ async fn drain_until(sock: Arc<UdpSocket>, id: u16) -> usize {
 }
 
 async fn probe(addr: SocketAddr) {
-    let m = udp(addr, &query("web.demo.svc.clusterset.local.", RecordType::A, None)).await;
+    let m = udp(
+        addr,
+        &query("web.demo.svc.clusterset.local.", RecordType::A, None),
+    )
+    .await;
     assert_eq!(m.metadata.response_code, ResponseCode::NoError);
     assert_eq!(m.answers[0].data.to_string(), "10.96.0.10");
 }
@@ -133,16 +141,25 @@ async fn survives_random_and_mutated_packets() {
         }
     }
     // The mutants were parsed, not dropped unseen: some got (error) answers.
-    sock.send_to(&probe_done.to_vec().unwrap(), s.addr).await.unwrap();
+    sock.send_to(&probe_done.to_vec().unwrap(), s.addr)
+        .await
+        .unwrap();
     let replies = counter.await.unwrap();
-    assert!(replies > PACKETS / 2, "only {replies} replies to {PACKETS} packets");
+    assert!(
+        replies > PACKETS / 2,
+        "only {replies} replies to {PACKETS} packets"
+    );
     eprintln!("{replies} replies to {PACKETS} random/mutated UDP packets");
     for _ in 0..TCP_CONNECTIONS {
         let seed = &seeds[rng.random_range(0..seeds.len())];
         let body = mutate(&mut rng, seed);
         let mut c = TcpStream::connect(s.addr).await.unwrap();
         // A length prefix that may lie about the body.
-        let len: u16 = if rng.random() { body.len() as u16 } else { rng.random() };
+        let len: u16 = if rng.random() {
+            body.len() as u16
+        } else {
+            rng.random()
+        };
         let _ = c.write_all(&len.to_be_bytes()).await;
         let _ = c.write_all(&body).await;
         drop(c);
@@ -150,12 +167,30 @@ async fn survives_random_and_mutated_packets() {
 
     // Correct queries still get correct answers, over both transports.
     probe(s.addr).await;
-    let tcp = common::tcp(s.addr, &query("big.demo.svc.clusterset.local.", RecordType::A, None)).await;
+    let tcp = common::tcp(
+        s.addr,
+        &query("big.demo.svc.clusterset.local.", RecordType::A, None),
+    )
+    .await;
     assert_eq!(tcp.answers.len(), 60);
-    let srv = query("_https._tcp.web.demo.svc.clusterset.local.", RecordType::SRV, None);
+    let srv = query(
+        "_https._tcp.web.demo.svc.clusterset.local.",
+        RecordType::SRV,
+        None,
+    );
     let m: Message = udp(s.addr, &srv).await;
-    assert_eq!(m.answers[0].data.to_string(), "0 100 443 web.demo.svc.clusterset.local.");
-    assert!(!s.task.is_finished(), "the server task must still be running");
-    assert_eq!(panics.load(Ordering::SeqCst), 0, "no panic in any server task");
+    assert_eq!(
+        m.answers[0].data.to_string(),
+        "0 100 443 web.demo.svc.clusterset.local."
+    );
+    assert!(
+        !s.task.is_finished(),
+        "the server task must still be running"
+    );
+    assert_eq!(
+        panics.load(Ordering::SeqCst),
+        0,
+        "no panic in any server task"
+    );
     s.stop().await;
 }

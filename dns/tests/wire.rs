@@ -1,6 +1,8 @@
 //! Protocol edges, checked on the wire with hand-built messages: truncation,
 //! EDNS sizes and versions, several questions, ANY, REFUSED, transfers.
 
+#![allow(clippy::unwrap_used)] // tests may unwrap (workspace lint policy)
+
 mod common;
 
 use std::time::Duration;
@@ -15,8 +17,14 @@ const BIG: &str = "big.demo.svc.clusterset.local.";
 async fn oversized_udp_answers_set_tc_and_are_complete_over_tcp() {
     let s = start(fixture()).await;
     let q = query(BIG, RecordType::A, None);
-    let bytes = udp_raw(s.addr, &q.to_vec().unwrap(), common::DEADLINE).await.unwrap();
-    assert!(bytes.len() <= 512, "UDP answer without EDNS is {} bytes", bytes.len());
+    let bytes = udp_raw(s.addr, &q.to_vec().unwrap(), common::DEADLINE)
+        .await
+        .unwrap();
+    assert!(
+        bytes.len() <= 512,
+        "UDP answer without EDNS is {} bytes",
+        bytes.len()
+    );
     let m = Message::from_vec(&bytes).unwrap();
     assert!(m.metadata.truncation, "TC must be set");
     assert!(m.answers.len() < 60);
@@ -38,7 +46,11 @@ async fn extreme_edns_sizes() {
     for size in [0u16, 1, 511] {
         let m = udp(s.addr, &query(BIG, RecordType::A, Some(size))).await;
         assert!(m.metadata.truncation, "size {size}");
-        let small = udp(s.addr, &query("web.demo.svc.clusterset.local.", RecordType::A, Some(size))).await;
+        let small = udp(
+            s.addr,
+            &query("web.demo.svc.clusterset.local.", RecordType::A, Some(size)),
+        )
+        .await;
         assert_eq!(small.answers.len(), 1, "size {size}");
         assert!(small.edns.is_some(), "an EDNS query gets an EDNS answer");
     }
@@ -65,7 +77,10 @@ async fn unknown_edns_version_is_badvers() {
 async fn zero_or_several_questions_are_formerr() {
     let s = start(fixture()).await;
     let mut two = query("web.demo.svc.clusterset.local.", RecordType::A, None);
-    two.add_query(Query::query(Name::from_ascii("dual.demo.svc.clusterset.local.").unwrap(), RecordType::A));
+    two.add_query(Query::query(
+        Name::from_ascii("dual.demo.svc.clusterset.local.").unwrap(),
+        RecordType::A,
+    ));
     let m = udp(s.addr, &two).await;
     assert_eq!(m.metadata.response_code, ResponseCode::FormErr);
     assert!(m.answers.is_empty());
@@ -78,7 +93,11 @@ async fn zero_or_several_questions_are_formerr() {
 #[tokio::test]
 async fn any_gets_a_minimal_answer() {
     let s = start(fixture()).await;
-    let m = udp(s.addr, &query("dual.demo.svc.clusterset.local.", RecordType::ANY, None)).await;
+    let m = udp(
+        s.addr,
+        &query("dual.demo.svc.clusterset.local.", RecordType::ANY, None),
+    )
+    .await;
     assert_eq!(m.metadata.response_code, ResponseCode::NoError);
     assert!(m.metadata.authoritative);
     let types: Vec<RecordType> = m.answers.iter().map(|r| r.record_type()).collect();
@@ -90,19 +109,36 @@ async fn any_gets_a_minimal_answer() {
 async fn negative_answers_carry_the_soa_and_are_authoritative() {
     let s = start(fixture()).await;
     let cases = [
-        ("nope.demo.svc.clusterset.local.", ResponseCode::NXDomain, "clusterset.local."),
-        ("svc.clusterset.local.", ResponseCode::NoError, "clusterset.local."),
-        ("1.2.96.10.in-addr.arpa.", ResponseCode::NXDomain, "96.10.in-addr.arpa."),
+        (
+            "nope.demo.svc.clusterset.local.",
+            ResponseCode::NXDomain,
+            "clusterset.local.",
+        ),
+        (
+            "svc.clusterset.local.",
+            ResponseCode::NoError,
+            "clusterset.local.",
+        ),
+        (
+            "1.2.96.10.in-addr.arpa.",
+            ResponseCode::NXDomain,
+            "96.10.in-addr.arpa.",
+        ),
     ];
     for (name, code, apex) in cases {
         let m = udp(s.addr, &query(name, RecordType::A, None)).await;
         assert_eq!(m.metadata.response_code, code, "{name}");
         assert!(m.metadata.authoritative, "{name}");
         assert!(m.answers.is_empty(), "{name}");
-        let soa = m.authorities.iter().find(|r| r.record_type() == RecordType::SOA);
+        let soa = m
+            .authorities
+            .iter()
+            .find(|r| r.record_type() == RecordType::SOA);
         let soa = soa.unwrap_or_else(|| panic!("{name}: no SOA in {m:?}"));
         assert_eq!(soa.name.to_ascii(), apex);
-        let RData::SOA(data) = &soa.data else { panic!() };
+        let RData::SOA(data) = &soa.data else {
+            panic!()
+        };
         assert_eq!(data.minimum, 5, "negative TTL follows dns.ttl");
     }
     s.stop().await;
@@ -115,13 +151,19 @@ async fn outside_the_zone_other_classes_and_transfers_are_refused() {
     assert_eq!(m.metadata.response_code, ResponseCode::Refused);
     assert!(!m.metadata.authoritative);
     let mut ch = query("web.demo.svc.clusterset.local.", RecordType::A, None);
-    let q = Query::query(Name::from_ascii("web.demo.svc.clusterset.local.").unwrap(), RecordType::A);
+    let q = Query::query(
+        Name::from_ascii("web.demo.svc.clusterset.local.").unwrap(),
+        RecordType::A,
+    );
     ch.queries = vec![{
         let mut q = q;
         q.set_query_class(DNSClass::CH);
         q
     }];
-    assert_eq!(udp(s.addr, &ch).await.metadata.response_code, ResponseCode::Refused);
+    assert_eq!(
+        udp(s.addr, &ch).await.metadata.response_code,
+        ResponseCode::Refused
+    );
     for t in [RecordType::AXFR, RecordType::IXFR] {
         let m = tcp(s.addr, &query("clusterset.local.", t, None)).await;
         assert_eq!(m.metadata.response_code, ResponseCode::Refused, "{t}");
@@ -151,7 +193,11 @@ async fn responses_and_runts_get_silence() {
     assert!(udp_raw(s.addr, &m.to_vec().unwrap(), short).await.is_none());
     assert!(udp_raw(s.addr, &[0x12, 0x34, 0x01], short).await.is_none());
     // The server is still there.
-    let ok = udp(s.addr, &query("web.demo.svc.clusterset.local.", RecordType::A, None)).await;
+    let ok = udp(
+        s.addr,
+        &query("web.demo.svc.clusterset.local.", RecordType::A, None),
+    )
+    .await;
     assert_eq!(ok.answers.len(), 1);
     s.stop().await;
 }

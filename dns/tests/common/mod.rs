@@ -132,7 +132,10 @@ pub async fn udp_raw(addr: SocketAddr, bytes: &[u8], wait: Duration) -> Option<V
     let sock = UdpSocket::bind("127.0.0.1:0").await.unwrap();
     sock.send_to(bytes, addr).await.unwrap();
     let mut buf = vec![0u8; 65535];
-    let n = tokio::time::timeout(wait, sock.recv(&mut buf)).await.ok()?.ok()?;
+    let n = tokio::time::timeout(wait, sock.recv(&mut buf))
+        .await
+        .ok()?
+        .ok()?;
     buf.truncate(n);
     Some(buf)
 }
@@ -145,7 +148,9 @@ pub async fn udp(addr: SocketAddr, msg: &Message) -> Message {
 pub async fn tcp(addr: SocketAddr, msg: &Message) -> Message {
     let mut s = TcpStream::connect(addr).await.unwrap();
     let bytes = msg.to_vec().unwrap();
-    s.write_all(&(bytes.len() as u16).to_be_bytes()).await.unwrap();
+    s.write_all(&(bytes.len() as u16).to_be_bytes())
+        .await
+        .unwrap();
     s.write_all(&bytes).await.unwrap();
     let mut len = [0u8; 2];
     s.read_exact(&mut len).await.unwrap();
