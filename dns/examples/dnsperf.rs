@@ -66,6 +66,15 @@ fn summary(report: &str) -> (String, String, String) {
     )
 }
 
+/// Resident memory of this process (Linux), for the memory-per-import figure.
+fn rss_kb() -> String {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"));
+    line.map_or("?".into(), |l| {
+        l.trim_start_matches("VmRSS:").trim().to_owned()
+    })
+}
+
 fn dnsperf(addr: SocketAddr, file: &str, clients: u32, secs: u32) -> String {
     let out = Command::new("dnsperf")
         .args(["-s", &addr.ip().to_string(), "-p", &addr.port().to_string()])
@@ -88,6 +97,7 @@ async fn main() {
     let mut args = std::env::args().skip(1);
     let n: u32 = args.next().map_or(1000, |a| a.parse().expect("IMPORTS"));
     let secs: u32 = args.next().map_or(10, |a| a.parse().expect("SECONDS"));
+    let rss_before = rss_kb();
     let snap = CatalogSnapshot {
         imports: (0..n).map(import).map(|i| (i.key.clone(), i)).collect(),
         ..CatalogSnapshot::default()
@@ -109,9 +119,9 @@ async fn main() {
     let file = std::env::temp_dir().join(format!("causeway-dnsperf-{}.txt", std::process::id()));
     std::fs::write(&file, queries(n)).unwrap();
     let file_s = file.to_string_lossy().into_owned();
-    println!(
-        "causeway-dns on {addr}, {n} imports (bind + index build {built:?}), {secs} s per run"
-    );
+    println!("causeway-dns on {addr}, {n} imports, {secs} s per run");
+    let rss = rss_kb();
+    println!("bind + index build: {built:?}; RSS {rss_before} before the catalog, {rss} after");
     println!("| client threads | queries/s | avg latency (s) | lost |");
     println!("|---|---|---|---|");
     for clients in [1, 2] {
