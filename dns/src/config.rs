@@ -226,6 +226,28 @@ mod tests {
         assert!(e.contains("outside zone"), "{e}");
     }
 
+    /// Every `yaml` block in docs/dns.md is a valid `dns:` section.
+    #[test]
+    fn docs_examples_load() {
+        #[derive(Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct Doc {
+            dns: Config,
+        }
+        let doc = include_str!("../../docs/dns.md");
+        let blocks: Vec<&str> = doc
+            .split("```yaml\n")
+            .skip(1)
+            .filter_map(|b| b.split("```").next())
+            .collect();
+        assert!(!blocks.is_empty(), "docs/dns.md has no yaml example");
+        for block in blocks {
+            let d: Doc = serde_saphyr::from_str(block).unwrap();
+            d.dns.validate().unwrap();
+            assert_eq!(d.dns.reverse_zones.len(), 2);
+        }
+    }
+
     #[test]
     fn in_zone_is_label_aware() {
         assert!(in_zone("a.clusterset.local", "clusterset.local"));

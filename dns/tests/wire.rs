@@ -212,3 +212,27 @@ async fn echoes_the_question_as_asked() {
     assert!(!m.metadata.recursion_available);
     s.stop().await;
 }
+
+#[tokio::test]
+async fn a_closed_catalog_source_keeps_the_last_answers() {
+    let common::Running {
+        addr,
+        catalog,
+        shutdown,
+        task,
+        ..
+    } = start(fixture()).await;
+    drop(catalog);
+    for _ in 0..3 {
+        let m = udp(
+            addr,
+            &query("web.demo.svc.clusterset.local.", RecordType::A, None),
+        )
+        .await;
+        assert_eq!(m.answers[0].data.to_string(), "10.96.0.10");
+    }
+    assert!(!task.is_finished());
+    shutdown.cancel();
+    let done = tokio::time::timeout(common::DEADLINE, task).await;
+    done.unwrap().unwrap().unwrap();
+}
