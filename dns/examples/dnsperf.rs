@@ -19,7 +19,7 @@ use tokio_util::sync::CancellationToken;
 fn import(i: u32) -> Import {
     let v4 = IpAddr::V4(Ipv4Addr::from(0x0a60_0000 + i)); // 10.96.0.0/16 onwards
     let mut vips = vec![v4];
-    if i % 2 == 0 {
+    if i.is_multiple_of(2) {
         vips.push(IpAddr::V6(Ipv6Addr::from(
             0xfd00_0077_u128 << 96 | u128::from(i),
         )));
@@ -40,7 +40,7 @@ fn queries(n: u32) -> String {
     for i in 0..n {
         let svc = format!("svc{i}.ns{}.svc.clusterset.local", i % 50);
         out.push_str(&format!("{svc} A\n{svc} AAAA\n_http._tcp.{svc} SRV\n"));
-        if i % 10 == 0 {
+        if i.is_multiple_of(10) {
             let ip = Ipv4Addr::from(0x0a60_0000 + i).octets();
             let ptr = format!("{}.{}.{}.{}.in-addr.arpa", ip[3], ip[2], ip[1], ip[0]);
             out.push_str(&format!(
