@@ -62,18 +62,25 @@ pub struct DnsServer {
 }
 
 impl DnsServer {
-    /// Validates `cfg`, binds UDP and TCP on `cfg.listen` (port 0: one free port for
-    /// both), builds the index from the current catalog and registers the metrics.
+    /// Registers the metrics, validates `cfg`, binds UDP and TCP on `cfg.listen`
+    /// (port 0: one free port for both) and builds the index from the current catalog.
     pub async fn bind(
         cfg: &Config,
-        mut catalog: watch::Receiver<Arc<CatalogSnapshot>>,
+        catalog: watch::Receiver<Arc<CatalogSnapshot>>,
         registry: &mut Registry,
+    ) -> Result<Self, DnsError> {
+        Self::bind_with(cfg, catalog, Metrics::register(registry)).await
+    }
+
+    async fn bind_with(
+        cfg: &Config,
+        mut catalog: watch::Receiver<Arc<CatalogSnapshot>>,
+        metrics: Metrics,
     ) -> Result<Self, DnsError> {
         cfg.validate()?;
         info!(config = ?cfg, "dns: effective config");
         let zones = Arc::new(Zones::from_config(cfg)?);
         let (udp, tcp) = bind_pair(cfg.listen).await?;
-        let metrics = Metrics::register(registry);
         let first = catalog.borrow_and_update().clone();
         let index = index::build(&zones, &first, initial_serial());
         metrics.catalog_updates.inc();
@@ -140,17 +147,21 @@ impl DnsServer {
     }
 }
 
-/// Binds, validates and serves until `shutdown`: the one-call entry point for `causeway run`.
-pub async fn serve(
+/// The one-call entry point for `causeway run`: registers the metrics now (the
+/// registry borrow ends when this returns, so `/metrics` can serve it while DNS
+/// runs), then the returned future validates, binds and serves until `shutdown`.
+pub fn serve(
     cfg: &Config,
     catalog: watch::Receiver<Arc<CatalogSnapshot>>,
     registry: &mut Registry,
     shutdown: CancellationToken,
-) -> Result<(), DnsError> {
-    DnsServer::bind(cfg, catalog, registry)
-        .await?
-        .run(shutdown)
-        .await
+) -> impl Future<Output = Result<(), DnsError>> + Send + 'static {
+    let metrics = Metrics::register(registry);
+    let cfg = cfg.clone();
+    async move {
+        let server = DnsServer::bind_with(&cfg, catalog, metrics).await?;
+        server.run(shutdown).await
+    }
 }
 
 /// Binds UDP then TCP on the same port; with port 0, retries until one port is free on both.

@@ -10,6 +10,7 @@ use std::time::Duration;
 use common::{fixture, query, start, tcp, udp, udp_raw};
 use hickory_proto::op::{Edns, Message, MessageType, OpCode, Query, ResponseCode};
 use hickory_proto::rr::{DNSClass, Name, RData, RecordType};
+use tokio_util::sync::CancellationToken;
 
 const BIG: &str = "big.demo.svc.clusterset.local.";
 
@@ -235,4 +236,28 @@ async fn a_closed_catalog_source_keeps_the_last_answers() {
     shutdown.cancel();
     let done = tokio::time::timeout(common::DEADLINE, task).await;
     done.unwrap().unwrap().unwrap();
+}
+
+#[tokio::test]
+async fn serve_runs_until_shutdown_and_leaves_the_registry_free() {
+    let (_tx, rx) = tokio::sync::watch::channel(std::sync::Arc::new(fixture()));
+    let mut registry = prometheus_client::registry::Registry::default();
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let fut = causeway_dns::serve(&common::config(), rx, &mut registry, shutdown.clone());
+    let task = tokio::spawn(fut);
+    // The registry is usable (e.g. by /metrics) while DNS runs.
+    let mut text = String::new();
+    prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
+    assert!(text.contains("causeway_dns_responses_total"), "{text}");
+    shutdown.cancel();
+    let done = tokio::time::timeout(common::DEADLINE, task).await;
+    done.unwrap().unwrap().unwrap();
+    // A bad config is reported, naming the key.
+    let bad = causeway_dns::Config {
+        zone: "bad zone".into(),
+        ..common::config()
+    };
+    let (_tx, rx) = tokio::sync::watch::channel(std::sync::Arc::new(fixture()));
+    let err = causeway_dns::serve(&bad, rx, &mut registry, CancellationToken::new()).await;
+    assert!(err.unwrap_err().to_string().contains("dns.zone"));
 }
