@@ -77,7 +77,9 @@ pub fn build(zones: &Zones, snapshot: &CatalogSnapshot, serial: u32) -> Index {
 
 struct Builder<'z> {
     zones: &'z Zones,
-    nodes: HashMap<LowerName, (Name, Vec<RecordSet>)>,
+    /// Built in place (no second table at the end): RRsets are `Arc`s from the
+    /// start and are only ever shared once the index is published.
+    nodes: HashMap<LowerName, Node>,
 }
 
 impl Builder<'_> {
@@ -140,7 +142,7 @@ impl Builder<'_> {
         let taken = self
             .nodes
             .get(&LowerName::new(&name))
-            .map(|(_, s)| !s.is_empty());
+            .map(|n| !n.rrsets.is_empty());
         if taken == Some(true) {
             warn!(%ip, service = %svc, "ClusterSetIP shared by several services; PTR kept for the first");
             return;
@@ -149,16 +151,14 @@ impl Builder<'_> {
     }
 
     /// Makes `name` and its empty non-terminals exist.
-    fn touch(&mut self, name: &Name) -> &mut Vec<RecordSet> {
+    fn touch(&mut self, name: &Name) -> &mut Vec<Arc<RecordSet>> {
         let zones = self.zones;
         if let Some(apex) = zones.apex_of(name) {
             for ent in names::between(name, apex) {
-                let owner = Name::from(&ent);
-                self.nodes.entry(ent).or_insert_with(|| (owner, Vec::new()));
+                self.nodes.entry(ent).or_default();
             }
         }
-        let entry = self.nodes.entry(LowerName::new(name));
-        &mut entry.or_insert_with(|| (name.clone(), Vec::new())).1
+        &mut self.nodes.entry(LowerName::new(name)).or_default().rrsets
     }
 
     fn add(&mut self, name: &Name, rdata: RData) {
@@ -167,38 +167,29 @@ impl Builder<'_> {
         let rtype = rdata.record_type();
         match sets.iter_mut().find(|s| s.record_type() == rtype) {
             Some(set) => {
-                set.add_rdata(rdata);
+                // Unshared while building, so this never actually clones.
+                Arc::make_mut(set).add_rdata(rdata);
             }
             None => {
                 let mut set = RecordSet::with_ttl(name.clone(), rtype, ttl);
                 set.add_rdata(rdata);
-                sets.push(set);
+                sets.push(Arc::new(set));
             }
         }
     }
 
     fn finish(self, serial: u32, skipped: usize) -> Index {
-        let mut nodes: HashMap<LowerName, Node> = self
-            .nodes
-            .into_iter()
-            .map(|(k, (_, sets))| (k, Node::from_sets(sets)))
-            .collect();
+        let mut nodes = self.nodes;
+        for node in nodes.values_mut() {
+            // A fixed order makes the RFC 8482 minimal ANY answer deterministic.
+            node.rrsets.sort_by_key(|s| any_rank(s.record_type()));
+        }
+        nodes.shrink_to_fit();
         link_srv_targets(&mut nodes);
         Index {
             nodes,
             serial,
             skipped,
-        }
-    }
-}
-
-impl Node {
-    fn from_sets(mut sets: Vec<RecordSet>) -> Self {
-        // A fixed order makes the RFC 8482 minimal ANY answer deterministic.
-        sets.sort_by_key(|s| any_rank(s.record_type()));
-        Self {
-            rrsets: sets.into_iter().map(Arc::new).collect(),
-            additionals: Vec::new(),
         }
     }
 }
