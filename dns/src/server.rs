@@ -47,6 +47,8 @@ pub enum DnsError {
         addr: SocketAddr,
         source: io::Error,
     },
+    #[error("dns: building the answer index failed: {0}")]
+    Build(#[source] tokio::task::JoinError),
     #[error("dns: the server stopped unexpectedly: {0}")]
     Serve(#[source] NetError),
 }
@@ -82,7 +84,9 @@ impl DnsServer {
         let zones = Arc::new(Zones::from_config(cfg)?);
         let (udp, tcp) = bind_pair(cfg.listen).await?;
         let first = catalog.borrow_and_update().clone();
-        let index = index::build(&zones, &first, initial_serial());
+        let index = build_off_runtime(zones.clone(), first, initial_serial())
+            .await
+            .map_err(DnsError::Build)?;
         metrics.catalog_updates.inc();
         observe(&metrics, &index);
         Ok(Self {
@@ -218,9 +222,7 @@ async fn follow_catalog(
         }
         let snapshot = catalog.borrow_and_update().clone();
         let serial = index.load().serial().wrapping_add(1);
-        let zones = zones.clone();
-        let built = tokio::task::spawn_blocking(move || index::build(&zones, &snapshot, serial));
-        match built.await {
+        match build_off_runtime(zones.clone(), snapshot, serial).await {
             Ok(new) => {
                 observe(&metrics, &new);
                 index.store(Arc::new(new));
@@ -229,6 +231,16 @@ async fn follow_catalog(
             Err(error) => warn!(%error, "dns: index rebuild failed; keeping the previous answers"),
         }
     }
+}
+
+/// Index builds are O(imports) CPU work: keep them off the runtime's workers,
+/// which are answering queries.
+async fn build_off_runtime(
+    zones: Arc<Zones>,
+    snapshot: Arc<CatalogSnapshot>,
+    serial: u32,
+) -> Result<Index, tokio::task::JoinError> {
+    tokio::task::spawn_blocking(move || index::build(&zones, &snapshot, serial)).await
 }
 
 fn observe(metrics: &Metrics, index: &Index) {
