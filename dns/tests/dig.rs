@@ -38,7 +38,7 @@ async fn dig(addr: SocketAddr, args: &[&str]) -> Dig {
     let mut cmd = Command::new("dig");
     cmd.arg(format!("@{}", addr.ip()))
         .args(["-p", &addr.port().to_string()])
-        .args(["+norecurse", "+time=5", "+tries=1"])
+        .args(["+norecurse", "+time=2", "+tries=3"])
         .args(args);
     let out = tokio::task::spawn_blocking(move || cmd.output())
         .await

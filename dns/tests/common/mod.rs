@@ -19,6 +19,8 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 pub const DEADLINE: Duration = Duration::from_secs(10);
+const UDP_TRIES: usize = 10;
+const UDP_TRY_WAIT: Duration = Duration::from_secs(1);
 
 pub fn import(key: &str, vips: &[&str], ports: Vec<Port>) -> Import {
     Import {
@@ -140,9 +142,15 @@ pub async fn udp_raw(addr: SocketAddr, bytes: &[u8], wait: Duration) -> Option<V
     Some(buf)
 }
 
+/// One UDP exchange, retried like a resolver would: a loaded host may drop a datagram.
 pub async fn udp(addr: SocketAddr, msg: &Message) -> Message {
-    let bytes = udp_raw(addr, &msg.to_vec().unwrap(), DEADLINE).await;
-    Message::from_vec(&bytes.expect("a UDP answer")).unwrap()
+    let bytes = msg.to_vec().unwrap();
+    for _ in 0..UDP_TRIES {
+        if let Some(answer) = udp_raw(addr, &bytes, UDP_TRY_WAIT).await {
+            return Message::from_vec(&answer).unwrap();
+        }
+    }
+    panic!("no UDP answer from {addr} after {UDP_TRIES} tries");
 }
 
 pub async fn tcp(addr: SocketAddr, msg: &Message) -> Message {
