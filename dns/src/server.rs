@@ -1,0 +1,261 @@
+//! The DNS server: sockets, the hickory `Server`, and the task that keeps the
+//! answer index in step with the catalog.
+
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use arc_swap::ArcSwap;
+use causeway_catalog::CatalogSnapshot;
+use hickory_server::Server;
+use hickory_server::net::NetError;
+use hickory_server::proto::rr::LowerName;
+use hickory_server::zone_handler::Catalog;
+use prometheus_client::registry::Registry;
+use tokio::net::{TcpListener, UdpSocket};
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+use crate::config::{Config, ConfigError};
+use crate::index::{self, Index};
+use crate::metrics::{Handler, Metrics};
+use crate::names::NameError;
+use crate::zone::Zone;
+use crate::zones::Zones;
+
+/// A TCP connection that sends no query for this long is closed (slowloris guard).
+const TCP_IDLE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Responses queued per TCP connection before the connection applies back-pressure.
+const TCP_RESPONSE_BUFFER: usize = 32;
+/// How long in-flight work may take to finish after shutdown is triggered.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
+/// Attempts at finding a port free on both UDP and TCP when `listen` asks for port 0.
+const BIND_ATTEMPTS: usize = 16;
+
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum DnsError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    Name(#[from] NameError),
+    #[error("dns: cannot bind {proto} {addr}: {source} (is another DNS server on that port?)")]
+    Bind {
+        proto: &'static str,
+        addr: SocketAddr,
+        source: io::Error,
+    },
+    #[error("dns: building the answer index failed: {0}")]
+    Build(#[source] tokio::task::JoinError),
+    #[error("dns: the server stopped unexpectedly: {0}")]
+    Serve(#[source] NetError),
+}
+
+/// A bound DNS server; call [`DnsServer::run`] to answer queries.
+pub struct DnsServer {
+    udp: UdpSocket,
+    tcp: TcpListener,
+    zones: Arc<Zones>,
+    index: Arc<ArcSwap<Index>>,
+    metrics: Metrics,
+    catalog: watch::Receiver<Arc<CatalogSnapshot>>,
+}
+
+impl DnsServer {
+    /// Registers the metrics, validates `cfg`, binds UDP and TCP on `cfg.listen`
+    /// (port 0: one free port for both) and builds the index from the current catalog.
+    pub async fn bind(
+        cfg: &Config,
+        catalog: watch::Receiver<Arc<CatalogSnapshot>>,
+        registry: &mut Registry,
+    ) -> Result<Self, DnsError> {
+        Self::bind_with(cfg, catalog, Metrics::register(registry)).await
+    }
+
+    async fn bind_with(
+        cfg: &Config,
+        mut catalog: watch::Receiver<Arc<CatalogSnapshot>>,
+        metrics: Metrics,
+    ) -> Result<Self, DnsError> {
+        cfg.validate()?;
+        info!(config = ?cfg, "dns: effective config");
+        let zones = Arc::new(Zones::from_config(cfg)?);
+        let (udp, tcp) = bind_pair(cfg.listen).await?;
+        let first = catalog.borrow_and_update().clone();
+        let index = build_off_runtime(zones.clone(), first, initial_serial())
+            .await
+            .map_err(DnsError::Build)?;
+        metrics.catalog_updates.inc();
+        observe(&metrics, &index);
+        Ok(Self {
+            udp,
+            tcp,
+            zones,
+            index: Arc::new(ArcSwap::from_pointee(index)),
+            metrics,
+            catalog,
+        })
+    }
+
+    /// The bound UDP address (TCP listens on the same address).
+    pub fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.udp.local_addr()
+    }
+
+    /// Answers queries until `shutdown` is cancelled, then drains (bounded).
+    pub async fn run(self, shutdown: CancellationToken) -> Result<(), DnsError> {
+        let catalog = self.build_catalog();
+        let handler = Handler {
+            catalog,
+            metrics: self.metrics.clone(),
+        };
+        let mut server = Server::new(handler);
+        info!(addr = ?self.udp.local_addr().ok(), "dns: serving on UDP and TCP");
+        server.register_socket(self.udp);
+        server.register_listener(self.tcp, TCP_IDLE_TIMEOUT, TCP_RESPONSE_BUFFER);
+        let updater = tokio::spawn(follow_catalog(
+            self.catalog,
+            self.zones,
+            self.index,
+            self.metrics,
+            shutdown.clone(),
+        ));
+        let ended = tokio::select! {
+            _ = shutdown.cancelled() => None,
+            r = server.block_until_done() => Some(r),
+        };
+        updater.abort();
+        if let Some(result) = ended {
+            return result.map_err(DnsError::Serve);
+        }
+        match tokio::time::timeout(DRAIN_TIMEOUT, server.shutdown_gracefully()).await {
+            Ok(result) => result.map_err(DnsError::Serve),
+            Err(_) => {
+                warn!("dns: drain timed out; closing remaining connections");
+                Ok(())
+            }
+        }
+    }
+
+    /// One handler per zone apex, all reading the same index.
+    fn build_catalog(&self) -> Catalog {
+        let mut catalog = Catalog::new();
+        for apex in self.zones.apexes() {
+            let origin = LowerName::new(apex);
+            let zone = Zone::new(origin.clone(), self.index.clone());
+            catalog.upsert(origin, vec![Arc::new(zone)]);
+        }
+        catalog
+    }
+}
+
+/// The one-call entry point for `causeway run`: registers the metrics now (the
+/// registry borrow ends when this returns, so `/metrics` can serve it while DNS
+/// runs), then the returned future validates, binds and serves until `shutdown`.
+pub fn serve(
+    cfg: &Config,
+    catalog: watch::Receiver<Arc<CatalogSnapshot>>,
+    registry: &mut Registry,
+    shutdown: CancellationToken,
+) -> impl Future<Output = Result<(), DnsError>> + Send + 'static {
+    let metrics = Metrics::register(registry);
+    let cfg = cfg.clone();
+    async move {
+        let server = DnsServer::bind_with(&cfg, catalog, metrics).await?;
+        server.run(shutdown).await
+    }
+}
+
+/// Binds UDP then TCP on the same port; with port 0, retries until one port is free on both.
+async fn bind_pair(listen: SocketAddr) -> Result<(UdpSocket, TcpListener), DnsError> {
+    let attempts = if listen.port() == 0 { BIND_ATTEMPTS } else { 1 };
+    let mut last = None;
+    for _ in 0..attempts {
+        let udp = UdpSocket::bind(listen)
+            .await
+            .map_err(|source| DnsError::Bind {
+                proto: "UDP",
+                addr: listen,
+                source,
+            })?;
+        let addr = udp.local_addr().map_err(|source| DnsError::Bind {
+            proto: "UDP",
+            addr: listen,
+            source,
+        })?;
+        match TcpListener::bind(addr).await {
+            Ok(tcp) => return Ok((udp, tcp)),
+            Err(source) => {
+                last = Some(DnsError::Bind {
+                    proto: "TCP",
+                    addr,
+                    source,
+                })
+            }
+        }
+    }
+    Err(last.unwrap_or_else(|| DnsError::Bind {
+        proto: "TCP",
+        addr: listen,
+        source: io::Error::from(io::ErrorKind::AddrInUse),
+    }))
+}
+
+/// Rebuilds the index on every catalog change and swaps it in; queries keep
+/// reading the previous index until the swap, so they never wait for a rebuild.
+async fn follow_catalog(
+    mut catalog: watch::Receiver<Arc<CatalogSnapshot>>,
+    zones: Arc<Zones>,
+    index: Arc<ArcSwap<Index>>,
+    metrics: Metrics,
+    shutdown: CancellationToken,
+) {
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            changed = catalog.changed() => if changed.is_err() {
+                info!("dns: catalog source closed; serving the last snapshot");
+                return;
+            },
+        }
+        let snapshot = catalog.borrow_and_update().clone();
+        let serial = index.load().serial().wrapping_add(1);
+        match build_off_runtime(zones.clone(), snapshot, serial).await {
+            Ok(new) => {
+                observe(&metrics, &new);
+                index.store(Arc::new(new));
+                metrics.catalog_updates.inc();
+            }
+            Err(error) => warn!(%error, "dns: index rebuild failed; keeping the previous answers"),
+        }
+    }
+}
+
+/// Index builds are O(imports) CPU work: keep them off the runtime's workers,
+/// which are answering queries.
+async fn build_off_runtime(
+    zones: Arc<Zones>,
+    snapshot: Arc<CatalogSnapshot>,
+    serial: u32,
+) -> Result<Index, tokio::task::JoinError> {
+    tokio::task::spawn_blocking(move || index::build(&zones, &snapshot, serial)).await
+}
+
+fn observe(metrics: &Metrics, index: &Index) {
+    metrics
+        .index_names
+        .set(i64::try_from(index.name_count()).unwrap_or(i64::MAX));
+    metrics
+        .imports_skipped
+        .set(i64::try_from(index.skipped).unwrap_or(i64::MAX));
+}
+
+/// SOA serials start at the Unix time, so a restarted server never goes backwards.
+fn initial_serial() -> u32 {
+    let secs = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    u32::try_from(secs).unwrap_or(u32::MAX)
+}
