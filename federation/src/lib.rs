@@ -2,6 +2,8 @@
 
 mod config;
 mod exporter;
+mod metrics;
+mod source;
 mod view;
 mod wire;
 pub mod proto {
