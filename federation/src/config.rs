@@ -180,7 +180,11 @@ impl Config {
             ),
             (
                 self.connect_timeout.is_zero(),
-                range("connect_timeout", self.connect_timeout, "use a value above zero"),
+                range(
+                    "connect_timeout",
+                    self.connect_timeout,
+                    "use a value above zero",
+                ),
             ),
             (
                 self.backoff_min.is_zero() || self.backoff_min > self.backoff_max,
@@ -270,7 +274,10 @@ mod tests {
             ..Config::default()
         };
         let e = c.validate().unwrap_err().to_string();
-        assert!(e.contains("max_message_size: 10") && e.contains("65536"), "{e}");
+        assert!(
+            e.contains("max_message_size: 10") && e.contains("65536"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -70,12 +70,14 @@ impl Exporter {
         self.version
     }
 
-    pub fn info(&self) -> &ClusterInfo {
-        &self.info
-    }
-
     pub fn exports(&self) -> impl Iterator<Item = &Export> {
         self.exports.values()
+    }
+
+    /// Takes back persisted exports as they were at the persisted version.
+    pub fn restore(&mut self, exports: impl IntoIterator<Item = Export>) {
+        self.exports = exports.into_iter().map(|e| (e.key.clone(), e)).collect();
+        self.log.clear();
     }
 
     /// Replaces the exports; returns whether anything changed (then the version rose).
@@ -137,13 +139,6 @@ impl Exporter {
             epoch: self.epoch,
             version,
             cluster: Some(cluster_to_proto(&self.info)),
-        }
-    }
-
-    pub fn heartbeat(&self) -> proto::Heartbeat {
-        proto::Heartbeat {
-            epoch: self.epoch,
-            version: self.version,
         }
     }
 
@@ -280,7 +275,11 @@ mod tests {
         let CatchUp::Deltas(for_d) = x.catch_up(&id("d"), 7, 0) else {
             panic!("expected deltas")
         };
-        assert!(for_d.iter().all(|d| d.upserts.is_empty() && d.removals.is_empty()));
+        assert!(
+            for_d
+                .iter()
+                .all(|d| d.upserts.is_empty() && d.removals.is_empty())
+        );
         let CatchUp::Deltas(for_b) = x.catch_up(&id("b"), 7, 0) else {
             panic!("expected deltas")
         };

@@ -29,6 +29,7 @@ pub struct PeerStateLabel {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, EncodeLabelValue)]
 pub enum Kind {
     Snapshot,
+    Resumed,
     Delta,
     Heartbeat,
 }

@@ -62,11 +62,16 @@ impl StaticSource {
 
     /// The exports now: inline ones plus the file's, checked together.
     pub fn load(&self) -> Result<Vec<Export>, SourceError> {
+        self.load_with_text().map(|(exports, _)| exports)
+    }
+
+    /// The exports and the file text they came from, which [`watch`](Self::watch) starts from.
+    pub fn load_with_text(&self) -> Result<(Vec<Export>, Option<String>), SourceError> {
         let text = match &self.file {
             Some(path) => Some(read(path)?),
             None => None,
         };
-        self.combine(text.as_deref())
+        Ok((self.combine(text.as_deref())?, text))
     }
 
     fn combine(&self, file_text: Option<&str>) -> Result<Vec<Export>, SourceError> {
@@ -128,11 +133,6 @@ impl StaticSource {
             }
             last_text = Some(text);
         }
-    }
-
-    /// The file's text as [`watch`](Self::watch) starts from.
-    pub fn file_text(&self) -> Option<String> {
-        self.file.as_deref().and_then(|p| read(p).ok())
     }
 }
 
@@ -201,16 +201,19 @@ mod tests {
         let path = dir.path().join("exports.yaml");
         std::fs::write(&path, GOOD).unwrap();
         let s = source(&path);
-        let first = s.load().unwrap();
+        let (first, text) = s.load_with_text().unwrap();
         let (tx, mut rx) = watch::channel(Arc::new(first.clone()));
         let stop = CancellationToken::new();
         let rejected = Counter::default();
-        let task = tokio::spawn(s.clone().watch(s.file_text(), tx, rejected.clone(), stop.clone()));
+        let task = tokio::spawn(s.clone().watch(text, tx, rejected.clone(), stop.clone()));
         std::fs::write(&path, "exports: [oops").unwrap();
         let edited = GOOD.replace("demo/web", "demo/api");
         let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
         while rejected.get() == 0 {
-            assert!(tokio::time::Instant::now() < deadline, "bad edit never seen");
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "bad edit never seen"
+            );
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
         assert_eq!(**rx.borrow(), first);

@@ -86,7 +86,10 @@ fn out_of_order_and_garbage_leave_the_view_untouched() {
     x.set([export("ns/a")]);
     let mut view = PeerView::new(id("b"));
     // Nothing may come before a Snapshot or Resumed.
-    let hb = upd(Kind::Heartbeat(x.heartbeat()));
+    let hb = upd(Kind::Heartbeat(proto::Heartbeat {
+        epoch: 5,
+        version: 1,
+    }));
     assert!(view.apply(hb.clone(), now).is_err());
     sync(&mut view, &x, now);
     let skip = proto::Delta {

@@ -1,0 +1,302 @@
+//! Wiring: builds the federation from its inputs, starts its tasks, and hands
+//! out what the rest of causeway follows.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use causeway_catalog::{CatalogSnapshot, ClusterId, ClusterInfo, Export, Freshness, VipAllocator};
+use causeway_identity::{PeerSet, PeerTrust, ReloadingCert, Workload};
+use ipnet::IpNet;
+use prometheus_client::registry::Registry;
+use serde::Serialize;
+use tokio::net::TcpListener;
+use tokio::sync::{Notify, watch};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::error::Error;
+use crate::exporter::Exporter;
+use crate::hub::Hub;
+use crate::metrics::{Metrics, SessionState};
+use crate::persist::{self, State};
+use crate::session::{self, PeerSlot, SessionCtx};
+use crate::source::StaticSource;
+use crate::view::PeerView;
+use crate::{Config, SourceConfig};
+
+/// A peer to subscribe to: who it is and where its federation listener is.
+#[derive(Debug, Clone)]
+pub struct PeerEndpoint {
+    pub trust: PeerTrust,
+    /// host:port of the peer's federation listener.
+    pub addr: String,
+}
+
+/// Everything the federation needs, in one place.
+pub struct FederationInputs {
+    pub cfg: Config,
+    pub source: SourceConfig,
+    /// This cluster, as sent to peers.
+    pub local: ClusterInfo,
+    /// Our federation certificate (SPIFFE ID `spiffe://<td>/federation`).
+    pub cert: Arc<ReloadingCert>,
+    pub peers: Vec<PeerEndpoint>,
+    /// ClusterSetIP ranges; the federation allocates and persists VIPs.
+    pub vip_ranges: Vec<IpNet>,
+    pub shutdown: CancellationToken,
+}
+
+/// One peer as `causeway status` and `/v1/peers` show it.
+#[derive(Debug, Clone, Serialize)]
+pub struct PeerStatus {
+    pub name: ClusterId,
+    pub addr: String,
+    pub state: SessionState,
+    /// None until the peer was heard from (or loaded from disk).
+    pub freshness: Option<Freshness>,
+    pub last_heard_ms_ago: Option<u64>,
+    pub epoch: u64,
+    pub version: u64,
+    pub exports: usize,
+    pub snapshots: u64,
+    pub deltas: u64,
+    pub heartbeats: u64,
+    pub reconnects: u64,
+    pub last_error: Option<String>,
+}
+
+pub struct Federation {
+    catalog: watch::Receiver<Arc<CatalogSnapshot>>,
+    local_exports: watch::Receiver<Arc<Vec<Export>>>,
+    peers: Vec<Arc<PeerSlot>>,
+    lease: causeway_catalog::LeaseConfig,
+    listen: SocketAddr,
+    watch_listen: Option<SocketAddr>,
+    tasks: TaskTracker,
+    shutdown: CancellationToken,
+}
+
+impl Federation {
+    pub async fn start(inputs: FederationInputs, registry: &mut Registry) -> Result<Self, Error> {
+        let cfg = inputs.cfg.clone();
+        cfg.validate()?;
+        let lease = cfg.lease().map_err(crate::ConfigError::from)?;
+        let source = StaticSource::new(&inputs.source)?;
+        let (exports, text) = source.load_with_text()?;
+        let metrics = Metrics::default();
+        metrics.register(registry);
+        let names: Vec<ClusterId> = inputs.peers.iter().map(|p| p.trust.name.clone()).collect();
+        let state = match &cfg.state_dir {
+            Some(dir) => persist::load(dir, &names)?,
+            None => State::default(),
+        };
+        let now = Instant::now();
+        let exporter = Arc::new(Mutex::new(restore_exporter(&inputs.local, &cfg, &state)));
+        let mut vips = VipAllocator::new(inputs.vip_ranges.clone())?;
+        vips.restore(state.vips.clone());
+        let mut saved = state.peers;
+        let slots: Vec<Arc<PeerSlot>> = inputs
+            .peers
+            .iter()
+            .map(|p| {
+                let name = p.trust.name.clone();
+                let view = match saved.remove(&name) {
+                    Some(s) => PeerView::restore(name, s, &lease, now),
+                    None => PeerView::new(name),
+                };
+                Arc::new(PeerSlot::new(p.trust.clone(), p.addr.clone(), view))
+            })
+            .collect();
+        let peer_set = Arc::new(PeerSet::new(
+            inputs.peers.iter().map(|p| p.trust.clone()).collect(),
+        )?);
+        let (local_tx, local_rx) = watch::channel(Arc::new(exports));
+        let (changes, changes_rx) = watch::channel(0);
+        let (catalog_tx, catalog_rx) = watch::channel(state.catalog);
+        let (persist_tx, persist_rx) = watch::channel(Arc::new(State::default()));
+        let dirty = Arc::new(Notify::new());
+        let tasks = TaskTracker::new();
+        let shutdown = inputs.shutdown.clone();
+        let mut hub = Hub {
+            local: inputs.local.clone(),
+            lease,
+            exporter: exporter.clone(),
+            changes,
+            local_rx: local_rx.clone(),
+            peers: slots.clone(),
+            vips,
+            dirty: dirty.clone(),
+            catalog_tx,
+            persist_tx: cfg.state_dir.as_ref().map(|_| persist_tx),
+            metrics: metrics.clone(),
+            vip_errors: String::new(),
+        };
+        // Before anything listens: the catalog is whole (restored views, stale) at once.
+        hub.take_local();
+        hub.recompute(now);
+        let listener = bind(cfg.listen).await?;
+        let listen = listener.local_addr().map_err(|source| Error::Bind {
+            addr: cfg.listen,
+            source,
+        })?;
+        let server_tls = causeway_identity::server_config(
+            inputs.cert.clone(),
+            peer_set.clone(),
+            Workload::Federation,
+        )?;
+        let svc = crate::server::FederationService {
+            exporter,
+            changes: changes_rx,
+            heartbeat: cfg.heartbeat_interval,
+            send_timeout: cfg.idle_timeout,
+            metrics: metrics.clone(),
+            tasks: tasks.clone(),
+            shutdown: shutdown.clone(),
+        };
+        let incoming = crate::transport::incoming(
+            listener,
+            server_tls,
+            peer_set,
+            cfg.connect_timeout,
+            tasks.clone(),
+            shutdown.clone(),
+        );
+        tasks.spawn(crate::serve::federation(
+            svc,
+            incoming,
+            cfg.max_message_size,
+            shutdown.clone(),
+        ));
+        let watch_listen = match cfg.watch_listen {
+            Some(addr) => {
+                Some(crate::serve::spawn_watch(addr, catalog_rx.clone(), &tasks, &shutdown).await?)
+            }
+            None => None,
+        };
+        tasks.spawn(source.watch(
+            text,
+            local_tx,
+            metrics.source_rejected.clone(),
+            shutdown.clone(),
+        ));
+        tasks.spawn(hub.run(shutdown.clone()));
+        if let Some(dir) = cfg.state_dir.clone() {
+            tasks.spawn(persist::run(
+                dir,
+                persist_rx,
+                cfg.persist_debounce,
+                metrics.clone(),
+                shutdown.clone(),
+            ));
+        }
+        let ctx = Arc::new(SessionCtx {
+            cfg: cfg.clone(),
+            cert: inputs.cert.clone(),
+            metrics,
+            dirty,
+            lease,
+        });
+        for slot in &slots {
+            tasks.spawn(session::run(slot.clone(), ctx.clone(), shutdown.clone()));
+        }
+        tracing::info!(cluster = %inputs.local.name, %listen, peers = slots.len(), "federation started");
+        Ok(Self {
+            catalog: catalog_rx,
+            local_exports: local_rx,
+            peers: slots,
+            lease,
+            listen,
+            watch_listen,
+            tasks,
+            shutdown,
+        })
+    }
+
+    /// The merged catalog (ClusterSetIPs filled in) and every known cluster.
+    pub fn catalog(&self) -> watch::Receiver<Arc<CatalogSnapshot>> {
+        self.catalog.clone()
+    }
+
+    /// This cluster's exports, for the gateway's inbound side.
+    pub fn local_exports(&self) -> watch::Receiver<Arc<Vec<Export>>> {
+        self.local_exports.clone()
+    }
+
+    pub fn peers_status(&self) -> Vec<PeerStatus> {
+        let now = Instant::now();
+        self.peers
+            .iter()
+            .map(|slot| status_of(slot, &self.lease, now))
+            .collect()
+    }
+
+    /// The federation listener's bound address.
+    pub fn listen_addr(&self) -> SocketAddr {
+        self.listen
+    }
+
+    /// The local `WatchCatalog` listener's bound address, when configured.
+    pub fn watch_addr(&self) -> Option<SocketAddr> {
+        self.watch_listen
+    }
+
+    /// Completes once shutdown was triggered and every task has finished
+    /// (forcing the end after a grace period).
+    pub async fn closed(self) {
+        self.shutdown.cancelled().await;
+        self.tasks.close();
+        if tokio::time::timeout(SHUTDOWN_GRACE, self.tasks.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                "federation tasks still running {SHUTDOWN_GRACE:?} after shutdown; leaving them"
+            );
+        }
+    }
+}
+
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+
+fn status_of(slot: &PeerSlot, lease: &causeway_catalog::LeaseConfig, now: Instant) -> PeerStatus {
+    let s = slot.status();
+    let view = slot.view();
+    let (epoch, version) = view.resume_point();
+    PeerStatus {
+        name: slot.trust.name.clone(),
+        addr: slot.addr.clone(),
+        state: s.state,
+        freshness: view.freshness(lease, now),
+        last_heard_ms_ago: view.silent_for(now).map(|d| d.as_millis() as u64),
+        epoch,
+        version,
+        exports: view.exports().len(),
+        snapshots: s.snapshots,
+        deltas: s.deltas,
+        heartbeats: s.heartbeats,
+        reconnects: s.reconnects,
+        last_error: s.last_error,
+    }
+}
+
+/// The exporter at its persisted epoch and version, or a new epoch without state.
+fn restore_exporter(local: &ClusterInfo, cfg: &Config, state: &State) -> Exporter {
+    match &state.local {
+        Some(saved) => {
+            let mut x = Exporter::new(local.clone(), saved.epoch, saved.version, cfg.delta_log_len);
+            x.restore(saved.exports.clone());
+            x
+        }
+        None => {
+            let epoch = rand::random::<u64>().max(1);
+            Exporter::new(local.clone(), epoch, 0, cfg.delta_log_len)
+        }
+    }
+}
+
+async fn bind(addr: SocketAddr) -> Result<TcpListener, Error> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| Error::Bind { addr, source })
+}

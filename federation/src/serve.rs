@@ -1,0 +1,76 @@
+//! The two gRPC servers: the federation listener (mutual TLS, peers only)
+//! and the local catalog watch listener (plaintext, meant for loopback).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use causeway_catalog::CatalogSnapshot;
+use futures::Stream;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tonic::transport::Server;
+
+use crate::error::Error;
+use crate::proto::{catalog_watch_server::CatalogWatchServer, federation_server::FederationServer};
+use crate::server::FederationService;
+use crate::transport::PeerConn;
+use crate::watch_api::{MAX_CATALOG_MESSAGE, WatchService};
+
+/// HTTP/2 pings find dead connections that TCP alone would not notice.
+const KEEPALIVE: Duration = Duration::from_secs(10);
+
+pub async fn federation(
+    svc: FederationService,
+    incoming: impl Stream<Item = Result<PeerConn, std::io::Error>> + Send + 'static,
+    max_message: usize,
+    shutdown: CancellationToken,
+) {
+    let svc = FederationServer::new(svc)
+        .max_decoding_message_size(max_message)
+        .max_encoding_message_size(max_message);
+    let result = Server::builder()
+        .http2_keepalive_interval(Some(KEEPALIVE))
+        .http2_keepalive_timeout(Some(KEEPALIVE))
+        .add_service(svc)
+        .serve_with_incoming_shutdown(incoming, shutdown.cancelled_owned())
+        .await;
+    if let Err(e) = result {
+        tracing::error!("federation server stopped: {e}");
+    }
+}
+
+/// Binds the watch listener and serves it until `shutdown`; returns its address.
+pub async fn spawn_watch(
+    addr: SocketAddr,
+    catalog: watch::Receiver<Arc<CatalogSnapshot>>,
+    tasks: &TaskTracker,
+    shutdown: &CancellationToken,
+) -> Result<SocketAddr, Error> {
+    let bind_err = |source| Error::Bind { addr, source };
+    let listener = TcpListener::bind(addr).await.map_err(bind_err)?;
+    let bound = listener.local_addr().map_err(bind_err)?;
+    if !bound.ip().is_loopback() {
+        tracing::warn!(%bound, "the catalog watch API is plaintext and unauthenticated; keep it on loopback");
+    }
+    let svc = CatalogWatchServer::new(WatchService {
+        catalog,
+        tasks: tasks.clone(),
+        shutdown: shutdown.clone(),
+    })
+    .max_encoding_message_size(MAX_CATALOG_MESSAGE);
+    let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+    let stop = shutdown.clone();
+    tasks.spawn(async move {
+        let result = Server::builder()
+            .add_service(svc)
+            .serve_with_incoming_shutdown(incoming, stop.cancelled_owned())
+            .await;
+        if let Err(e) = result {
+            tracing::error!("catalog watch server stopped: {e}");
+        }
+    });
+    Ok(bound)
+}

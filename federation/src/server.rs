@@ -1,0 +1,180 @@
+//! The exporter side: serves `Subscribe` to peers, each stream filtered by the
+//! subscriber's verified identity.
+
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use causeway_catalog::ClusterId;
+use futures::Stream;
+use tokio::sync::{mpsc, watch};
+use tokio_stream::wrappers::ReceiverStream;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tonic::{Request, Response, Status};
+
+use crate::exporter::{CatchUp, Exporter};
+use crate::metrics::{Kind, Metrics};
+use crate::proto::{self, update};
+use crate::transport::PeerInfo;
+
+/// Messages buffered per subscriber before its stream counts as stalled.
+const STREAM_BUFFER: usize = 8;
+
+pub struct FederationService {
+    pub exporter: Arc<Mutex<Exporter>>,
+    /// The exporter's version, bumped after each change.
+    pub changes: watch::Receiver<u64>,
+    pub heartbeat: Duration,
+    /// A subscriber that does not take a message within this long is dropped.
+    pub send_timeout: Duration,
+    pub metrics: Metrics,
+    pub tasks: TaskTracker,
+    pub shutdown: CancellationToken,
+}
+
+type UpdateStream = Pin<Box<dyn Stream<Item = Result<proto::Update, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl proto::federation_server::Federation for FederationService {
+    type SubscribeStream = UpdateStream;
+
+    async fn subscribe(
+        &self,
+        request: Request<proto::SubscribeRequest>,
+    ) -> Result<Response<Self::SubscribeStream>, Status> {
+        // Only the TLS layer's verdict counts: nothing in the request names the caller.
+        let Some(peer) = request.extensions().get::<PeerInfo>().cloned() else {
+            return Err(Status::unauthenticated(
+                "no verified peer certificate on this connection",
+            ));
+        };
+        let req = request.into_inner();
+        tracing::info!(peer = %peer.cluster, remote = %peer.remote, epoch = req.epoch, version = req.version, "subscriber connected");
+        let (tx, rx) = mpsc::channel(STREAM_BUFFER);
+        let feed = Feed {
+            exporter: self.exporter.clone(),
+            changes: self.changes.clone(),
+            subscriber: peer.cluster,
+            tx,
+            send_timeout: self.send_timeout,
+            metrics: self.metrics.clone(),
+        };
+        let (heartbeat, shutdown) = (self.heartbeat, self.shutdown.clone());
+        self.tasks
+            .spawn(feed.run(req.epoch, req.version, heartbeat, shutdown));
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+}
+
+/// One subscriber's stream.
+struct Feed {
+    exporter: Arc<Mutex<Exporter>>,
+    changes: watch::Receiver<u64>,
+    subscriber: ClusterId,
+    tx: mpsc::Sender<Result<proto::Update, Status>>,
+    send_timeout: Duration,
+    metrics: Metrics,
+}
+
+/// Where a subscriber's stream is: the epoch and version it has been sent.
+#[derive(Clone, Copy)]
+struct Sent {
+    epoch: u64,
+    version: u64,
+}
+
+impl Feed {
+    async fn run(mut self, epoch: u64, version: u64, every: Duration, shutdown: CancellationToken) {
+        let Some(mut sent) = self.open(epoch, version).await else {
+            return;
+        };
+        let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            let ok = tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = self.tx.closed() => return,
+                r = self.changes.changed() => match r {
+                    Ok(()) => self.follow(&mut sent).await,
+                    Err(_) => return,
+                },
+                _ = tick.tick() => {
+                    let hb = proto::Heartbeat { epoch: sent.epoch, version: sent.version };
+                    self.send(update::Kind::Heartbeat(hb), Kind::Heartbeat).await
+                }
+            };
+            if !ok {
+                return;
+            }
+        }
+    }
+
+    /// The first message: a snapshot, or an acceptance of the resume point plus deltas.
+    async fn open(&mut self, epoch: u64, version: u64) -> Option<Sent> {
+        self.changes.borrow_and_update();
+        let (catch_up, resumed) = {
+            let x = self.exporter.lock().unwrap_or_else(|p| p.into_inner());
+            (
+                x.catch_up(&self.subscriber, epoch, version),
+                x.resumed(version),
+            )
+        };
+        let mut sent = Sent { epoch, version };
+        if let CatchUp::Deltas(_) = catch_up
+            && !self
+                .send(update::Kind::Resumed(resumed), Kind::Resumed)
+                .await
+        {
+            return None;
+        }
+        self.deliver(catch_up, &mut sent).await.then_some(sent)
+    }
+
+    /// Sends whatever changed since `sent`.
+    async fn follow(&mut self, sent: &mut Sent) -> bool {
+        self.changes.borrow_and_update();
+        let catch_up = {
+            let x = self.exporter.lock().unwrap_or_else(|p| p.into_inner());
+            x.catch_up(&self.subscriber, sent.epoch, sent.version)
+        };
+        self.deliver(catch_up, sent).await
+    }
+
+    async fn deliver(&mut self, catch_up: CatchUp, sent: &mut Sent) -> bool {
+        match catch_up {
+            CatchUp::Snapshot(s) => {
+                *sent = Sent {
+                    epoch: s.epoch,
+                    version: s.version,
+                };
+                self.send(update::Kind::Snapshot(s), Kind::Snapshot).await
+            }
+            CatchUp::Deltas(deltas) => {
+                for d in deltas {
+                    sent.version = d.to_version;
+                    if !self.send(update::Kind::Delta(d), Kind::Delta).await {
+                        return false;
+                    }
+                }
+                true
+            }
+        }
+    }
+
+    /// False when the subscriber is gone or stalled: the feed then ends.
+    async fn send(&self, kind: update::Kind, metric: Kind) -> bool {
+        let msg = Ok(proto::Update { kind: Some(kind) });
+        match tokio::time::timeout(self.send_timeout, self.tx.send(msg)).await {
+            Ok(Ok(())) => {
+                Metrics::count(&self.metrics.sent, self.subscriber.as_str(), metric);
+                true
+            }
+            Ok(Err(_)) => false,
+            Err(_) => {
+                tracing::warn!(peer = %self.subscriber, "subscriber stalled for {:?}; dropping its stream", self.send_timeout);
+                false
+            }
+        }
+    }
+}
