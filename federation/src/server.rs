@@ -43,6 +43,9 @@ impl proto::federation_server::Federation for FederationService {
         &self,
         request: Request<proto::SubscribeRequest>,
     ) -> Result<Response<Self::SubscribeStream>, Status> {
+        if self.shutdown.is_cancelled() {
+            return Err(Status::unavailable("this federation is shutting down"));
+        }
         // Only the TLS layer's verdict counts: nothing in the request names the caller.
         let Some(peer) = request.extensions().get::<PeerInfo>().cloned() else {
             return Err(Status::unauthenticated(

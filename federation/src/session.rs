@@ -24,11 +24,12 @@ use crate::view::{Applied, PeerView, ViewError};
 pub enum SessionError {
     #[error("cannot build TLS settings for peer {peer}: {message}")]
     Tls { peer: ClusterId, message: String },
-    #[error("cannot connect to peer {peer} at {addr}: {source}")]
+    #[error("cannot connect to peer {peer} at {addr}: {message}")]
     Connect {
         peer: ClusterId,
         addr: String,
-        source: tonic::transport::Error,
+        /// The whole cause chain: tonic's own message is only "transport error".
+        message: String,
     },
     #[error("peer {peer} refused the subscription: {status}")]
     Refused {
@@ -227,19 +228,19 @@ async fn connect(
     .map_err(|e| tls_err(e.to_string()))?;
     // The URI only names the peer for HTTP/2; the connector does the dialling.
     let endpoint = Endpoint::from_shared(format!("http://{}", slot.addr))
-        .map_err(|source| SessionError::Connect {
+        .map_err(|e| SessionError::Connect {
             peer: peer.clone(),
             addr: slot.addr.clone(),
-            source,
+            message: chain(&e),
         })?
         .connect_timeout(ctx.cfg.connect_timeout);
     let channel = endpoint
         .connect_with_connector(connector)
         .await
-        .map_err(|source| SessionError::Connect {
+        .map_err(|e| SessionError::Connect {
             peer: peer.clone(),
             addr: slot.addr.clone(),
-            source,
+            message: chain(&e),
         })?;
     Ok(FederationClient::new(channel)
         .max_decoding_message_size(ctx.cfg.max_message_size)
@@ -281,4 +282,19 @@ fn apply(slot: &PeerSlot, ctx: &SessionCtx, update: proto::Update) -> Result<(),
         ctx.dirty.notify_one();
     }
     Ok(())
+}
+
+/// An error and its sources, joined: "transport error: tls handshake: ...".
+pub fn chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut next = e.source();
+    while let Some(s) = next {
+        let s_text = s.to_string();
+        if !out.ends_with(&s_text) {
+            out.push_str(": ");
+            out.push_str(&s_text);
+        }
+        next = s.source();
+    }
+    out
 }

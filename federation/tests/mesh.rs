@@ -29,7 +29,10 @@ async fn an_export_added_to_a_reaches_b_and_c() {
         has(&b.catalog(), "demo/web") && has(&c.catalog(), "demo/web")
     })
     .await;
-    println!("propagation A -> B, C: {:?} (file poll every 20 ms)", t0.elapsed());
+    println!(
+        "propagation A -> B, C: {:?} (file poll every 20 ms)",
+        t0.elapsed()
+    );
     let imp = b.catalog().imports.values().next().cloned().unwrap();
     assert_eq!(imp.clusters.len(), 1);
     assert_eq!(imp.clusters[0].cluster.as_str(), "a");
@@ -74,17 +77,22 @@ async fn an_invalid_edit_leaves_exports_unchanged_everywhere() {
     // A typo: port 0. Then a YAML syntax error.
     a.write_exports(&good.replace("port: 80", "port: 0"));
     wait_until("a rejects the edit", LIMIT, || {
-        a.metrics().contains("causeway_federation_source_rejected_total 1")
+        a.metrics()
+            .contains("causeway_federation_source_rejected_total 1")
     })
     .await;
     a.write_exports("exports: [{service: demo/web");
     wait_until("a rejects the second edit", LIMIT, || {
-        a.metrics().contains("causeway_federation_source_rejected_total 2")
+        a.metrics()
+            .contains("causeway_federation_source_rejected_total 2")
     })
     .await;
     // Heartbeats keep flowing at the old version; nothing was withdrawn.
     let hb = b.status("a").heartbeats;
-    wait_until("b hears a again", LIMIT, || b.status("a").heartbeats > hb + 1).await;
+    wait_until("b hears a again", LIMIT, || {
+        b.status("a").heartbeats > hb + 1
+    })
+    .await;
     assert_eq!(b.status("a").version, version);
     assert_eq!(a.fed().local_exports().borrow().len(), 1);
     assert!(has(&b.catalog(), "demo/web") && has(&c.catalog(), "demo/web"));

@@ -155,7 +155,10 @@ impl Mesh {
         for (i, n) in names.iter().enumerate() {
             let state_dir = tempfile::tempdir().unwrap();
             let exports_file = state_dir.path().join("exports.yaml");
-            write_file(&exports_file, exports.get(i).copied().unwrap_or("exports: []\n"));
+            write_file(
+                &exports_file,
+                exports.get(i).copied().unwrap_or("exports: []\n"),
+            );
             nodes.push(Node {
                 id: Identity::new(n),
                 addr: free_addr(),
@@ -240,7 +243,10 @@ pub async fn wait_until(what: &str, limit: Duration, mut cond: impl FnMut() -> b
         if cond() {
             return start.elapsed();
         }
-        assert!(start.elapsed() < limit, "timed out after {limit:?} waiting until {what}");
+        assert!(
+            start.elapsed() < limit,
+            "timed out after {limit:?} waiting until {what}"
+        );
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
 }
