@@ -231,7 +231,7 @@ mod tests {
         // Unchanged files are not written again.
         write_changed(dir.path(), &state, written, &m);
         assert_eq!(m.persist_writes.get(), 3);
-        assert_eq!(load(dir.path(), &[b.clone()]).unwrap(), state);
+        assert_eq!(load(dir.path(), std::slice::from_ref(&b)).unwrap(), state);
         std::fs::write(dir.path().join(VIPS), b"{not json").unwrap();
         let loaded = load(dir.path(), &[b]).unwrap();
         assert!(loaded.vips.0.is_empty());

@@ -25,9 +25,12 @@ pub enum SourceError {
     #[error("export file {path}: not valid YAML for `exports: [...]`: {message}")]
     Parse { path: PathBuf, message: String },
     #[error("export file {path}: {source}")]
-    Invalid { path: PathBuf, source: ConfigError },
+    Invalid {
+        path: PathBuf,
+        source: Box<ConfigError>,
+    },
     #[error("{0}")]
-    Config(#[from] ConfigError),
+    Config(Box<ConfigError>),
 }
 
 /// The file's shape: `exports:` followed by a list of exports.
@@ -47,7 +50,8 @@ pub struct StaticSource {
 
 impl StaticSource {
     pub fn new(cfg: &SourceConfig) -> Result<Self, SourceError> {
-        cfg.validate()?;
+        cfg.validate()
+            .map_err(|e| SourceError::Config(Box::new(e)))?;
         let SourceConfig::Static {
             exports,
             file,
@@ -85,7 +89,7 @@ impl StaticSource {
             all.extend(parsed.exports);
             check_exports(&all).map_err(|source| SourceError::Invalid {
                 path: path.clone(),
-                source,
+                source: Box::new(source),
             })?;
         }
         Ok(all)

@@ -20,7 +20,10 @@ use crate::wire::{WireError, cluster_from_proto, export_from_proto, key_from_pro
 #[non_exhaustive]
 pub enum ViewError {
     #[error("peer {peer} sent an invalid message: {source}")]
-    Wire { peer: ClusterId, source: WireError },
+    Wire {
+        peer: ClusterId,
+        source: Box<WireError>,
+    },
     #[error("peer {peer} sent an empty update")]
     Empty { peer: ClusterId },
     #[error("peer {expected} describes itself as cluster {got}; check that peer's configured name")]
@@ -233,7 +236,7 @@ impl PeerView {
     fn wire(&self, source: WireError) -> ViewError {
         ViewError::Wire {
             peer: self.name.clone(),
-            source,
+            source: Box::new(source),
         }
     }
 

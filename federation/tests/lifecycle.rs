@@ -1,5 +1,7 @@
 //! Leases, restarts and persisted state in a three-cluster mesh.
 
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use std::time::{Duration, Instant};

@@ -1,5 +1,7 @@
 //! Three federations A, B, C in full mesh over mutual TLS on loopback.
 
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use std::time::{Duration, Instant};

@@ -1,6 +1,8 @@
 //! Misbehaving peers: garbage, oversized messages, stalls and untrusted
 //! certificates cost only their own session; other peers are unaffected.
 
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use std::net::SocketAddr;
