@@ -110,16 +110,18 @@ impl Hub {
     }
 
     pub async fn run(mut self, shutdown: CancellationToken) {
+        let mut source_open = true;
         loop {
             let next = self.recompute(Instant::now());
             let at = next.map(tokio::time::Instant::from_std);
             tokio::select! {
                 _ = shutdown.cancelled() => return,
                 _ = self.dirty.notified() => {}
-                r = self.local_rx.changed() => {
-                    if r.is_err() { return; }
-                    self.take_local();
-                }
+                r = self.local_rx.changed(), if source_open => match r {
+                    Ok(()) => { self.take_local(); }
+                    // The source is gone (shutting down): its last exports stay.
+                    Err(_) => source_open = false,
+                },
                 _ = sleep_until(at) => {}
             }
         }

@@ -104,6 +104,8 @@ impl StaticSource {
         shutdown: CancellationToken,
     ) {
         let Some(path) = self.file.clone() else {
+            // Inline exports never change; holding `tx` keeps them published.
+            shutdown.cancelled().await;
             return;
         };
         let mut tick = tokio::time::interval(self.poll);

@@ -100,3 +100,37 @@ async fn an_invalid_edit_leaves_exports_unchanged_everywhere() {
     assert!(has(&b.catalog(), "demo/web") && has(&c.catalog(), "demo/web"));
     mesh.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn inline_exports_without_a_file_are_served_and_peers_still_merged() {
+    init_tracing();
+    let mut mesh = Mesh::start(&["a", "b"], &["", &export_yaml(&[("demo/web", "all")])]).await;
+    // Restart A with its exports inline in the config and no file at all.
+    mesh.nodes[0].kill().await;
+    let peers = mesh.peers_of(0);
+    let a = &mut mesh.nodes[0];
+    let mut inputs = inputs_for(a, peers);
+    let inline: causeway_federation::SourceConfig = serde_json::from_str(
+        r#"{"static": {"exports": [{"service": "demo/inline", "ports": [{"port": 80}]}]}}"#,
+    )
+    .unwrap();
+    inputs.source = inline;
+    // No state: whatever A shows of B must arrive after the restart.
+    inputs.cfg.state_dir = None;
+    a.stop = inputs.shutdown.clone();
+    a.fed = Some(
+        causeway_federation::Federation::start(inputs, &mut a.registry)
+            .await
+            .unwrap(),
+    );
+    let (a, b) = (&mesh.nodes[0], &mesh.nodes[1]);
+    wait_until("b imports a's inline export", LIMIT, || {
+        has(&b.catalog(), "demo/inline")
+    })
+    .await;
+    wait_until("a imports b's export", LIMIT, || {
+        has(&a.catalog(), "demo/web")
+    })
+    .await;
+    mesh.shutdown().await;
+}
