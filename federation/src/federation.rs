@@ -81,6 +81,8 @@ impl Federation {
     pub async fn start(inputs: FederationInputs, registry: &mut Registry) -> Result<Self, Error> {
         let cfg = inputs.cfg.clone();
         cfg.validate()?;
+        let SourceConfig::Static { exports, file, .. } = &inputs.source;
+        tracing::info!(?cfg, inline_exports = exports.len(), file = ?file, "federation config");
         let lease = cfg.lease().map_err(crate::ConfigError::from)?;
         let source = StaticSource::new(&inputs.source)?;
         let (exports, text) = source.load_with_text()?;
