@@ -1,16 +1,17 @@
 //! Wiring: builds the federation from its inputs, starts its tasks, and hands
 //! out what the rest of causeway follows.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use causeway_catalog::{CatalogSnapshot, ClusterId, ClusterInfo, Export, Freshness, VipAllocator};
-use causeway_identity::{PeerSet, PeerTrust, ReloadingCert, Workload};
+use causeway_catalog::{
+    CatalogSnapshot, ClusterId, ClusterInfo, Export, LeaseConfig, VipAllocator,
+};
+use causeway_identity::{PeerSet, PeerTrust, ReloadingCert};
 use ipnet::IpNet;
 use prometheus_client::registry::Registry;
-use serde::Serialize;
-use tokio::net::TcpListener;
 use tokio::sync::{Notify, watch};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -18,11 +19,14 @@ use tokio_util::task::TaskTracker;
 use crate::error::Error;
 use crate::exporter::Exporter;
 use crate::hub::Hub;
-use crate::metrics::{Metrics, SessionState};
+use crate::metrics::Metrics;
 use crate::persist::{self, State};
-use crate::session::{self, PeerSlot, SessionCtx};
+use crate::serve::{self, ServeInputs};
+use crate::session::{self, SessionCtx};
+use crate::slot::PeerSlot;
 use crate::source::StaticSource;
-use crate::view::PeerView;
+use crate::status::{PeerStatus, status_of};
+use crate::view::{PeerView, SavedView};
 use crate::{Config, SourceConfig};
 
 /// A peer to subscribe to: who it is and where its federation listener is.
@@ -47,37 +51,25 @@ pub struct FederationInputs {
     pub shutdown: CancellationToken,
 }
 
-/// One peer as `causeway status` and `/v1/peers` show it.
-#[derive(Debug, Clone, Serialize)]
-pub struct PeerStatus {
-    pub name: ClusterId,
-    pub addr: String,
-    pub state: SessionState,
-    /// None until the peer was heard from (or loaded from disk).
-    pub freshness: Option<Freshness>,
-    pub last_heard_ms_ago: Option<u64>,
-    pub epoch: u64,
-    pub version: u64,
-    pub exports: usize,
-    pub snapshots: u64,
-    pub deltas: u64,
-    pub heartbeats: u64,
-    pub reconnects: u64,
-    pub last_error: Option<String>,
-}
-
+/// A running federation.
 pub struct Federation {
     catalog: watch::Receiver<Arc<CatalogSnapshot>>,
     local_exports: watch::Receiver<Arc<Vec<Export>>>,
     peers: Vec<Arc<PeerSlot>>,
-    lease: causeway_catalog::LeaseConfig,
+    lease: LeaseConfig,
     listen: SocketAddr,
     watch_listen: Option<SocketAddr>,
     tasks: TaskTracker,
     shutdown: CancellationToken,
 }
 
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+
 impl Federation {
+    /// Loads the exports and any persisted state, publishes the catalog they
+    /// give (before anything listens: a restart serves at once), then starts
+    /// listening and subscribing. Fails on bad config, exports, ranges or
+    /// certificates, or a listen address in use.
     pub async fn start(inputs: FederationInputs, registry: &mut Registry) -> Result<Self, Error> {
         let cfg = inputs.cfg.clone();
         cfg.validate()?;
@@ -93,33 +85,19 @@ impl Federation {
             Some(dir) => persist::load(dir, &names)?,
             None => State::default(),
         };
-        let now = Instant::now();
-        let exporter = Arc::new(Mutex::new(restore_exporter(&inputs.local, &cfg, &state)));
-        let mut vips = VipAllocator::new(inputs.vip_ranges.clone())?;
-        vips.restore(state.vips.clone());
-        let mut saved = state.peers;
-        let slots: Vec<Arc<PeerSlot>> = inputs
-            .peers
-            .iter()
-            .map(|p| {
-                let name = p.trust.name.clone();
-                let view = match saved.remove(&name) {
-                    Some(s) => PeerView::restore(name, s, &lease, now),
-                    None => PeerView::new(name),
-                };
-                Arc::new(PeerSlot::new(p.trust.clone(), p.addr.clone(), view))
-            })
-            .collect();
         let peer_set = Arc::new(PeerSet::new(
             inputs.peers.iter().map(|p| p.trust.clone()).collect(),
         )?);
+        let mut vips = VipAllocator::new(inputs.vip_ranges.clone())?;
+        vips.restore(state.vips.clone());
+        let exporter = Arc::new(Mutex::new(restore_exporter(&inputs.local, &cfg, &state)));
+        let slots = peer_slots(&inputs.peers, state.peers, &lease, Instant::now());
         let (local_tx, local_rx) = watch::channel(Arc::new(exports));
         let (changes, changes_rx) = watch::channel(0);
         let (catalog_tx, catalog_rx) = watch::channel(state.catalog);
         let (persist_tx, persist_rx) = watch::channel(Arc::new(State::default()));
         let dirty = Arc::new(Notify::new());
-        let tasks = TaskTracker::new();
-        let shutdown = inputs.shutdown.clone();
+        let (tasks, shutdown) = (TaskTracker::new(), inputs.shutdown.clone());
         let mut hub = Hub {
             local: inputs.local.clone(),
             lease,
@@ -134,63 +112,26 @@ impl Federation {
             metrics: metrics.clone(),
             vip_errors: String::new(),
         };
-        // Before anything listens: the catalog is whole (restored views, stale) at once.
         hub.take_local();
-        hub.recompute(now);
-        let listener = bind(cfg.listen).await?;
-        let listen = listener.local_addr().map_err(|source| Error::Bind {
-            addr: cfg.listen,
-            source,
-        })?;
-        let server_tls = causeway_identity::server_config(
-            inputs.cert.clone(),
-            peer_set.clone(),
-            Workload::Federation,
-        )?;
-        let svc = crate::server::FederationService {
+        hub.recompute(Instant::now());
+        let (listen, watch_listen) = serve::spawn(ServeInputs {
+            cfg: &cfg,
+            cert: inputs.cert.clone(),
+            peers: peer_set,
             exporter,
             changes: changes_rx,
-            heartbeat: cfg.heartbeat_interval,
-            send_timeout: cfg.idle_timeout,
+            catalog: catalog_rx.clone(),
             metrics: metrics.clone(),
-            tasks: tasks.clone(),
-            shutdown: shutdown.clone(),
-        };
-        let incoming = crate::transport::incoming(
-            listener,
-            server_tls,
-            peer_set,
-            cfg.connect_timeout,
-            tasks.clone(),
-            shutdown.clone(),
-        );
-        tasks.spawn(crate::serve::federation(
-            svc,
-            incoming,
-            cfg.max_message_size,
-            shutdown.clone(),
-        ));
-        let watch_listen = match cfg.watch_listen {
-            Some(addr) => {
-                Some(crate::serve::spawn_watch(addr, catalog_rx.clone(), &tasks, &shutdown).await?)
-            }
-            None => None,
-        };
-        tasks.spawn(source.watch(
-            text,
-            local_tx,
-            metrics.source_rejected.clone(),
-            shutdown.clone(),
-        ));
+            tasks: &tasks,
+            shutdown: &shutdown,
+        })
+        .await?;
+        let stop = shutdown.clone();
+        tasks.spawn(source.watch(text, local_tx, metrics.source_rejected.clone(), stop));
         tasks.spawn(hub.run(shutdown.clone()));
         if let Some(dir) = cfg.state_dir.clone() {
-            tasks.spawn(persist::run(
-                dir,
-                persist_rx,
-                cfg.persist_debounce,
-                metrics.clone(),
-                shutdown.clone(),
-            ));
+            let (debounce, m, stop) = (cfg.persist_debounce, metrics.clone(), shutdown.clone());
+            tasks.spawn(persist::run(dir, persist_rx, debounce, m, stop));
         }
         let ctx = Arc::new(SessionCtx {
             cfg: cfg.clone(),
@@ -225,6 +166,7 @@ impl Federation {
         self.local_exports.clone()
     }
 
+    /// Every configured peer's session and lease, for `/v1/peers` and `causeway status`.
     pub fn peers_status(&self) -> Vec<PeerStatus> {
         let now = Instant::now();
         self.peers
@@ -244,7 +186,7 @@ impl Federation {
     }
 
     /// Completes once shutdown was triggered and every task has finished
-    /// (forcing the end after a grace period).
+    /// (giving up on stragglers after a grace period).
     pub async fn closed(self) {
         self.shutdown.cancelled().await;
         self.tasks.close();
@@ -259,27 +201,24 @@ impl Federation {
     }
 }
 
-const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
-
-fn status_of(slot: &PeerSlot, lease: &causeway_catalog::LeaseConfig, now: Instant) -> PeerStatus {
-    let s = slot.status();
-    let view = slot.view();
-    let (epoch, version) = view.resume_point();
-    PeerStatus {
-        name: slot.trust.name.clone(),
-        addr: slot.addr.clone(),
-        state: s.state,
-        freshness: view.freshness(lease, now),
-        last_heard_ms_ago: view.silent_for(now).map(|d| d.as_millis() as u64),
-        epoch,
-        version,
-        exports: view.exports().len(),
-        snapshots: s.snapshots,
-        deltas: s.deltas,
-        heartbeats: s.heartbeats,
-        reconnects: s.reconnects,
-        last_error: s.last_error,
-    }
+/// One slot per configured peer, with its persisted view (stale) if any.
+fn peer_slots(
+    peers: &[PeerEndpoint],
+    mut saved: BTreeMap<ClusterId, SavedView>,
+    lease: &LeaseConfig,
+    now: Instant,
+) -> Vec<Arc<PeerSlot>> {
+    peers
+        .iter()
+        .map(|p| {
+            let name = p.trust.name.clone();
+            let view = match saved.remove(&name) {
+                Some(s) => PeerView::restore(name, s, lease, now),
+                None => PeerView::new(name),
+            };
+            Arc::new(PeerSlot::new(p.trust.clone(), p.addr.clone(), view))
+        })
+        .collect()
 }
 
 /// The exporter at its persisted epoch and version, or a new epoch without state.
@@ -295,10 +234,4 @@ fn restore_exporter(local: &ClusterInfo, cfg: &Config, state: &State) -> Exporte
             Exporter::new(local.clone(), epoch, 0, cfg.delta_log_len)
         }
     }
-}
-
-async fn bind(addr: SocketAddr) -> Result<TcpListener, Error> {
-    TcpListener::bind(addr)
-        .await
-        .map_err(|source| Error::Bind { addr, source })
 }

@@ -13,7 +13,7 @@ use crate::exporter::Exporter;
 use crate::metrics::Metrics;
 use crate::persist::{SavedLocal, State};
 use crate::publish::{PeerInput, build_catalog, next_lease_change};
-use crate::session::PeerSlot;
+use crate::slot::PeerSlot;
 
 pub struct Hub {
     pub local: ClusterInfo,

@@ -16,7 +16,9 @@ mod publish;
 mod serve;
 mod server;
 mod session;
+mod slot;
 mod source;
+mod status;
 mod transport;
 mod view;
 mod watch_api;
@@ -30,11 +32,12 @@ pub mod proto {
 
 pub use config::{Config, ConfigError, SourceConfig};
 pub use error::Error;
-pub use federation::{Federation, FederationInputs, PeerEndpoint, PeerStatus};
+pub use federation::{Federation, FederationInputs, PeerEndpoint};
 pub use metrics::SessionState;
 pub use persist::PersistError;
 pub use session::SessionError;
 pub use source::{SourceError, StaticSource};
+pub use status::PeerStatus;
 pub use transport::{PeerConn, PeerConnector, PeerInfo, incoming};
 pub use view::ViewError;
 pub use watch_api::{WatchError, watch_remote};

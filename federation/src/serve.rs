@@ -13,7 +13,12 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tonic::transport::Server;
 
+use causeway_identity::{PeerSet, ReloadingCert, Workload};
+
+use crate::Config;
 use crate::error::Error;
+use crate::exporter::Exporter;
+use crate::metrics::Metrics;
 use crate::proto::{catalog_watch_server::CatalogWatchServer, federation_server::FederationServer};
 use crate::server::FederationService;
 use crate::transport::PeerConn;
@@ -21,6 +26,50 @@ use crate::watch_api::{MAX_CATALOG_MESSAGE, WatchService};
 
 /// HTTP/2 pings find dead connections that TCP alone would not notice.
 const KEEPALIVE: Duration = Duration::from_secs(10);
+
+pub struct ServeInputs<'a> {
+    pub cfg: &'a Config,
+    pub cert: Arc<ReloadingCert>,
+    pub peers: Arc<PeerSet>,
+    pub exporter: Arc<std::sync::Mutex<Exporter>>,
+    pub changes: watch::Receiver<u64>,
+    pub catalog: watch::Receiver<Arc<CatalogSnapshot>>,
+    pub metrics: Metrics,
+    pub tasks: &'a TaskTracker,
+    pub shutdown: &'a CancellationToken,
+}
+
+/// Binds and serves the federation listener and, if configured, the watch
+/// listener; returns their bound addresses.
+pub async fn spawn(i: ServeInputs<'_>) -> Result<(SocketAddr, Option<SocketAddr>), Error> {
+    let addr = i.cfg.listen;
+    let listener = TcpListener::bind(addr)
+        .await
+        .map_err(|source| Error::Bind { addr, source })?;
+    let listen = listener
+        .local_addr()
+        .map_err(|source| Error::Bind { addr, source })?;
+    let tls = causeway_identity::server_config(i.cert, i.peers.clone(), Workload::Federation)?;
+    let svc = FederationService {
+        exporter: i.exporter,
+        changes: i.changes,
+        heartbeat: i.cfg.heartbeat_interval,
+        send_timeout: i.cfg.idle_timeout,
+        metrics: i.metrics,
+        tasks: i.tasks.clone(),
+        shutdown: i.shutdown.clone(),
+    };
+    let (tasks, stop) = (i.tasks.clone(), i.shutdown.clone());
+    let incoming =
+        crate::transport::incoming(listener, tls, i.peers, i.cfg.connect_timeout, tasks, stop);
+    let serving = federation(svc, incoming, i.cfg.max_message_size, i.shutdown.clone());
+    i.tasks.spawn(serving);
+    let watch_listen = match i.cfg.watch_listen {
+        Some(addr) => Some(spawn_watch(addr, i.catalog, i.tasks, i.shutdown).await?),
+        None => None,
+    };
+    Ok((listen, watch_listen))
+}
 
 pub async fn federation(
     svc: FederationService,

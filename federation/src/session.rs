@@ -2,13 +2,12 @@
 //! session open, applies what arrives to that peer's view, and reconnects with
 //! jittered backoff. A failing peer only ever affects its own view.
 
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use causeway_catalog::ClusterId;
-use causeway_identity::{PeerTrust, ReloadingCert, Workload};
+use causeway_identity::{ReloadingCert, Workload};
 use rand::Rng;
-use serde::Serialize;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tonic::transport::Endpoint;
@@ -16,8 +15,9 @@ use tonic::transport::Endpoint;
 use crate::Config;
 use crate::metrics::{Kind, Metrics, SessionState};
 use crate::proto::{self, federation_client::FederationClient};
+use crate::slot::PeerSlot;
 use crate::transport::PeerConnector;
-use crate::view::{Applied, PeerView, ViewError};
+use crate::view::{Applied, ViewError};
 
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -49,63 +49,6 @@ pub enum SessionError {
     View(#[from] ViewError),
 }
 
-/// What the session is doing, for status and the admin API.
-#[derive(Debug, Clone, Serialize)]
-pub struct SessionStatus {
-    pub state: SessionState,
-    pub snapshots: u64,
-    pub deltas: u64,
-    pub heartbeats: u64,
-    pub reconnects: u64,
-    pub last_error: Option<String>,
-}
-
-/// One configured peer: where to reach it, its view and its session status.
-#[derive(Debug)]
-pub struct PeerSlot {
-    pub trust: PeerTrust,
-    pub addr: String,
-    view: Mutex<PeerView>,
-    status: Mutex<SessionStatus>,
-}
-
-/// A poisoned lock only means another task panicked mid-update; the data is
-/// still a whole view (updates are applied in one assignment), so carry on.
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
-}
-
-impl PeerSlot {
-    pub fn new(trust: PeerTrust, addr: String, view: PeerView) -> Self {
-        Self {
-            trust,
-            addr,
-            view: Mutex::new(view),
-            status: Mutex::new(SessionStatus {
-                state: SessionState::Connecting,
-                snapshots: 0,
-                deltas: 0,
-                heartbeats: 0,
-                reconnects: 0,
-                last_error: None,
-            }),
-        }
-    }
-
-    pub fn view(&self) -> MutexGuard<'_, PeerView> {
-        lock(&self.view)
-    }
-
-    pub fn status(&self) -> SessionStatus {
-        lock(&self.status).clone()
-    }
-
-    fn set_state(&self, state: SessionState, metrics: &Metrics) {
-        lock(&self.status).state = state;
-        metrics.set_state(self.trust.name.as_str(), state);
-    }
-}
-
 /// What every session needs.
 pub struct SessionCtx {
     pub cfg: Config,
@@ -133,7 +76,7 @@ pub async fn run(slot: Arc<PeerSlot>, ctx: Arc<SessionCtx>, shutdown: Cancellati
                 .session_errors
                 .get_or_create(&label(&peer))
                 .inc();
-            lock(&slot.status).last_error = Some(e.to_string());
+            slot.status_mut().last_error = Some(e.to_string());
         }
         failures = if got_any {
             0
@@ -146,7 +89,7 @@ pub async fn run(slot: Arc<PeerSlot>, ctx: Arc<SessionCtx>, shutdown: Cancellati
             _ = shutdown.cancelled() => return,
             _ = tokio::time::sleep(wait) => {}
         }
-        lock(&slot.status).reconnects += 1;
+        slot.status_mut().reconnects += 1;
         ctx.metrics.reconnects.get_or_create(&label(&peer)).inc();
     }
 }
@@ -255,7 +198,7 @@ fn apply(slot: &PeerSlot, ctx: &SessionCtx, update: proto::Update) -> Result<(),
         let was_fresh = view.freshness(&ctx.lease, now) == Some(causeway_catalog::Freshness::Fresh);
         (view.apply(update, now)?, was_fresh)
     };
-    let mut status = lock(&slot.status);
+    let mut status = slot.status_mut();
     let changed = match applied {
         Applied::Snapshot => {
             status.snapshots += 1;
