@@ -241,3 +241,24 @@ pub fn chain(e: &dyn std::error::Error) -> String {
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_is_capped_and_jittered() {
+        let cfg = Config {
+            backoff_min: Duration::from_millis(100),
+            backoff_max: Duration::from_secs(1),
+            ..Config::default()
+        };
+        for (failures, full) in [(0, 100), (1, 200), (3, 800), (4, 1000), (60, 1000)] {
+            let full = Duration::from_millis(full);
+            for _ in 0..20 {
+                let d = backoff(&cfg, failures);
+                assert!(d <= full && d >= full / 2, "{failures}: {d:?}");
+            }
+        }
+    }
+}

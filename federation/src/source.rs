@@ -201,6 +201,21 @@ mod tests {
         assert!(e.contains("listed twice"), "{e}");
     }
 
+    #[test]
+    fn the_documented_example_loads() {
+        let doc = include_str!("../../docs/federation-protocol.md");
+        let yaml = doc
+            .split("```yaml\n")
+            .nth(1)
+            .and_then(|rest| rest.split("```").next())
+            .expect("docs/federation-protocol.md has a yaml example");
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("exports.yaml");
+        std::fs::write(&path, yaml).unwrap();
+        let got = source(&path).load().unwrap();
+        assert_eq!(got[0].key.to_string(), "demo/echo");
+    }
+
     #[tokio::test]
     async fn a_bad_edit_keeps_the_last_good_exports() {
         let dir = tempfile::tempdir().unwrap();

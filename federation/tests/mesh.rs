@@ -62,6 +62,18 @@ async fn an_export_added_to_a_reaches_b_and_c() {
     .await;
     assert_eq!(b.status("a").snapshots, snaps);
     assert!(b.status("a").deltas >= 2);
+    let metrics = b.metrics();
+    for line in [
+        r#"causeway_federation_messages_received_total{peer="a",kind="Snapshot"} 1"#,
+        r#"causeway_federation_peer_session_state{peer="a",state="Connected"} 1"#,
+        "causeway_federation_catalog_imports 0",
+    ] {
+        assert!(metrics.contains(line), "{line} missing from\n{metrics}");
+    }
+    assert!(
+        a.metrics()
+            .contains(r#"causeway_federation_messages_sent_total{peer="b",kind="Delta"}"#)
+    );
     mesh.shutdown().await;
 }
 
