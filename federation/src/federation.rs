@@ -90,7 +90,12 @@ impl Federation {
         )?);
         let mut vips = VipAllocator::new(inputs.vip_ranges.clone())?;
         vips.restore(state.vips.clone());
-        let exporter = Arc::new(Mutex::new(restore_exporter(&inputs.local, &cfg, &state)));
+        let exporter = Arc::new(Mutex::new(restore_exporter(
+            &inputs.local,
+            &cfg,
+            &state,
+            &exports,
+        )));
         let slots = peer_slots(&inputs.peers, state.peers, &lease, Instant::now());
         let (local_tx, local_rx) = watch::channel(Arc::new(exports));
         let (changes, changes_rx) = watch::channel(0);
@@ -221,17 +226,75 @@ fn peer_slots(
         .collect()
 }
 
-/// The exporter at its persisted epoch and version, or a new epoch without state.
-fn restore_exporter(local: &ClusterInfo, cfg: &Config, state: &State) -> Exporter {
+/// The exporter at its persisted epoch and version, or at a new epoch.
+///
+/// The persisted exports must equal the current ones to keep the epoch: if
+/// they differ, a change may have reached subscribers after the last write
+/// (a crash inside the debounce), and reusing its version number for other
+/// content would leave them silently wrong. A new epoch makes them take a snapshot.
+fn restore_exporter(
+    local: &ClusterInfo,
+    cfg: &Config,
+    state: &State,
+    current: &[Export],
+) -> Exporter {
+    fn by_key(l: &[Export]) -> BTreeMap<&causeway_catalog::ServiceKey, &Export> {
+        l.iter().map(|e| (&e.key, e)).collect()
+    }
+    let same = |saved: &[Export]| by_key(saved) == by_key(current);
     match &state.local {
-        Some(saved) => {
+        Some(saved) if same(&saved.exports) => {
             let mut x = Exporter::new(local.clone(), saved.epoch, saved.version, cfg.delta_log_len);
             x.restore(saved.exports.clone());
             x
         }
-        None => {
+        _ => {
             let epoch = rand::random::<u64>().max(1);
             Exporter::new(local.clone(), epoch, 0, cfg.delta_log_len)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::persist::SavedLocal;
+
+    fn export(key: &str) -> Export {
+        Export {
+            key: key.parse().unwrap(),
+            ports: vec![causeway_catalog::Port::tcp("http", 80)],
+            endpoints: vec![],
+            export_to: Default::default(),
+            created_at: Default::default(),
+            serve_stale: false,
+        }
+    }
+
+    #[test]
+    fn the_epoch_survives_a_restart_only_with_the_same_exports() {
+        let local = ClusterInfo {
+            name: ClusterId::new("a").unwrap(),
+            region: "r".into(),
+            zone: "z".into(),
+            trust_domain: "a.test".into(),
+            gateways: vec![],
+        };
+        let state = State {
+            local: Some(SavedLocal {
+                epoch: 42,
+                version: 7,
+                exports: vec![export("ns/a"), export("ns/b")],
+            }),
+            ..State::default()
+        };
+        let cfg = Config::default();
+        let same = [export("ns/b"), export("ns/a")];
+        let x = restore_exporter(&local, &cfg, &state, &same);
+        assert_eq!((x.epoch(), x.version()), (42, 7));
+        let x = restore_exporter(&local, &cfg, &state, &[export("ns/a")]);
+        assert_ne!(x.epoch(), 42);
+        let x = restore_exporter(&local, &cfg, &State::default(), &same);
+        assert_ne!(x.epoch(), 42);
     }
 }
