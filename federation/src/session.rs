@@ -31,7 +31,7 @@ pub enum SessionError {
         /// The whole cause chain: tonic's own message is only "transport error".
         message: String,
     },
-    #[error("peer {peer} refused the subscription: {status}")]
+    #[error("peer {peer}: subscribe failed: {status}")]
     Refused {
         peer: ClusterId,
         status: tonic::Status,

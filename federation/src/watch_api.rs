@@ -71,11 +71,15 @@ pub fn watch_remote(
     tokio::spawn(async move {
         let mut wait = Duration::from_millis(100);
         loop {
+            let mut got_any = false;
             tokio::select! {
                 _ = shutdown.cancelled() => return,
-                r = follow(addr, &tx) => if let Err(e) = r {
-                    tracing::warn!(%addr, "catalog watch: {e}; retrying in {wait:?}");
+                r = follow(addr, &tx, &mut got_any) => if let Err(e) = r {
+                    tracing::warn!(%addr, "catalog watch: {e}; retrying");
                 },
+            }
+            if got_any {
+                wait = Duration::from_millis(100);
             }
             tokio::select! {
                 _ = shutdown.cancelled() => return,
@@ -103,9 +107,14 @@ pub enum WatchError {
 async fn follow(
     addr: SocketAddr,
     tx: &watch::Sender<Arc<CatalogSnapshot>>,
+    got_any: &mut bool,
 ) -> Result<(), WatchError> {
     let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))?
         .connect_timeout(Duration::from_secs(5))
+        // The stream is quiet while nothing changes: pings find a dead peer.
+        .http2_keep_alive_interval(Duration::from_secs(10))
+        .keep_alive_timeout(Duration::from_secs(5))
+        .keep_alive_while_idle(true)
         .connect()
         .await?;
     let mut client =
@@ -117,6 +126,7 @@ async fn follow(
     while let Some(msg) = stream.message().await? {
         let catalog: CatalogSnapshot = serde_json::from_slice(&msg.json)?;
         tx.send_replace(Arc::new(catalog));
+        *got_any = true;
     }
     Err(WatchError::Ended)
 }

@@ -29,6 +29,7 @@ enum Mode {
     Oversized,
     Stall,
     Good,
+    Junk,
 }
 
 struct Fake {
@@ -85,7 +86,7 @@ impl proto::federation_server::Federation for Fake {
                 vec![snapshot(many)]
             }
             Mode::Stall => vec![],
-            Mode::Good => vec![snapshot(vec![export("ok", 80)])],
+            Mode::Good | Mode::Junk => vec![snapshot(vec![export("ok", 80)])],
         };
         // The stream then stays open and silent: no heartbeats.
         let s = futures::stream::iter(first.into_iter().map(Ok)).chain(futures::stream::pending());
@@ -126,6 +127,43 @@ async fn serve_fake(
             .unwrap();
     });
     (addr, calls)
+}
+
+/// A TLS server (with X's real certificate) that answers HTTP/2 with junk bytes.
+async fn serve_junk(
+    cert: Arc<ReloadingCert>,
+    clients: Vec<causeway_identity::PeerTrust>,
+    stop: &CancellationToken,
+) -> (SocketAddr, Arc<AtomicUsize>) {
+    use tokio::io::AsyncWriteExt;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let peers = Arc::new(PeerSet::new(clients).unwrap());
+    let mut tls = causeway_identity::server_config(cert, peers, Workload::Federation).unwrap();
+    tls.alpn_protocols = vec![b"h2".to_vec()];
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(tls));
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let (count, stop) = (accepted.clone(), stop.clone());
+    tokio::spawn(async move {
+        loop {
+            let (tcp, _) = tokio::select! {
+                _ = stop.cancelled() => return,
+                a = listener.accept() => a.unwrap(),
+            };
+            let Ok(mut conn) = acceptor.accept(tcp).await else {
+                continue;
+            };
+            count.fetch_add(1, Ordering::SeqCst);
+            let _ = conn.write_all(&[0xde, 0xad, 0xbe, 0xef].repeat(64)).await;
+            let _ = conn.flush().await;
+            // Keep it open: the client must notice on its own.
+            tokio::spawn(async move {
+                tokio::time::sleep(LIMIT).await;
+                drop(conn);
+            });
+        }
+    });
+    (addr, accepted)
 }
 
 struct Setup {
@@ -172,7 +210,10 @@ async fn setup(mode: Mode, impostor: bool) -> Setup {
     } else {
         x.cert()
     };
-    let (x_addr, calls) = serve_fake(x_cert, vec![a.id.trust()], mode, &stop).await;
+    let (x_addr, calls) = match mode {
+        Mode::Junk => serve_junk(x_cert, vec![a.id.trust()], &stop).await,
+        _ => serve_fake(x_cert, vec![a.id.trust()], mode, &stop).await,
+    };
     let a_peers = vec![
         PeerEndpoint {
             trust: b.id.trust(),
@@ -240,6 +281,14 @@ async fn a_peer_sending_garbage_is_dropped_and_retried() {
     let s = setup(Mode::Garbage, false).await;
     s.assert_x_retried_b_unaffected(3, "sent an invalid message")
         .await;
+    s.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_sending_junk_bytes_is_dropped_and_retried() {
+    let s = setup(Mode::Junk, false).await;
+    // The junk reads as an HTTP/2 frame far over the size limit: the connection dies.
+    s.assert_x_retried_b_unaffected(3, "subscribe failed").await;
     s.shutdown().await;
 }
 
