@@ -181,3 +181,109 @@ impl Feed {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use causeway_catalog::{ClusterInfo, Export, Port};
+
+    fn exporter() -> Arc<Mutex<Exporter>> {
+        let info = ClusterInfo {
+            name: ClusterId::new("a").unwrap(),
+            region: "r".into(),
+            zone: "z".into(),
+            trust_domain: "a.test".into(),
+            gateways: vec![],
+        };
+        Arc::new(Mutex::new(Exporter::new(info, 9, 0, 16)))
+    }
+
+    fn export(key: &str) -> Export {
+        Export {
+            key: key.parse().unwrap(),
+            ports: vec![Port::tcp("http", 80)],
+            endpoints: vec![],
+            export_to: Default::default(),
+            created_at: Default::default(),
+            serve_stale: false,
+        }
+    }
+
+    struct Harness {
+        x: Arc<Mutex<Exporter>>,
+        changes: watch::Sender<u64>,
+        rx: mpsc::Receiver<Result<proto::Update, Status>>,
+        task: tokio::task::JoinHandle<()>,
+    }
+
+    fn start(x: Arc<Mutex<Exporter>>, epoch: u64, version: u64) -> Harness {
+        let v = x.lock().unwrap().version();
+        let (changes, changes_rx) = watch::channel(v);
+        let (tx, rx) = mpsc::channel(STREAM_BUFFER);
+        let feed = Feed {
+            exporter: x.clone(),
+            changes: changes_rx,
+            subscriber: ClusterId::new("b").unwrap(),
+            tx,
+            send_timeout: Duration::from_secs(6),
+            metrics: Metrics::default(),
+        };
+        let every = Duration::from_secs(2);
+        let task = tokio::spawn(feed.run(epoch, version, every, CancellationToken::new()));
+        Harness {
+            x,
+            changes,
+            rx,
+            task,
+        }
+    }
+
+    async fn next(rx: &mut mpsc::Receiver<Result<proto::Update, Status>>) -> update::Kind {
+        rx.recv().await.unwrap().unwrap().kind.unwrap()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn snapshot_then_deltas_and_heartbeats_at_the_sent_version() {
+        let mut h = start(exporter(), 0, 0);
+        assert!(matches!(next(&mut h.rx).await, update::Kind::Snapshot(s) if s.epoch == 9));
+        let t0 = tokio::time::Instant::now();
+        let update::Kind::Heartbeat(hb) = next(&mut h.rx).await else {
+            panic!("expected a heartbeat")
+        };
+        assert_eq!(t0.elapsed(), Duration::from_secs(2));
+        assert_eq!((hb.epoch, hb.version), (9, 0));
+        let v = {
+            let mut x = h.x.lock().unwrap();
+            x.set([export("ns/a")]);
+            x.version()
+        };
+        h.changes.send_replace(v);
+        let update::Kind::Delta(d) = next(&mut h.rx).await else {
+            panic!("expected a delta")
+        };
+        assert_eq!((d.from_version, d.to_version, d.upserts.len()), (0, 1, 1));
+        let update::Kind::Heartbeat(hb) = next(&mut h.rx).await else {
+            panic!("expected a heartbeat")
+        };
+        assert_eq!(hb.version, 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_good_resume_point_gets_resumed_then_deltas() {
+        let x = exporter();
+        x.lock().unwrap().set([export("ns/a")]);
+        let mut h = start(x, 9, 0);
+        assert!(matches!(next(&mut h.rx).await, update::Kind::Resumed(r) if r.version == 0));
+        assert!(matches!(next(&mut h.rx).await, update::Kind::Delta(d) if d.to_version == 1));
+        assert!(matches!(next(&mut h.rx).await, update::Kind::Heartbeat(b) if b.version == 1));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_subscriber_that_stops_reading_is_dropped() {
+        let h = start(exporter(), 0, 0);
+        // Nothing reads: the buffer fills with heartbeats, then a send times out.
+        let ended = tokio::time::timeout(Duration::from_secs(120), h.task).await;
+        assert!(ended.is_ok(), "the feed must end by itself");
+        drop(h.changes);
+    }
+}
