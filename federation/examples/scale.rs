@@ -191,25 +191,31 @@ async fn main() {
     let synced = t0.elapsed();
     println!("full sync of {want} imports (with ClusterSetIPs): {synced:?}");
     println!("after sync: {}", rss());
-    // Persisted state, once the debounced writer has caught up.
-    let catalog_file = sub_state.path().join("catalog.json");
+    // Persisted state, once the debounced writer has caught up: every file
+    // there (peers, local, catalog, VIPs) and no write in progress.
     let deadline = Instant::now() + Duration::from_secs(60);
-    while std::fs::metadata(&catalog_file)
-        .map(|m| m.len())
-        .unwrap_or(0)
-        < 1000 * want as u64 / 10
+    let settled = |files: &[(String, u64)]| {
+        files.len() == n_peers + 3 && files.iter().all(|(n, _)| !n.starts_with('.'))
+    };
+    let mut files = state_files(sub_state.path());
+    while !settled(&files)
+        || files
+            .iter()
+            .find(|(n, _)| n == "catalog.json")
+            .is_none_or(|(_, l)| *l < 100 * want as u64)
     {
         assert!(Instant::now() < deadline, "state never written");
         tokio::time::sleep(Duration::from_millis(50)).await;
+        files = state_files(sub_state.path());
     }
-    let mut total = 0;
-    for e in std::fs::read_dir(sub_state.path()).unwrap().flatten() {
-        total += e.metadata().map(|m| m.len()).unwrap_or(0);
-    }
+    let total: u64 = files.iter().map(|(_, l)| l).sum();
     println!(
-        "subscriber state dir: {total} bytes ({} files)",
-        std::fs::read_dir(sub_state.path()).unwrap().count()
+        "subscriber state dir: {total} bytes in {} files",
+        files.len()
     );
+    for (name, len) in &files {
+        println!("  {name}: {len} bytes");
+    }
     let t1 = Instant::now();
     stop.cancel();
     fed.closed().await;
@@ -217,4 +223,17 @@ async fn main() {
         f.closed().await;
     }
     println!("shutdown: {:?}", t1.elapsed());
+}
+
+fn state_files(dir: &std::path::Path) -> Vec<(String, u64)> {
+    let mut out: Vec<(String, u64)> = std::fs::read_dir(dir)
+        .unwrap()
+        .flatten()
+        .map(|e| {
+            let len = e.metadata().map(|m| m.len()).unwrap_or(0);
+            (e.file_name().to_string_lossy().into_owned(), len)
+        })
+        .collect();
+    out.sort();
+    out
 }
