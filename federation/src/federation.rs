@@ -218,7 +218,11 @@ fn peer_slots(
         .map(|p| {
             let name = p.trust.name.clone();
             let view = match saved.remove(&name) {
-                Some(s) => PeerView::restore(name, s, lease, now),
+                Some(s) if s.info.name == name => PeerView::restore(name, s, lease, now),
+                Some(s) => {
+                    tracing::warn!(peer = %name, found = %s.info.name, "persisted view names another cluster; ignoring it");
+                    PeerView::new(name)
+                }
                 None => PeerView::new(name),
             };
             Arc::new(PeerSlot::new(p.trust.clone(), p.addr.clone(), view))
