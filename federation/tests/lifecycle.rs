@@ -133,14 +133,20 @@ async fn a_dead_peer_goes_stale_then_expires_and_comes_back() {
     println!(
         "after killing b: stale at {stale:?}, withdrawn at {expired:?} (stale_after {STALE:?}, expire_after {EXPIRE:?}, heartbeat {HEARTBEAT:?})"
     );
-    // The last heartbeat came at most one interval before the kill.
+    // Never early: the last heartbeat came at most one interval before the
+    // kill. The upper bounds only allow for a busy machine.
+    assert!(stale + HEARTBEAT >= STALE, "stale too early: {stale:?}");
     assert!(
-        stale + HEARTBEAT >= STALE && stale < STALE + Duration::from_millis(250),
-        "{stale:?}"
+        stale < STALE + Duration::from_millis(500),
+        "stale too late: {stale:?}"
     );
     assert!(
-        expired + HEARTBEAT >= EXPIRE && expired < EXPIRE + Duration::from_millis(400),
-        "{expired:?}"
+        expired + HEARTBEAT >= EXPIRE,
+        "withdrawn too early: {expired:?}"
+    );
+    assert!(
+        expired < EXPIRE + Duration::from_millis(600),
+        "withdrawn too late: {expired:?}"
     );
     // B restarts (with its state): A has B's exports again, without a new snapshot.
     let snaps = mesh.nodes[0].status("b").snapshots;
