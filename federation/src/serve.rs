@@ -27,6 +27,9 @@ use crate::watch_api::{MAX_CATALOG_MESSAGE, WatchService};
 /// HTTP/2 pings find dead connections that TCP alone would not notice.
 const KEEPALIVE: Duration = Duration::from_secs(10);
 
+/// A subscriber needs one stream per connection; a few spare cover reconnect races.
+const MAX_STREAMS_PER_CONNECTION: u32 = 4;
+
 pub struct ServeInputs<'a> {
     pub cfg: &'a Config,
     pub cert: Arc<ReloadingCert>,
@@ -83,6 +86,7 @@ pub async fn federation(
     let result = Server::builder()
         .http2_keepalive_interval(Some(KEEPALIVE))
         .http2_keepalive_timeout(Some(KEEPALIVE))
+        .max_concurrent_streams(Some(MAX_STREAMS_PER_CONNECTION))
         .add_service(svc)
         .serve_with_incoming_shutdown(incoming, shutdown.cancelled_owned())
         .await;
