@@ -25,18 +25,66 @@ pub struct Config {
     /// Silence after which a peer's exports are withdrawn.
     #[serde(default = "default_expire", with = "humantime_serde")]
     pub expire_after: Duration,
+    /// How often an exporter sends a heartbeat on an idle stream.
+    #[serde(default = "default_heartbeat", with = "humantime_serde")]
+    pub heartbeat_interval: Duration,
+    /// A session that receives nothing for this long is dropped and retried.
+    #[serde(default = "default_idle", with = "humantime_serde")]
+    pub idle_timeout: Duration,
+    /// Limit on TCP connect plus TLS handshake, both directions.
+    #[serde(default = "default_connect", with = "humantime_serde")]
+    pub connect_timeout: Duration,
+    /// First retry delay after a failed session; doubles up to `backoff_max`, jittered.
+    #[serde(default = "default_backoff_min", with = "humantime_serde")]
+    pub backoff_min: Duration,
+    #[serde(default = "default_backoff_max", with = "humantime_serde")]
+    pub backoff_max: Duration,
+    /// Largest gRPC message sent or accepted, in bytes (a snapshot is one message).
+    #[serde(default = "default_max_message")]
+    pub max_message_size: usize,
+    /// How long state changes settle before they are written to `state_dir`.
+    #[serde(default = "default_debounce", with = "humantime_serde")]
+    pub persist_debounce: Duration,
+    /// Recent changes kept for resuming subscribers; older resume points get a snapshot.
+    #[serde(default = "default_log_len")]
+    pub delta_log_len: usize,
 }
 
 fn default_listen() -> SocketAddr {
     SocketAddr::from(([0, 0, 0, 0], 15010))
 }
-
 fn default_stale() -> Duration {
     LeaseConfig::default().stale_after()
 }
-
 fn default_expire() -> Duration {
     LeaseConfig::default().expire_after()
+}
+fn default_heartbeat() -> Duration {
+    Duration::from_secs(2)
+}
+fn default_idle() -> Duration {
+    Duration::from_secs(6)
+}
+fn default_connect() -> Duration {
+    Duration::from_secs(5)
+}
+fn default_backoff_min() -> Duration {
+    Duration::from_millis(200)
+}
+fn default_backoff_max() -> Duration {
+    Duration::from_secs(10)
+}
+fn default_max_message() -> usize {
+    16 * 1024 * 1024
+}
+fn default_debounce() -> Duration {
+    Duration::from_millis(500)
+}
+fn default_log_len() -> usize {
+    1024
+}
+fn default_poll() -> Duration {
+    Duration::from_millis(500)
 }
 
 impl Default for Config {
@@ -47,6 +95,14 @@ impl Default for Config {
             state_dir: None,
             stale_after: default_stale(),
             expire_after: default_expire(),
+            heartbeat_interval: default_heartbeat(),
+            idle_timeout: default_idle(),
+            connect_timeout: default_connect(),
+            backoff_min: default_backoff_min(),
+            backoff_max: default_backoff_max(),
+            max_message_size: default_max_message(),
+            persist_debounce: default_debounce(),
+            delta_log_len: default_log_len(),
         }
     }
 }
@@ -59,8 +115,11 @@ pub enum SourceConfig {
     Static {
         #[serde(default)]
         exports: Vec<Export>,
+        /// A YAML file `exports: [...]`; checked for changes every `poll_interval`.
         #[serde(default)]
         file: Option<PathBuf>,
+        #[serde(default = "default_poll", with = "humantime_serde")]
+        poll_interval: Duration,
     },
 }
 
@@ -69,6 +128,7 @@ impl Default for SourceConfig {
         SourceConfig::Static {
             exports: Vec::new(),
             file: None,
+            poll_interval: default_poll(),
         }
     }
 }
@@ -82,12 +142,79 @@ pub enum ConfigError {
     Export(#[from] ExportError),
     #[error("source.static.exports: {0} is listed twice; list each service once")]
     DuplicateExport(String),
+    #[error("federation.{key}: {value} is out of range; {valid}")]
+    Range {
+        key: &'static str,
+        value: String,
+        valid: &'static str,
+    },
+}
+
+fn range(key: &'static str, value: impl std::fmt::Debug, valid: &'static str) -> ConfigError {
+    ConfigError::Range {
+        key,
+        value: format!("{value:?}"),
+        valid,
+    }
 }
 
 impl Config {
     pub fn validate(&self) -> Result<(), ConfigError> {
         self.lease()?;
-        Ok(())
+        let checks = [
+            (
+                self.heartbeat_interval.is_zero() || self.heartbeat_interval >= self.stale_after,
+                range(
+                    "heartbeat_interval",
+                    self.heartbeat_interval,
+                    "use a value above zero and below stale_after",
+                ),
+            ),
+            (
+                self.idle_timeout <= self.heartbeat_interval,
+                range(
+                    "idle_timeout",
+                    self.idle_timeout,
+                    "use a value above heartbeat_interval (3x is a good choice)",
+                ),
+            ),
+            (
+                self.connect_timeout.is_zero(),
+                range(
+                    "connect_timeout",
+                    self.connect_timeout,
+                    "use a value above zero",
+                ),
+            ),
+            (
+                self.backoff_min.is_zero() || self.backoff_min > self.backoff_max,
+                range(
+                    "backoff_min",
+                    self.backoff_min,
+                    "use a value above zero and at most backoff_max",
+                ),
+            ),
+            (
+                self.max_message_size < 64 * 1024,
+                range(
+                    "max_message_size",
+                    self.max_message_size,
+                    "use at least 65536 bytes",
+                ),
+            ),
+            (
+                self.persist_debounce > Duration::from_secs(60),
+                range("persist_debounce", self.persist_debounce, "use at most 60s"),
+            ),
+            (
+                self.delta_log_len == 0,
+                range("delta_log_len", self.delta_log_len, "use at least 1"),
+            ),
+        ];
+        match checks.into_iter().find(|(bad, _)| *bad) {
+            Some((_, err)) => Err(err),
+            None => Ok(()),
+        }
     }
 
     pub fn lease(&self) -> Result<LeaseConfig, LeaseError> {
@@ -97,13 +224,70 @@ impl Config {
 
 impl SourceConfig {
     pub fn validate(&self) -> Result<(), ConfigError> {
-        let SourceConfig::Static { exports, .. } = self;
-        for (i, e) in exports.iter().enumerate() {
-            e.validate()?;
-            if exports[..i].iter().any(|o| o.key == e.key) {
-                return Err(ConfigError::DuplicateExport(e.key.to_string()));
-            }
+        let SourceConfig::Static {
+            exports,
+            poll_interval,
+            ..
+        } = self;
+        if poll_interval.is_zero() || *poll_interval > Duration::from_secs(1) {
+            return Err(ConfigError::Range {
+                key: "source.static.poll_interval",
+                value: format!("{poll_interval:?}"),
+                valid: "use a value above zero and at most 1s (edits apply within it)",
+            });
         }
-        Ok(())
+        check_exports(exports)
+    }
+}
+
+/// Each export valid, each service listed once.
+pub(crate) fn check_exports(exports: &[Export]) -> Result<(), ConfigError> {
+    for (i, e) in exports.iter().enumerate() {
+        e.validate()?;
+        if exports[..i].iter().any(|o| o.key == e.key) {
+            return Err(ConfigError::DuplicateExport(e.key.to_string()));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid() {
+        Config::default().validate().unwrap();
+        SourceConfig::default().validate().unwrap();
+    }
+
+    #[test]
+    fn errors_name_the_key_and_value() {
+        let c = Config {
+            heartbeat_interval: Duration::from_secs(30),
+            ..Config::default()
+        };
+        let e = c.validate().unwrap_err().to_string();
+        assert!(e.contains("federation.heartbeat_interval: 30s"), "{e}");
+        let c = Config {
+            max_message_size: 10,
+            ..Config::default()
+        };
+        let e = c.validate().unwrap_err().to_string();
+        assert!(
+            e.contains("max_message_size: 10") && e.contains("65536"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn parses_with_humantime() {
+        let c: Config = serde_json::from_str(
+            r#"{"listen":"127.0.0.1:1","stale_after":"300ms","expire_after":"1s","heartbeat_interval":"100ms","idle_timeout":"250ms"}"#,
+        )
+        .unwrap();
+        c.validate().unwrap();
+        let bad: Result<Config, _> = serde_json::from_str(r#"{"listen":"127.0.0.1:1","nope":1}"#);
+        assert!(bad.is_err());
     }
 }

@@ -1,5 +1,44 @@
 //! causeway's federation: catalog sync between clusters over gRPC.
+//!
+//! Pure cores ([`exporter`](crate::exporter), [`view`](crate::view),
+//! [`publish`](crate::publish)) decide; the rest moves bytes: the static
+//! source, the mutual-TLS transport, the gRPC servers, subscriber sessions,
+//! the hub that publishes the merged catalog, and persistence.
 
 mod config;
+mod error;
+mod exporter;
+mod federation;
+mod hub;
+mod metrics;
+mod persist;
+mod publish;
+mod serve;
+mod server;
+mod session;
+mod slot;
+mod source;
+mod status;
+mod transport;
+mod view;
+mod watch_api;
+mod wire;
+
+pub mod proto {
+    //! Generated from `proto/causeway/federation/v1/federation.proto`.
+    #![allow(clippy::all, missing_docs)]
+    tonic::include_proto!("causeway.federation.v1");
+}
 
 pub use config::{Config, ConfigError, SourceConfig};
+pub use error::Error;
+pub use federation::{Federation, FederationInputs, PeerEndpoint};
+pub use metrics::SessionState;
+pub use persist::PersistError;
+pub use session::SessionError;
+pub use source::{SourceError, StaticSource};
+pub use status::PeerStatus;
+pub use transport::{PeerConn, PeerConnector, PeerInfo, incoming};
+pub use view::ViewError;
+pub use watch_api::{WatchError, watch_remote};
+pub use wire::{WireError, export_from_proto, export_to_proto};

@@ -1,0 +1,289 @@
+//! The exporter side: serves `Subscribe` to peers, each stream filtered by the
+//! subscriber's verified identity.
+
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use causeway_catalog::ClusterId;
+use futures::Stream;
+use tokio::sync::{mpsc, watch};
+use tokio_stream::wrappers::ReceiverStream;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tonic::{Request, Response, Status};
+
+use crate::exporter::{CatchUp, Exporter};
+use crate::metrics::{Kind, Metrics};
+use crate::proto::{self, update};
+use crate::transport::PeerInfo;
+
+/// Messages buffered per subscriber before its stream counts as stalled.
+const STREAM_BUFFER: usize = 8;
+
+pub struct FederationService {
+    pub exporter: Arc<Mutex<Exporter>>,
+    /// The exporter's version, bumped after each change.
+    pub changes: watch::Receiver<u64>,
+    pub heartbeat: Duration,
+    /// A subscriber that does not take a message within this long is dropped.
+    pub send_timeout: Duration,
+    pub metrics: Metrics,
+    pub tasks: TaskTracker,
+    pub shutdown: CancellationToken,
+}
+
+type UpdateStream = Pin<Box<dyn Stream<Item = Result<proto::Update, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl proto::federation_server::Federation for FederationService {
+    type SubscribeStream = UpdateStream;
+
+    async fn subscribe(
+        &self,
+        request: Request<proto::SubscribeRequest>,
+    ) -> Result<Response<Self::SubscribeStream>, Status> {
+        if self.shutdown.is_cancelled() {
+            return Err(Status::unavailable("this federation is shutting down"));
+        }
+        // Only the TLS layer's verdict counts: nothing in the request names the caller.
+        let Some(peer) = request.extensions().get::<PeerInfo>().cloned() else {
+            return Err(Status::unauthenticated(
+                "no verified peer certificate on this connection",
+            ));
+        };
+        let req = request.into_inner();
+        tracing::info!(peer = %peer.cluster, remote = %peer.remote, epoch = req.epoch, version = req.version, "subscriber connected");
+        let (tx, rx) = mpsc::channel(STREAM_BUFFER);
+        let feed = Feed {
+            exporter: self.exporter.clone(),
+            changes: self.changes.clone(),
+            subscriber: peer.cluster,
+            tx,
+            send_timeout: self.send_timeout,
+            metrics: self.metrics.clone(),
+        };
+        let (heartbeat, shutdown) = (self.heartbeat, self.shutdown.clone());
+        self.tasks
+            .spawn(feed.run(req.epoch, req.version, heartbeat, shutdown));
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+}
+
+/// One subscriber's stream.
+struct Feed {
+    exporter: Arc<Mutex<Exporter>>,
+    changes: watch::Receiver<u64>,
+    subscriber: ClusterId,
+    tx: mpsc::Sender<Result<proto::Update, Status>>,
+    send_timeout: Duration,
+    metrics: Metrics,
+}
+
+/// Where a subscriber's stream is: the epoch and version it has been sent.
+#[derive(Clone, Copy)]
+struct Sent {
+    epoch: u64,
+    version: u64,
+}
+
+impl Feed {
+    async fn run(mut self, epoch: u64, version: u64, every: Duration, shutdown: CancellationToken) {
+        let Some(mut sent) = self.open(epoch, version).await else {
+            return;
+        };
+        let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            let ok = tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = self.tx.closed() => return,
+                r = self.changes.changed() => match r {
+                    Ok(()) => self.follow(&mut sent).await,
+                    Err(_) => return,
+                },
+                _ = tick.tick() => {
+                    let hb = proto::Heartbeat { epoch: sent.epoch, version: sent.version };
+                    self.send(update::Kind::Heartbeat(hb), Kind::Heartbeat).await
+                }
+            };
+            if !ok {
+                return;
+            }
+        }
+    }
+
+    /// The first message: a snapshot, or an acceptance of the resume point plus deltas.
+    async fn open(&mut self, epoch: u64, version: u64) -> Option<Sent> {
+        self.changes.borrow_and_update();
+        let (catch_up, resumed) = {
+            let x = self.exporter.lock().unwrap_or_else(|p| p.into_inner());
+            (
+                x.catch_up(&self.subscriber, epoch, version),
+                x.resumed(version),
+            )
+        };
+        let mut sent = Sent { epoch, version };
+        if let CatchUp::Deltas(_) = catch_up
+            && !self
+                .send(update::Kind::Resumed(resumed), Kind::Resumed)
+                .await
+        {
+            return None;
+        }
+        self.deliver(catch_up, &mut sent).await.then_some(sent)
+    }
+
+    /// Sends whatever changed since `sent`.
+    async fn follow(&mut self, sent: &mut Sent) -> bool {
+        self.changes.borrow_and_update();
+        let catch_up = {
+            let x = self.exporter.lock().unwrap_or_else(|p| p.into_inner());
+            x.catch_up(&self.subscriber, sent.epoch, sent.version)
+        };
+        self.deliver(catch_up, sent).await
+    }
+
+    async fn deliver(&mut self, catch_up: CatchUp, sent: &mut Sent) -> bool {
+        match catch_up {
+            CatchUp::Snapshot(s) => {
+                *sent = Sent {
+                    epoch: s.epoch,
+                    version: s.version,
+                };
+                self.send(update::Kind::Snapshot(s), Kind::Snapshot).await
+            }
+            CatchUp::Deltas(deltas) => {
+                for d in deltas {
+                    sent.version = d.to_version;
+                    if !self.send(update::Kind::Delta(d), Kind::Delta).await {
+                        return false;
+                    }
+                }
+                true
+            }
+        }
+    }
+
+    /// False when the subscriber is gone or stalled: the feed then ends.
+    async fn send(&self, kind: update::Kind, metric: Kind) -> bool {
+        let msg = Ok(proto::Update { kind: Some(kind) });
+        match tokio::time::timeout(self.send_timeout, self.tx.send(msg)).await {
+            Ok(Ok(())) => {
+                Metrics::count(&self.metrics.sent, self.subscriber.as_str(), metric);
+                true
+            }
+            Ok(Err(_)) => false,
+            Err(_) => {
+                tracing::warn!(peer = %self.subscriber, "subscriber stalled for {:?}; dropping its stream", self.send_timeout);
+                false
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use causeway_catalog::{ClusterInfo, Export, Port};
+
+    fn exporter() -> Arc<Mutex<Exporter>> {
+        let info = ClusterInfo {
+            name: ClusterId::new("a").unwrap(),
+            region: "r".into(),
+            zone: "z".into(),
+            trust_domain: "a.test".into(),
+            gateways: vec![],
+        };
+        Arc::new(Mutex::new(Exporter::new(info, 9, 0, 16)))
+    }
+
+    fn export(key: &str) -> Export {
+        Export {
+            key: key.parse().unwrap(),
+            ports: vec![Port::tcp("http", 80)],
+            endpoints: vec![],
+            export_to: Default::default(),
+            created_at: Default::default(),
+            serve_stale: false,
+        }
+    }
+
+    struct Harness {
+        x: Arc<Mutex<Exporter>>,
+        changes: watch::Sender<u64>,
+        rx: mpsc::Receiver<Result<proto::Update, Status>>,
+        task: tokio::task::JoinHandle<()>,
+    }
+
+    fn start(x: Arc<Mutex<Exporter>>, epoch: u64, version: u64) -> Harness {
+        let v = x.lock().unwrap().version();
+        let (changes, changes_rx) = watch::channel(v);
+        let (tx, rx) = mpsc::channel(STREAM_BUFFER);
+        let feed = Feed {
+            exporter: x.clone(),
+            changes: changes_rx,
+            subscriber: ClusterId::new("b").unwrap(),
+            tx,
+            send_timeout: Duration::from_secs(6),
+            metrics: Metrics::default(),
+        };
+        let every = Duration::from_secs(2);
+        let task = tokio::spawn(feed.run(epoch, version, every, CancellationToken::new()));
+        Harness {
+            x,
+            changes,
+            rx,
+            task,
+        }
+    }
+
+    async fn next(rx: &mut mpsc::Receiver<Result<proto::Update, Status>>) -> update::Kind {
+        rx.recv().await.unwrap().unwrap().kind.unwrap()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn snapshot_then_deltas_and_heartbeats_at_the_sent_version() {
+        let mut h = start(exporter(), 0, 0);
+        assert!(matches!(next(&mut h.rx).await, update::Kind::Snapshot(s) if s.epoch == 9));
+        let t0 = tokio::time::Instant::now();
+        let update::Kind::Heartbeat(hb) = next(&mut h.rx).await else {
+            panic!("expected a heartbeat")
+        };
+        assert_eq!(t0.elapsed(), Duration::from_secs(2));
+        assert_eq!((hb.epoch, hb.version), (9, 0));
+        let v = {
+            let mut x = h.x.lock().unwrap();
+            x.set([export("ns/a")]);
+            x.version()
+        };
+        h.changes.send_replace(v);
+        let update::Kind::Delta(d) = next(&mut h.rx).await else {
+            panic!("expected a delta")
+        };
+        assert_eq!((d.from_version, d.to_version, d.upserts.len()), (0, 1, 1));
+        let update::Kind::Heartbeat(hb) = next(&mut h.rx).await else {
+            panic!("expected a heartbeat")
+        };
+        assert_eq!(hb.version, 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_good_resume_point_gets_resumed_then_deltas() {
+        let x = exporter();
+        x.lock().unwrap().set([export("ns/a")]);
+        let mut h = start(x, 9, 0);
+        assert!(matches!(next(&mut h.rx).await, update::Kind::Resumed(r) if r.version == 0));
+        assert!(matches!(next(&mut h.rx).await, update::Kind::Delta(d) if d.to_version == 1));
+        assert!(matches!(next(&mut h.rx).await, update::Kind::Heartbeat(b) if b.version == 1));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_subscriber_that_stops_reading_is_dropped() {
+        let h = start(exporter(), 0, 0);
+        // Nothing reads: the buffer fills with heartbeats, then a send times out.
+        let ended = tokio::time::timeout(Duration::from_secs(120), h.task).await;
+        assert!(ended.is_ok(), "the feed must end by itself");
+        drop(h.changes);
+    }
+}

@@ -1,0 +1,234 @@
+//! Conversions between the catalog's types and their protobuf form.
+//!
+//! Everything decoded from a peer is validated here, so the rest of the crate
+//! only ever sees well-formed exports: a peer that sends garbage is refused at
+//! this edge with an error naming the bad field.
+
+use std::collections::BTreeSet;
+
+use causeway_catalog::{
+    ClusterId, ClusterInfo, Endpoint, Export, ExportError, ExportTo, NameError, Port, Protocol,
+    ServiceKey, UnixMillis,
+};
+
+use crate::proto;
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum WireError {
+    #[error("{field}: {source}")]
+    Name {
+        field: &'static str,
+        source: NameError,
+    },
+    #[error("{field}: {value:?} is not an address written ip:port")]
+    Addr { field: &'static str, value: String },
+    #[error("port {0} is out of range 1-65535")]
+    PortRange(u32),
+    #[error("port protocol {0} is unknown; expected TCP (1) or UDP (2)")]
+    Protocol(i32),
+    #[error("{0}")]
+    Export(#[from] ExportError),
+    #[error("message has no {0}")]
+    Missing(&'static str),
+    #[error("service {0} appears twice in one message")]
+    Duplicate(ServiceKey),
+}
+
+fn name_err(field: &'static str) -> impl FnOnce(NameError) -> WireError {
+    move |source| WireError::Name { field, source }
+}
+
+pub fn cluster_to_proto(c: &ClusterInfo) -> proto::ClusterInfo {
+    proto::ClusterInfo {
+        name: c.name.to_string(),
+        region: c.region.clone(),
+        zone: c.zone.clone(),
+        trust_domain: c.trust_domain.clone(),
+        gateways: c.gateways.iter().map(ToString::to_string).collect(),
+    }
+}
+
+pub fn cluster_from_proto(c: Option<proto::ClusterInfo>) -> Result<ClusterInfo, WireError> {
+    let c = c.ok_or(WireError::Missing("cluster"))?;
+    let gateways = c
+        .gateways
+        .iter()
+        .map(|g| {
+            g.parse().map_err(|_| WireError::Addr {
+                field: "cluster.gateways",
+                value: g.clone(),
+            })
+        })
+        .collect::<Result<_, _>>()?;
+    Ok(ClusterInfo {
+        name: ClusterId::new(c.name).map_err(name_err("cluster.name"))?,
+        region: c.region,
+        zone: c.zone,
+        trust_domain: c.trust_domain,
+        gateways,
+    })
+}
+
+pub fn export_to_proto(e: &Export) -> proto::Export {
+    proto::Export {
+        namespace: e.key.namespace().to_owned(),
+        name: e.key.name().to_owned(),
+        ports: e.ports.iter().map(port_to_proto).collect(),
+        endpoints: e
+            .endpoints
+            .iter()
+            .map(|ep| proto::Endpoint {
+                addr: ep.addr.to_string(),
+                ready: ep.ready,
+            })
+            .collect(),
+        export_to: match &e.export_to {
+            ExportTo::All => Vec::new(),
+            ExportTo::Only(set) => set.iter().map(ToString::to_string).collect(),
+        },
+        created_at_ms: e.created_at.0,
+        serve_stale: e.serve_stale,
+    }
+}
+
+fn port_to_proto(p: &Port) -> proto::Port {
+    let protocol = match p.protocol {
+        Protocol::Tcp => proto::Protocol::Tcp,
+        Protocol::Udp => proto::Protocol::Udp,
+    };
+    proto::Port {
+        name: p.name.clone().unwrap_or_default(),
+        number: u32::from(p.number),
+        protocol: protocol.into(),
+    }
+}
+
+pub fn export_from_proto(e: proto::Export) -> Result<Export, WireError> {
+    let key = ServiceKey::new(e.namespace, e.name).map_err(name_err("export service"))?;
+    let ports = e
+        .ports
+        .into_iter()
+        .map(port_from_proto)
+        .collect::<Result<_, _>>()?;
+    let endpoints = e
+        .endpoints
+        .into_iter()
+        .map(|ep| {
+            let addr = ep.addr.parse().map_err(|_| WireError::Addr {
+                field: "export.endpoints",
+                value: ep.addr.clone(),
+            })?;
+            Ok(Endpoint {
+                addr,
+                ready: ep.ready,
+            })
+        })
+        .collect::<Result<_, WireError>>()?;
+    let export_to = if e.export_to.is_empty() {
+        ExportTo::All
+    } else {
+        let set = e
+            .export_to
+            .into_iter()
+            .map(|c| ClusterId::new(c).map_err(name_err("export.export_to")))
+            .collect::<Result<BTreeSet<_>, _>>()?;
+        ExportTo::Only(set)
+    };
+    let export = Export {
+        key,
+        ports,
+        endpoints,
+        export_to,
+        created_at: UnixMillis(e.created_at_ms),
+        serve_stale: e.serve_stale,
+    };
+    export.validate()?;
+    Ok(export)
+}
+
+fn port_from_proto(p: proto::Port) -> Result<Port, WireError> {
+    let number = u16::try_from(p.number).map_err(|_| WireError::PortRange(p.number))?;
+    let protocol = match proto::Protocol::try_from(p.protocol) {
+        Ok(proto::Protocol::Tcp) => Protocol::Tcp,
+        Ok(proto::Protocol::Udp) => Protocol::Udp,
+        _ => return Err(WireError::Protocol(p.protocol)),
+    };
+    Ok(Port {
+        name: (!p.name.is_empty()).then_some(p.name),
+        number,
+        protocol,
+    })
+}
+
+pub fn key_from_proto(k: &str) -> Result<ServiceKey, WireError> {
+    k.parse().map_err(name_err("delta.removals"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> Export {
+        Export {
+            key: "ns/web".parse().unwrap(),
+            ports: vec![
+                Port::tcp("http", 80),
+                Port {
+                    name: Some("dns".into()),
+                    number: 53,
+                    protocol: Protocol::Udp,
+                },
+            ],
+            endpoints: vec![Endpoint {
+                addr: "10.0.0.1:80".parse().unwrap(),
+                ready: false,
+            }],
+            export_to: ExportTo::Only([ClusterId::new("b").unwrap()].into()),
+            created_at: UnixMillis(42),
+            serve_stale: true,
+        }
+    }
+
+    #[test]
+    fn export_round_trips() {
+        let e = sample();
+        assert_eq!(export_from_proto(export_to_proto(&e)).unwrap(), e);
+        let mut all = sample();
+        all.export_to = ExportTo::All;
+        assert_eq!(export_from_proto(export_to_proto(&all)).unwrap(), all);
+    }
+
+    #[test]
+    fn garbage_is_refused_with_the_field() {
+        let mut p = export_to_proto(&sample());
+        p.name = "Bad_Name".into();
+        let e = export_from_proto(p).unwrap_err().to_string();
+        assert!(e.contains("export service"), "{e}");
+        let mut p = export_to_proto(&sample());
+        p.ports[0].number = 70000;
+        assert_eq!(export_from_proto(p), Err(WireError::PortRange(70000)));
+        let mut p = export_to_proto(&sample());
+        p.ports[0].protocol = 9;
+        assert_eq!(export_from_proto(p), Err(WireError::Protocol(9)));
+        let mut p = export_to_proto(&sample());
+        p.endpoints[0].addr = "nowhere".into();
+        assert!(matches!(export_from_proto(p), Err(WireError::Addr { .. })));
+        let mut p = export_to_proto(&sample());
+        p.ports.clear();
+        assert!(matches!(export_from_proto(p), Err(WireError::Export(_))));
+    }
+
+    #[test]
+    fn cluster_round_trips() {
+        let c = ClusterInfo {
+            name: ClusterId::new("east").unwrap(),
+            region: "r".into(),
+            zone: "z".into(),
+            trust_domain: "east.demo".into(),
+            gateways: vec!["127.0.0.1:4433".parse().unwrap()],
+        };
+        assert_eq!(cluster_from_proto(Some(cluster_to_proto(&c))).unwrap(), c);
+        assert_eq!(cluster_from_proto(None), Err(WireError::Missing("cluster")));
+    }
+}
