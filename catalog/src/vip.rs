@@ -129,16 +129,21 @@ impl VipAllocator {
     }
 
     /// The first free host address at or after the hash's slot, wrapping once.
+    /// Most ranges are sparse, so a short probe usually succeeds; only past it
+    /// is the range's occupancy counted, to stop early when it is full.
     fn probe(&self, range: IpNet, hash: u64) -> Option<IpAddr> {
+        const QUICK: u128 = 64;
         let (lo, count) = hosts(range);
         let start = u128::from(hash) % count;
-        let taken_in_range = self.used.iter().filter(|ip| range.contains(*ip)).count();
-        if taken_in_range as u128 >= count {
+        let slot = |i: u128| to_ip(range, lo + (start + i) % count);
+        if let Some(ip) = (0..count.min(QUICK)).map(slot).find(|ip| !self.used.contains(ip)) {
+            return Some(ip);
+        }
+        let (first, last) = (to_ip(range, lo), to_ip(range, lo + count - 1));
+        if self.used.range(first..=last).count() as u128 >= count {
             return None;
         }
-        (0..count)
-            .map(|i| to_ip(range, lo + (start + i) % count))
-            .find(|ip| !self.used.contains(ip))
+        (QUICK..count).map(slot).find(|ip| !self.used.contains(ip))
     }
 
     fn range_of(&self, ip: IpAddr) -> Option<IpNet> {
