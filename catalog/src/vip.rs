@@ -136,7 +136,10 @@ impl VipAllocator {
         let (lo, count) = hosts(range);
         let start = u128::from(hash) % count;
         let slot = |i: u128| to_ip(range, lo + (start + i) % count);
-        if let Some(ip) = (0..count.min(QUICK)).map(slot).find(|ip| !self.used.contains(ip)) {
+        if let Some(ip) = (0..count.min(QUICK))
+            .map(slot)
+            .find(|ip| !self.used.contains(ip))
+        {
             return Some(ip);
         }
         let (first, last) = (to_ip(range, lo), to_ip(range, lo + count - 1));

@@ -192,7 +192,7 @@ impl Federation {
 
     /// Completes once shutdown was triggered and every task has finished
     /// (giving up on stragglers after a grace period).
-    pub async fn closed(self) {
+    pub async fn closed(&self) {
         self.shutdown.cancelled().await;
         self.tasks.close();
         if tokio::time::timeout(SHUTDOWN_GRACE, self.tasks.wait())
