@@ -32,6 +32,52 @@ enum Cmd {
         #[command(subcommand)]
         cmd: ConfigCmd,
     },
+    /// A local clusterset for development.
+    Dev {
+        #[command(subcommand)]
+        cmd: DevCmd,
+    },
+    /// Peers, imports and recent errors of a cluster (or of every cluster of a `dev up` directory).
+    Status {
+        /// Admin address of one cluster.
+        #[arg(long, conflicts_with = "dir", default_value = "127.0.0.1:15000")]
+        admin: std::net::SocketAddr,
+        /// A `causeway dev up` directory: every cluster in DIR/clusters.json.
+        #[arg(long)]
+        dir: Option<PathBuf>,
+        /// JSON for scripts.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum DevCmd {
+    /// Start N local clusters on loopback with demo services; Ctrl-C stops them.
+    Up {
+        /// Number of clusters (1 to 8).
+        #[arg(long, default_value_t = 2)]
+        clusters: usize,
+        /// Where certificates, configs, state and logs go (default: a new temporary directory).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+        /// Cluster i uses ports BASE+10*i to BASE+10*i+5.
+        #[arg(long, default_value_t = 17000)]
+        base_port: u16,
+        /// Give up if the clusters are not all linked within this many seconds.
+        #[arg(long, default_value_t = 60)]
+        timeout_secs: u64,
+    },
+    /// Serve one cluster's demo service (HTTP hello and TCP echo) until stopped.
+    #[command(hide = true)]
+    Demo {
+        #[arg(long)]
+        name: String,
+        #[arg(long)]
+        http: std::net::SocketAddr,
+        #[arg(long)]
+        echo: std::net::SocketAddr,
+    },
 }
 
 #[derive(Subcommand)]
@@ -96,6 +142,8 @@ fn main() -> ExitCode {
         Cmd::Config {
             cmd: ConfigCmd::Check { file },
         } => config_check(&file),
+        Cmd::Dev { cmd } => dev(cmd),
+        Cmd::Status { admin, dir, json } => status(admin, dir, json),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -114,6 +162,34 @@ fn init_logging() {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
+}
+
+fn dev(cmd: DevCmd) -> anyhow::Result<()> {
+    match cmd {
+        DevCmd::Up {
+            clusters,
+            dir,
+            base_port,
+            timeout_secs,
+        } => causeway::dev::up(causeway::dev::UpArgs {
+            clusters,
+            dir,
+            base_port,
+            timeout: std::time::Duration::from_secs(timeout_secs),
+        }),
+        DevCmd::Demo { name, http, echo } => causeway::dev::demo(&name, http, echo),
+    }
+}
+
+fn status(admin: std::net::SocketAddr, dir: Option<PathBuf>, json: bool) -> anyhow::Result<()> {
+    let target = match dir {
+        Some(d) => causeway::status::Target::Dir(d),
+        None => causeway::status::Target::Admin(admin),
+    };
+    if !causeway::status::status(target, json)? {
+        anyhow::bail!("some clusters could not be read");
+    }
+    Ok(())
 }
 
 fn config_check(file: &std::path::Path) -> anyhow::Result<()> {
