@@ -254,3 +254,7 @@ pub fn service_export(key: ServiceKey, port: u16, port_name: &str, endpoint: Soc
         serve_stale: false,
     }
 }
+
+#[cfg(test)]
+#[path = "plan_tests.rs"]
+mod tests;

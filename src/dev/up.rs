@@ -37,12 +37,14 @@ pub fn up(args: UpArgs) -> anyhow::Result<()> {
 }
 
 async fn run(args: UpArgs) -> anyhow::Result<()> {
+    let mut opts = PlanOptions::new(args.clusters, Path::new("."));
+    opts.base_port = args.base_port;
+    plan(&opts)?; // options checked before anything is created
     let dir = match &args.dir {
         Some(d) => d.clone(),
         None => fresh_dir()?,
     };
-    let mut opts = PlanOptions::new(args.clusters, &dir);
-    opts.base_port = args.base_port;
+    opts.dir = dir.clone();
     let plan = plan(&opts)?;
     let mut progress = Progress::new();
     progress.line(&format!(
