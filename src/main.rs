@@ -78,6 +78,18 @@ enum DevCmd {
         #[arg(long)]
         echo: std::net::SocketAddr,
     },
+    /// Check a service through the mesh: echo N bytes back identically, or GET / over HTTP.
+    #[command(hide = true)]
+    Probe {
+        #[arg(long, conflicts_with = "http", required_unless_present = "http")]
+        echo: Option<std::net::SocketAddr>,
+        #[arg(long, default_value_t = 1 << 20)]
+        bytes: usize,
+        #[arg(long)]
+        http: Option<std::net::SocketAddr>,
+        #[arg(long, default_value_t = 60)]
+        timeout_secs: u64,
+    },
 }
 
 #[derive(Subcommand)]
@@ -178,6 +190,19 @@ fn dev(cmd: DevCmd) -> anyhow::Result<()> {
             timeout: std::time::Duration::from_secs(timeout_secs),
         }),
         DevCmd::Demo { name, http, echo } => causeway::dev::demo(&name, http, echo),
+        DevCmd::Probe {
+            echo,
+            bytes,
+            http,
+            timeout_secs,
+        } => {
+            let limit = std::time::Duration::from_secs(timeout_secs);
+            match (echo, http) {
+                (Some(addr), _) => causeway::dev::probe::echo(addr, bytes, limit),
+                (None, Some(addr)) => causeway::dev::probe::http(addr, limit),
+                (None, None) => anyhow::bail!("pass --echo ADDR or --http ADDR"),
+            }
+        }
     }
 }
 

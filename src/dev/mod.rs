@@ -10,6 +10,7 @@ mod guide;
 pub mod http;
 mod plan;
 mod ports;
+pub mod probe;
 mod progress;
 mod ready;
 mod up;

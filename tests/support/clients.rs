@@ -86,15 +86,4 @@ pub async fn http_body(addr: SocketAddr, limit: Duration) -> std::io::Result<Str
     Ok(body)
 }
 
-/// A deterministic pseudo-random payload.
-pub fn payload(len: usize) -> Vec<u8> {
-    let mut x: u32 = 0x9e37_79b9;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 17;
-            x ^= x << 5;
-            x as u8
-        })
-        .collect()
-}
+pub use causeway::dev::probe::payload;

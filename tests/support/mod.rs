@@ -2,16 +2,18 @@
 //! `causeway::dev::plan` that `causeway dev up` uses, run as real `causeway`
 //! processes that are killed when the test ends, plus waits with deadlines and
 //! real clients (dig, hickory-resolver).
-#![allow(dead_code, clippy::unwrap_used)]
+#![allow(dead_code, unused_imports, clippy::unwrap_used)]
 
 pub mod clients;
+pub mod netns;
 
 use std::future::Future;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use causeway::dev::{ClusterPlan, Plan, PlanOptions, Stage};
+use causeway::dev::{ClusterPlan, Plan, PlanOptions};
+use causeway_catalog::Import;
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_causeway");
 
@@ -169,14 +171,38 @@ impl Mesh {
         self.runs[i].kill();
     }
 
-    /// Every running cluster ready and importing every other running cluster's own service.
+    /// Cluster i's imports: over HTTP from here, or with `causeway status --json`
+    /// run inside its network namespace.
+    pub async fn imports(&self, i: usize) -> Option<Vec<Import>> {
+        let c = self.c(i);
+        let Some(ns) = self.netns[i].as_deref() else {
+            let snap = causeway::dev::catalog(c).await.ok()?;
+            return Some(snap.imports.into_values().collect());
+        };
+        let admin = c.admin.to_string();
+        let out = command(Some(ns), BIN, &["status", "--json", "--admin", &admin])
+            .output()
+            .ok()?;
+        let json: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
+        serde_json::from_value(json.get(0)?.get("imports")?.clone()).ok()
+    }
+
+    /// Every running cluster imports every other running cluster's own service.
     pub async fn wait_linked(&self, limit: Duration) {
-        let plan = self.running_plan();
+        let running: Vec<usize> = (0..self.runs.len())
+            .filter(|i| self.runs[*i].0.is_some())
+            .collect();
         wait_for("every cluster linked", limit, || async {
-            for c in &plan.clusters {
-                let s = causeway::dev::stage(&plan, c).await;
-                if s != Stage::Ready {
-                    return None;
+            for &i in &running {
+                let imports = self.imports(i).await?;
+                for &j in running.iter().filter(|j| **j != i) {
+                    let own = causeway::dev::own_service(self.c(j))?;
+                    let peer = &self.c(j).name;
+                    imports.iter().find(|im| {
+                        im.key == own
+                            && !im.vips.is_empty()
+                            && im.clusters.iter().any(|s| &s.cluster == peer)
+                    })?;
                 }
             }
             Some(())
@@ -184,31 +210,26 @@ impl Mesh {
         .await;
     }
 
-    fn running_plan(&self) -> Plan {
-        let mut plan = self.plan.clone();
-        let running: Vec<bool> = self.runs.iter().map(|g| g.0.is_some()).collect();
-        let mut i = 0;
-        plan.clusters.retain(|_| {
-            i += 1;
-            running[i - 1]
-        });
-        plan
-    }
-
-    /// Cluster i's ClusterSetIP for `demo/<name>`, from its catalog.
+    /// Cluster i's ClusterSetIP for `demo/<name>`.
     pub async fn vip(&self, i: usize, name: &str) -> Option<Ipv4Addr> {
-        let snap = causeway::dev::catalog(self.c(i)).await.ok()?;
-        match causeway::dev::vip_of(&snap, &causeway::dev::demo_key(name))? {
-            std::net::IpAddr::V4(v) => Some(v),
-            std::net::IpAddr::V6(_) => None,
-        }
+        let key = causeway::dev::demo_key(name);
+        let imports = self.imports(i).await?;
+        imports
+            .iter()
+            .find(|im| im.key == key)?
+            .vips
+            .iter()
+            .find_map(|v| match v {
+                std::net::IpAddr::V4(v) => Some(*v),
+                std::net::IpAddr::V6(_) => None,
+            })
     }
 
     /// Waits until cluster i has a ClusterSetIP for `demo/<name>`.
     pub async fn wait_vip(&self, i: usize, name: &str) -> Ipv4Addr {
         wait_for(
             &format!("a ClusterSetIP for demo/{name}"),
-            Duration::from_secs(20),
+            Duration::from_secs(30),
             || self.vip(i, name),
         )
         .await
