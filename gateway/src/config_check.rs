@@ -207,8 +207,10 @@ mod tests {
 
     #[test]
     fn defaults_are_valid_and_match_empty_yaml() {
-        let mut c = Config::default();
-        c.listen = "127.0.0.1:15443".parse().unwrap();
+        let c = Config {
+            listen: "127.0.0.1:15443".parse().unwrap(),
+            ..Config::default()
+        };
         c.validate().unwrap();
         let parsed = parse("listen: 127.0.0.1:15443\n").unwrap();
         assert_eq!(parsed, c);

@@ -8,7 +8,7 @@
 
 use causeway_catalog::ClusterId;
 use rand::Rng;
-use rand::seq::SliceRandom;
+use rand::seq::{IndexedRandom, SliceRandom};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Candidate {
@@ -59,6 +59,17 @@ pub fn order(mut cands: Vec<Candidate>, policy: &Policy<'_>, rng: &mut impl Rng)
     cands.shuffle(rng);
     cands.sort_by_key(|c| (policy.tier(c), c.stale, c.active));
     cands.into_iter().map(|c| c.cluster).collect()
+}
+
+/// A ready endpoint with the fewest open connections, random among ties.
+pub fn pick_endpoint<T: Copy>(
+    ready: &[T],
+    load: impl Fn(&T) -> usize,
+    rng: &mut impl Rng,
+) -> Option<T> {
+    let min = ready.iter().map(&load).min()?;
+    let best: Vec<T> = ready.iter().copied().filter(|e| load(e) == min).collect();
+    best.choose(rng).copied()
 }
 
 #[cfg(test)]
@@ -172,5 +183,17 @@ mod tests {
         let mut rng = StdRng::seed_from_u64(1);
         let cands = vec![cand("a", "eu", 3), cand("b", "eu", 1)];
         assert_eq!(names(order(cands, &p, &mut rng)), ["b", "a"]);
+    }
+
+    #[test]
+    fn endpoint_with_fewest_connections_random_among_ties() {
+        let mut rng = StdRng::seed_from_u64(3);
+        let load = |e: &u8| [4, 1, 1, 7][usize::from(*e)];
+        let mut seen = std::collections::BTreeSet::new();
+        for _ in 0..50 {
+            seen.insert(pick_endpoint(&[0u8, 1, 2, 3], load, &mut rng).unwrap());
+        }
+        assert_eq!(seen.into_iter().collect::<Vec<_>>(), [1, 2]);
+        assert_eq!(pick_endpoint::<u8>(&[], load, &mut rng), None);
     }
 }

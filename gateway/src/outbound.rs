@@ -1,0 +1,237 @@
+//! Outbound: a local client's TCP connection becomes a stream to a chosen cluster.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use causeway_catalog::{ClusterId, Freshness, Import, Protocol, ServiceKey};
+use quinn::{Connection, RecvStream, SendStream};
+use rand::Rng;
+use tokio::net::TcpStream;
+use tracing::Instrument;
+
+use crate::lb::{self, Candidate, Policy};
+use crate::metrics::{ActiveGuard, Direction, ServiceHandles};
+use crate::protocol::{self, ProtoError, Request, Status};
+use crate::shared::Shared;
+use crate::splice::{self, Counters};
+
+#[derive(Debug, thiserror::Error)]
+enum AttemptError {
+    #[error("far side answered {0:?}: {1}")]
+    Status(Status, String),
+    #[error("no status within gateway.timeouts.status")]
+    Timeout,
+    #[error("stream failed: {0}")]
+    Stream(String),
+    #[error(transparent)]
+    Proto(#[from] ProtoError),
+}
+
+impl AttemptError {
+    fn status_label(&self) -> &'static str {
+        match self {
+            AttemptError::Status(s, _) => s.as_str(),
+            AttemptError::Timeout => "timeout",
+            AttemptError::Stream(_) => "stream_error",
+            AttemptError::Proto(_) => "protocol_error",
+        }
+    }
+    fn counts_as_failure(&self) -> bool {
+        match self {
+            AttemptError::Status(s, _) => s.counts_as_failure(),
+            _ => true,
+        }
+    }
+}
+
+pub async fn client(
+    shared: Arc<Shared>,
+    tcp: TcpStream,
+    client: SocketAddr,
+    service: ServiceKey,
+    port: u16,
+) {
+    let trace = new_traceparent(&mut rand::rng());
+    let span = tracing::info_span!("outbound", %client, %service, port, trace = %trace);
+    async move {
+        let _ = tcp.set_nodelay(true);
+        let handles = shared
+            .metrics
+            .service(&service.to_string(), Direction::Outbound);
+        if handles.active.get() >= i64::from(shared.cfg.limits.max_streams_per_service) {
+            tracing::warn!(
+                "too many connections for this service (gateway.limits.max_streams_per_service)"
+            );
+            return reset(tcp);
+        }
+        let _active = ActiveGuard::new(&handles.active);
+        let req = Request {
+            service,
+            port,
+            protocol: Protocol::Tcp,
+            target: None,
+            traceparent: Some(trace),
+        };
+        if let Some(tcp) = route(&shared, tcp, req, &handles).await {
+            tracing::info!("no cluster could take the connection");
+            reset(tcp);
+        }
+    }
+    .instrument(span)
+    .await
+}
+
+/// Closes with RST so the client sees a failure rather than an empty reply.
+fn reset(tcp: TcpStream) {
+    let _ = tcp.set_zero_linger();
+}
+
+fn new_traceparent(rng: &mut impl Rng) -> String {
+    format!(
+        "00-{:032x}-{:016x}-01",
+        rng.random::<u128>() | 1,
+        rng.random::<u64>() | 1
+    )
+}
+
+/// Tries candidate clusters in order; gives the TCP connection back if none took it.
+async fn route(
+    shared: &Arc<Shared>,
+    mut tcp: TcpStream,
+    mut req: Request,
+    h: &ServiceHandles,
+) -> Option<TcpStream> {
+    let snap = shared.catalog();
+    let import = snap.imports.get(&req.service)?;
+    let order = candidates(shared, import);
+    let attempts = shared.cfg.limits.max_attempts as usize;
+    for cluster in order.into_iter().take(attempts) {
+        if cluster == shared.local.name {
+            match crate::direct::serve(shared, &mut tcp, &req, h).await {
+                Ok(()) => return None,
+                Err(status) => {
+                    tracing::info!(
+                        status = status.as_str(),
+                        "local endpoints failed; trying the next cluster"
+                    );
+                    continue;
+                }
+            }
+        }
+        let max = shared.cfg.limits.max_streams_per_peer as usize;
+        let Some((_slot, conn)) = shared.pool.pick(&cluster, max) else {
+            continue;
+        };
+        req.target = Some(cluster.clone());
+        match attempt(shared, &conn, &req).await {
+            Ok((mut send, mut recv)) => {
+                shared.pool.success(shared, &cluster);
+                shared
+                    .metrics
+                    .stream(cluster.as_str(), Direction::Outbound, "ok");
+                tracing::debug!(%cluster, "stream open");
+                let t = &shared.cfg.transport;
+                let counters = Counters {
+                    sent: &h.request,
+                    received: &h.response,
+                };
+                let out = splice::splice(
+                    &mut tcp,
+                    &mut send,
+                    &mut recv,
+                    t.splice_buffer as usize,
+                    shared.cfg.timeouts.idle,
+                    counters,
+                )
+                .await;
+                tracing::debug!(sent = out.sent, received = out.received, end = ?out.end, "connection done");
+                return None;
+            }
+            Err(e) => {
+                tracing::info!(%cluster, error = %e, "attempt failed; trying the next cluster");
+                shared
+                    .metrics
+                    .stream(cluster.as_str(), Direction::Outbound, e.status_label());
+                if e.counts_as_failure() {
+                    shared.pool.failure(shared, &cluster);
+                }
+            }
+        }
+    }
+    Some(tcp)
+}
+
+/// Clusters that can take a connection now, best first.
+fn candidates(shared: &Shared, import: &Import) -> Vec<ClusterId> {
+    let reachable = shared.pool.reachable();
+    let now = Instant::now();
+    let exports = shared.exports();
+    let local_ready = exports
+        .iter()
+        .any(|e| e.key == import.key && e.ready_endpoints() > 0);
+    let cands = import
+        .clusters
+        .iter()
+        .filter(|c| c.ready_endpoints > 0 && c.freshness != Freshness::Expired)
+        .filter_map(|c| {
+            let local = c.cluster == shared.local.name;
+            let active = if local {
+                Some(0)
+            } else {
+                reachable.get(&c.cluster).copied()
+            };
+            let active = active.filter(|_| !local || local_ready)?;
+            Some(Candidate {
+                cluster: c.cluster.clone(),
+                region: c.region.clone(),
+                active,
+                ejected: !local && shared.pool.is_ejected(&c.cluster, now),
+                stale: c.freshness == Freshness::Stale,
+            })
+        })
+        .collect();
+    let policy = Policy {
+        local: &shared.local.name,
+        region: &shared.local.region,
+        prefer_local: shared.cfg.locality.prefer_local,
+        failover: shared
+            .cfg
+            .locality
+            .failover
+            .get(&import.key)
+            .map(Vec::as_slice),
+    };
+    lb::order(cands, &policy, &mut rand::rng())
+}
+
+/// Opens a stream, sends the header and waits for the status.
+async fn attempt(
+    shared: &Shared,
+    conn: &Connection,
+    req: &Request,
+) -> Result<(SendStream, RecvStream), AttemptError> {
+    let header = protocol::encode_request(req)?;
+    let exchange = async {
+        let stream_err = |e: &dyn std::fmt::Display| AttemptError::Stream(e.to_string());
+        let (mut send, mut recv) = conn.open_bi().await.map_err(|e| stream_err(&e))?;
+        send.write_all(&header).await.map_err(|e| stream_err(&e))?;
+        let mut head = [0u8; 3];
+        recv.read_exact(&mut head)
+            .await
+            .map_err(|e| stream_err(&e))?;
+        let (status, n) = protocol::decode_response_head(head)?;
+        let mut detail = [0u8; 255];
+        recv.read_exact(&mut detail[..n])
+            .await
+            .map_err(|e| stream_err(&e))?;
+        if status != Status::Ok {
+            let detail = String::from_utf8_lossy(&detail[..n]).into_owned();
+            return Err(AttemptError::Status(status, detail));
+        }
+        Ok((send, recv))
+    };
+    tokio::time::timeout(shared.cfg.timeouts.status, exchange)
+        .await
+        .map_err(|_| AttemptError::Timeout)?
+}
