@@ -5,13 +5,13 @@
 
 use std::sync::atomic::AtomicU64;
 
-use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue};
+use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue, LabelValueEncoder};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
-#[derive(Debug, Clone, Copy, Hash, PartialEq, Eq, EncodeLabelValue)]
+#[derive(Debug, Clone, Copy, Hash, PartialEq, Eq)]
 pub enum Direction {
     /// Local clients calling services elsewhere.
     Outbound,
@@ -19,12 +19,32 @@ pub enum Direction {
     Inbound,
 }
 
-#[derive(Debug, Clone, Copy, Hash, PartialEq, Eq, EncodeLabelValue)]
+#[derive(Debug, Clone, Copy, Hash, PartialEq, Eq)]
 pub enum Flow {
     /// Bytes from the caller towards the service.
     Request,
     /// Bytes from the service back to the caller.
     Response,
+}
+
+impl EncodeLabelValue for Direction {
+    fn encode(&self, e: &mut LabelValueEncoder<'_>) -> Result<(), std::fmt::Error> {
+        let s = match self {
+            Direction::Outbound => "outbound",
+            Direction::Inbound => "inbound",
+        };
+        EncodeLabelValue::encode(&s, e)
+    }
+}
+
+impl EncodeLabelValue for Flow {
+    fn encode(&self, e: &mut LabelValueEncoder<'_>) -> Result<(), std::fmt::Error> {
+        let s = match self {
+            Flow::Request => "request",
+            Flow::Response => "response",
+        };
+        EncodeLabelValue::encode(&s, e)
+    }
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
