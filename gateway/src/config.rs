@@ -81,10 +81,14 @@ pub struct Limits {
 #[serde(deny_unknown_fields)]
 pub struct PeerSettings {
     /// QUIC keep-alive (PING) interval; must be below `idle_timeout`.
-    #[serde(default = "d250ms", with = "humantime_serde")]
+    #[serde(default = "d150ms", with = "humantime_serde")]
     pub keep_alive: Duration,
     /// A peer silent this long is dead: its connection closes and it is ejected.
-    #[serde(default = "d1s", with = "humantime_serde")]
+    /// A dead peer is noticed within `idle_timeout + keep_alive` (QUIC restarts the
+    /// idle timer on our first unacknowledged send): 850 ms by default, so failover
+    /// happens within 1 s. QUIC never uses less than 3 probe timeouts, so long-RTT
+    /// links stretch it by themselves.
+    #[serde(default = "d700ms", with = "humantime_serde")]
     pub idle_timeout: Duration,
     /// First re-dial delay; doubles (with jitter) up to `backoff_max`.
     #[serde(default = "d100ms", with = "humantime_serde")]
@@ -147,8 +151,11 @@ fn yes() -> bool {
 fn d100ms() -> Duration {
     Duration::from_millis(100)
 }
-fn d250ms() -> Duration {
-    Duration::from_millis(250)
+fn d150ms() -> Duration {
+    Duration::from_millis(150)
+}
+fn d700ms() -> Duration {
+    Duration::from_millis(700)
 }
 fn d1s() -> Duration {
     Duration::from_secs(1)

@@ -214,7 +214,7 @@ mod tests {
         c.validate().unwrap();
         let parsed = parse("listen: 127.0.0.1:15443\n").unwrap();
         assert_eq!(parsed, c);
-        assert_eq!(c.peers.idle_timeout, Duration::from_secs(1));
+        assert_eq!(c.peers.idle_timeout, Duration::from_millis(700));
     }
 
     #[test]

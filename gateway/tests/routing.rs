@@ -1,0 +1,162 @@
+//! Choosing clusters: failover on a dead gateway, on a refusing endpoint, and policy refusals.
+
+mod support;
+
+use std::collections::BTreeSet;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use causeway_catalog::ExportTo;
+use support::*;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failover_to_another_region_and_back() {
+    // A and B in eu, C in us: A prefers B (same region) and falls back to C.
+    let mut mesh = Mesh::new(&[("a", "eu"), ("b", "eu"), ("c", "us")], "127.77.3.0/24");
+    let (tag_b, tag_c) = (tag_server("b").await, tag_server("c").await);
+    let b_exports = vec![export("demo/who", 7002, tag_b, ExportTo::All)];
+    mesh.set_exports("b", b_exports.clone());
+    mesh.set_exports("c", vec![export("demo/who", 7002, tag_c, ExportTo::All)]);
+    let (b, c) = (mesh.info("b").clone(), mesh.info("c").clone());
+    mesh.publish("a", vec![import("demo/who", 7002, "127.77.3.1", &[&b, &c])]);
+    let vip: SocketAddr = "127.77.3.1:7002".parse().unwrap();
+    let limit = Duration::from_secs(3);
+    wait_for("B serving", Duration::from_secs(10), || async move {
+        (fetch(vip, limit).await.ok()? == "b").then_some(())
+    })
+    .await;
+
+    // Traffic runs: a client loop making new connections back to back.
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<(Instant, Result<String, String>)>(10_000);
+    let traffic = tokio::spawn(async move {
+        for _ in 0..5_000 {
+            let r = fetch(vip, limit).await;
+            if tx.send((Instant::now(), r)).await.is_err() {
+                return;
+            }
+        }
+    });
+    // Traffic is flowing (through B) before the kill.
+    for _ in 0..5 {
+        let (_, r) = tokio::time::timeout(limit, rx.recv())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(r.as_deref(), Ok("b"));
+    }
+    let killed = Instant::now();
+    mesh.kill("b");
+    let failover = loop {
+        let (at, r) = tokio::time::timeout(Duration::from_secs(10), rx.recv())
+            .await
+            .unwrap()
+            .unwrap();
+        if at > killed && r.as_deref() == Ok("c") {
+            break at - killed;
+        }
+    };
+    println!("failover: first connection served by C {failover:?} after B was killed");
+    assert!(
+        failover < Duration::from_secs(3),
+        "failover took {failover:?} (target: within 1 s)"
+    );
+
+    // B comes back: new connections prefer it again.
+    let restarted = Instant::now();
+    mesh.restart("b", b_exports);
+    let back = loop {
+        let (at, r) = tokio::time::timeout(Duration::from_secs(10), rx.recv())
+            .await
+            .unwrap()
+            .unwrap();
+        if at > restarted && r.as_deref() == Ok("b") {
+            break at - restarted;
+        }
+        assert!(
+            restarted.elapsed() < Duration::from_secs(15),
+            "B never preferred again"
+        );
+    };
+    println!("failback: first connection served by B {back:?} after it restarted");
+    traffic.abort();
+    let mut tail = BTreeSet::new();
+    for _ in 0..20 {
+        tail.insert(fetch(vip, limit).await.unwrap());
+    }
+    assert_eq!(
+        tail.into_iter().collect::<Vec<_>>(),
+        ["b"],
+        "B preferred once back"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refused_endpoint_moves_on_to_the_next_cluster() {
+    let mesh = Mesh::new(&[("a", "eu"), ("b", "eu"), ("c", "us")], "127.77.4.0/24");
+    let mut mesh = mesh;
+    mesh.set_exports(
+        "b",
+        vec![export("demo/who", 7003, refusing_addr(), ExportTo::All)],
+    );
+    mesh.set_exports(
+        "c",
+        vec![export(
+            "demo/who",
+            7003,
+            tag_server("c").await,
+            ExportTo::All,
+        )],
+    );
+    let (b, c) = (mesh.info("b").clone(), mesh.info("c").clone());
+    mesh.publish("a", vec![import("demo/who", 7003, "127.77.4.1", &[&b, &c])]);
+    let vip: SocketAddr = "127.77.4.1:7003".parse().unwrap();
+    // Wait until both peer connections are up, so B (same region) is tried first.
+    let a = mesh.node("a");
+    wait_for("peers connected", Duration::from_secs(10), || async {
+        let up = a
+            .metrics()
+            .lines()
+            .filter(|l| l.starts_with("gateway_peer_connected{") && l.ends_with(" 1"))
+            .count();
+        (up == 2).then_some(())
+    })
+    .await;
+    let got = fetch(vip, Duration::from_secs(5)).await.unwrap();
+    assert_eq!(got, "c");
+    let refused = mesh.node("b").metric(
+        "gateway_streams_total{cluster=\"a\",direction=\"inbound\",status=\"connect_failed\"}",
+    );
+    assert_eq!(refused, 1.0, "B answered connect_failed once");
+    let moved = a.metric(
+        "gateway_streams_total{cluster=\"b\",direction=\"outbound\",status=\"connect_failed\"}",
+    );
+    assert_eq!(moved, 1.0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn service_not_exported_to_the_caller_is_forbidden() {
+    let mut mesh = Mesh::new(&[("a", "eu"), ("b", "eu")], "127.77.5.0/24");
+    let only_c = ExportTo::Only([id("c")].into_iter().collect());
+    mesh.set_exports(
+        "b",
+        vec![export("demo/secret", 7004, tag_server("b").await, only_c)],
+    );
+    let b = mesh.info("b").clone();
+    mesh.publish("a", vec![import("demo/secret", 7004, "127.77.5.1", &[&b])]);
+    let vip: SocketAddr = "127.77.5.1:7004".parse().unwrap();
+    let sample = "gateway_streams_total{cluster=\"a\",direction=\"inbound\",status=\"forbidden\"}";
+    let b_node = mesh.node("b");
+    let elapsed = wait_for("forbidden counted", Duration::from_secs(10), || async {
+        let t0 = Instant::now();
+        let r = fetch(vip, Duration::from_secs(5)).await;
+        let took = t0.elapsed();
+        assert!(r.as_deref() != Ok("b"), "forbidden service must not answer");
+        (b_node.metric(sample) >= 1.0).then_some(took)
+    })
+    .await;
+    println!("forbidden connection closed after {elapsed:?}");
+    assert!(
+        elapsed < Duration::from_secs(2),
+        "closed quickly, took {elapsed:?}"
+    );
+}
