@@ -1,4 +1,5 @@
 //! Choosing clusters: failover on a dead gateway, on a refusing endpoint, and policy refusals.
+#![allow(clippy::unwrap_used)]
 
 mod support;
 

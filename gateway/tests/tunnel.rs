@@ -1,4 +1,5 @@
 //! Data path through real gateways: bulk transfer and half-close.
+#![allow(clippy::unwrap_used)]
 
 mod support;
 

@@ -1,7 +1,7 @@
 //! Test harness: gateways of several clusters in one process, each on its own
 //! thread and current-thread runtime (so one can be killed abruptly), with
 //! certificates generated here and TCP services on loopback.
-#![allow(dead_code)]
+#![allow(dead_code, clippy::unwrap_used)]
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
@@ -461,4 +461,41 @@ impl Mesh {
         self.nodes[i] = Some(node);
         self.republish();
     }
+}
+
+/// A bare QUIC connection to `server`'s gateway with `me`'s certificate, for protocol tests.
+pub async fn raw_connection(me: &Pki, server: &Pki, addr: SocketAddr) -> quinn::Connection {
+    let mut rc =
+        causeway_identity::client_config(me.cert(), &server.trust(), Workload::Gateway).unwrap();
+    rc.alpn_protocols = vec![causeway_gateway::protocol::ALPN.to_vec()];
+    let qc = quinn::crypto::rustls::QuicClientConfig::try_from(rc).unwrap();
+    let mut ep = quinn::Endpoint::client(any_port()).unwrap();
+    ep.set_default_client_config(quinn::ClientConfig::new(Arc::new(qc)));
+    ep.connect(addr, server.td.as_str()).unwrap().await.unwrap()
+}
+
+/// Writes a leaf naming `spiffe` signed by `ca` (a forged identity) into `dir`.
+pub fn forge_leaf(ca: &Ca, spiffe: &str, dir: &Path) -> CertPaths {
+    ca.save(dir, true).unwrap();
+    let ca_pem = std::fs::read_to_string(dir.join("ca.pem")).unwrap();
+    let ca_key =
+        rcgen::KeyPair::from_pem(&std::fs::read_to_string(dir.join("ca-key.pem")).unwrap())
+            .unwrap();
+    let issuer = rcgen::Issuer::from_ca_cert_pem(&ca_pem, ca_key).unwrap();
+    let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    params.subject_alt_names = vec![rcgen::SanType::URI(spiffe.try_into().unwrap())];
+    params.is_ca = rcgen::IsCa::ExplicitNoCa;
+    params.extended_key_usages = vec![
+        rcgen::ExtendedKeyUsagePurpose::ServerAuth,
+        rcgen::ExtendedKeyUsagePurpose::ClientAuth,
+    ];
+    let key = rcgen::KeyPair::generate().unwrap();
+    let cert = params.signed_by(&key, &issuer).unwrap();
+    let paths = CertPaths {
+        cert: dir.join("forged.pem"),
+        key: dir.join("forged-key.pem"),
+    };
+    std::fs::write(&paths.cert, format!("{}{ca_pem}", cert.pem())).unwrap();
+    std::fs::write(&paths.key, key.serialize_pem()).unwrap();
+    paths
 }
