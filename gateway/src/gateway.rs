@@ -112,8 +112,10 @@ async fn drain(s: &Shared) {
             "drain deadline passed; closing open streams"
         );
     }
-    s.hard.cancel();
+    // Close first: tasks that stop on `hard` drop their connection handles, and a
+    // dropped connection would otherwise close with code 0, which peers count as a failure.
     s.endpoint.close(CLOSE_DRAINING, b"draining");
+    s.hard.cancel();
     s.tasks.close();
     // Both are bounded: every task watches `hard`, and closing needs at most a few RTTs.
     let grace = Duration::from_secs(1);

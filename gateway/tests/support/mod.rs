@@ -372,11 +372,21 @@ pub struct Mesh {
     range: String,
     client: String,
     imports: Vec<Import>,
+    tweak: fn(&str, &mut Config),
 }
 
 impl Mesh {
     /// `clusters`: (name, region). Outbound listeners bind in `range`.
     pub fn new(clusters: &[(&str, &str)], range: &str) -> Mesh {
+        Self::with_config(clusters, range, |_, _| {})
+    }
+
+    /// Like `new`, with `tweak(cluster, config)` applied to each gateway's config.
+    pub fn with_config(
+        clusters: &[(&str, &str)],
+        range: &str,
+        tweak: fn(&str, &mut Config),
+    ) -> Mesh {
         let pki: Vec<Pki> = clusters.iter().map(|(n, _)| Pki::new(n)).collect();
         let infos: Vec<ClusterInfo> = clusters.iter().map(|(n, r)| info(n, r)).collect();
         let mut m = Mesh {
@@ -387,6 +397,7 @@ impl Mesh {
             range: range.into(),
             client: String::new(),
             imports: vec![],
+            tweak,
         };
         for i in 0..clusters.len() {
             let node = Node::start(m.spec(i, any_port()));
@@ -398,9 +409,11 @@ impl Mesh {
 
     pub fn spec(&self, i: usize, listen: SocketAddr) -> NodeSpec {
         let refs: Vec<&Pki> = self.pki.iter().collect();
+        let mut cfg = test_config(listen, &self.range);
+        (self.tweak)(self.infos[i].name.as_str(), &mut cfg);
         NodeSpec {
             info: self.infos[i].clone(),
-            cfg: test_config(listen, &self.range),
+            cfg,
             cert: self.pki[i].cert(),
             peers: peer_set(&refs, &self.pki[i].name),
         }
@@ -451,6 +464,12 @@ impl Mesh {
         if let Some(n) = self.nodes[i].take() {
             n.kill();
         }
+    }
+
+    /// Takes the node out of the mesh (e.g. to drain it).
+    pub fn take(&mut self, name: &str) -> Node {
+        let i = self.index(name);
+        self.nodes[i].take().unwrap()
     }
 
     /// Starts the cluster's gateway again on the same UDP address.
