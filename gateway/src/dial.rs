@@ -70,6 +70,7 @@ pub async fn run(shared: Arc<Shared>, peer: Arc<PeerConn>) {
                 Err(e) => {
                     tracing::warn!(error = %e, "dialling peer gateway failed");
                     handshake_metric(&shared, &peer, "failed");
+                    shared.pool.refresh_ejected(&shared, &peer.cluster);
                 }
             }
             let delay = backoff.next(&mut rand::rng());
@@ -79,7 +80,7 @@ pub async fn run(shared: Arc<Shared>, peer: Arc<PeerConn>) {
                 () = shared.shutdown.cancelled() => {}
             }
         }
-        peer.set(None);
+        shared.pool.publish(&peer, None);
     }
     .instrument(span)
     .await
@@ -107,18 +108,21 @@ async fn hold(shared: &Shared, peer: &PeerConn, conn: Connection) {
         cluster: peer.cluster.to_string(),
         address: peer.addr.to_string(),
     };
-    peer.set(Some(conn.clone()));
+    shared.pool.publish(peer, Some(conn.clone()));
     shared.metrics.peer_connected.get_or_create(&labels).set(1);
     let mut stats = crate::stats::Tracker::new(shared.metrics.clone(), labels.clone());
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     let reason = loop {
         tokio::select! {
             r = conn.closed() => break Some(r),
-            _ = tick.tick() => stats.update(&conn),
+            _ = tick.tick() => {
+                stats.update(&conn);
+                shared.pool.refresh_ejected(shared, &peer.cluster);
+            }
             () = peer.cancelled().cancelled() => break None,
         }
     };
-    peer.set(None);
+    shared.pool.publish(peer, None);
     shared.metrics.peer_connected.get_or_create(&labels).set(0);
     stats.update(&conn);
     match reason {

@@ -104,7 +104,13 @@ async fn route(
 ) -> Option<TcpStream> {
     let snap = shared.catalog();
     let import = snap.imports.get(&req.service)?;
-    let order = candidates(shared, import);
+    let changed = shared.pool.changed();
+    let mut order = candidates(shared, import);
+    if order.is_empty() && !import.clusters.is_empty() {
+        // Peers not connected yet (start-up, or all re-dialling): wait a handshake's time.
+        let _ = tokio::time::timeout(shared.cfg.timeouts.handshake, changed).await;
+        order = candidates(shared, import);
+    }
     let attempts = shared.cfg.limits.max_attempts as usize;
     for cluster in order.into_iter().take(attempts) {
         if cluster == shared.local.name {

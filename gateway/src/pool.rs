@@ -33,7 +33,7 @@ impl PeerConn {
         lock(&self.conn).clone()
     }
 
-    pub(crate) fn set(&self, c: Option<Connection>) {
+    fn set(&self, c: Option<Connection>) {
         *lock(&self.conn) = c;
     }
 
@@ -60,9 +60,27 @@ pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 pub struct Pool {
     peers: Mutex<HashMap<SocketAddr, Arc<PeerConn>>>,
     health: Mutex<HashMap<ClusterId, OutlierState>>,
+    /// Woken whenever a peer connection comes up or goes down.
+    changed: tokio::sync::Notify,
 }
 
 impl Pool {
+    /// Publishes a peer's connection (or its loss) and wakes waiters.
+    pub fn publish(&self, peer: &PeerConn, conn: Option<Connection>) {
+        peer.set(conn);
+        self.changed.notify_waiters();
+    }
+
+    /// Resolves at the next connection change; create it before checking state.
+    pub fn changed(&self) -> tokio::sync::futures::Notified<'_> {
+        self.changed.notified()
+    }
+
+    /// Re-exports whether `cluster` is ejected (ejections end by time, not by event).
+    pub fn refresh_ejected(&self, shared: &Shared, cluster: &ClusterId) {
+        set_ejected(shared, cluster, self.is_ejected(cluster, Instant::now()));
+    }
+
     /// Starts diallers for new peer addresses and stops those no longer listed.
     pub fn reconcile(&self, shared: &Arc<Shared>, clusters: &[&ClusterInfo]) {
         let want: HashMap<SocketAddr, &ClusterInfo> = clusters

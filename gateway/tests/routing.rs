@@ -161,3 +161,76 @@ async fn service_not_exported_to_the_caller_is_forbidden() {
         "closed quickly, took {elapsed:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_replica_of_a_peer_cluster_is_used() {
+    use std::sync::Arc;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let (a_pki, b_pki) = (Pki::new("a"), Pki::new("b"));
+    let (a_info, b_info) = (info("a", "eu"), info("b", "eu"));
+    let range = "127.77.14.0/24";
+    let spec = |me: &Pki, i: &causeway_catalog::ClusterInfo| NodeSpec {
+        info: i.clone(),
+        cfg: test_config(any_port(), range),
+        cert: me.cert(),
+        peers: peer_set(&[&a_pki, &b_pki], &me.name),
+    };
+    let a = Node::start(spec(&a_pki, &a_info));
+    let replicas = [
+        Node::start(spec(&b_pki, &b_info)),
+        Node::start(spec(&b_pki, &b_info)),
+    ];
+    let echo = echo_server().await;
+    for b in &replicas {
+        b.exports.send_replace(Arc::new(vec![export(
+            "demo/echo",
+            7013,
+            echo,
+            ExportTo::All,
+        )]));
+    }
+    let mut b_all = b_info.clone();
+    b_all.gateways = replicas.iter().map(|n| n.addr).collect();
+    let mut a_self = a_info.clone();
+    a_self.gateways = vec![a.addr];
+    let imp = import("demo/echo", 7013, "127.77.14.1", &[&b_info]);
+    a.catalog
+        .send_replace(Arc::new(causeway_catalog::CatalogSnapshot {
+            imports: [(imp.key.clone(), imp)].into_iter().collect(),
+            clusters: [(a_self.name.clone(), a_self), (b_all.name.clone(), b_all)]
+                .into_iter()
+                .collect(),
+        }));
+    wait_for(
+        "both replicas connected",
+        Duration::from_secs(10),
+        || async {
+            let up = a
+                .metrics()
+                .lines()
+                .filter(|l| {
+                    l.starts_with("gateway_peer_connected{cluster=\"b\"") && l.ends_with(" 1")
+                })
+                .count();
+            (up == 2).then_some(())
+        },
+    )
+    .await;
+    let vip: SocketAddr = "127.77.14.1:7013".parse().unwrap();
+    let mut held = Vec::new();
+    for _ in 0..10 {
+        let mut c = tokio::net::TcpStream::connect(vip).await.unwrap();
+        c.write_all(b"x").await.unwrap();
+        let mut k = [0u8; 1];
+        c.read_exact(&mut k).await.unwrap();
+        held.push(c);
+    }
+    let ok = "gateway_streams_total{cluster=\"a\",direction=\"inbound\",status=\"ok\"}";
+    let per: Vec<f64> = replicas.iter().map(|n| n.metric(ok)).collect();
+    println!("streams per replica: {per:?}");
+    assert_eq!(per.iter().sum::<f64>(), 10.0);
+    assert!(
+        per.iter().all(|n| *n >= 4.0),
+        "least-loaded spreads over replicas: {per:?}"
+    );
+}
