@@ -234,3 +234,98 @@ async fn every_replica_of_a_peer_cluster_is_used() {
         "least-loaded spreads over replicas: {per:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn local_cluster_is_served_directly_without_a_tunnel() {
+    let mut mesh = Mesh::new(&[("a", "eu"), ("b", "eu")], "127.77.15.0/24");
+    mesh.set_exports(
+        "a",
+        vec![export(
+            "demo/who",
+            7014,
+            tag_server("a").await,
+            ExportTo::All,
+        )],
+    );
+    mesh.set_exports(
+        "b",
+        vec![export(
+            "demo/who",
+            7014,
+            tag_server("b").await,
+            ExportTo::All,
+        )],
+    );
+    let (a, b) = (mesh.info("a").clone(), mesh.info("b").clone());
+    mesh.publish(
+        "a",
+        vec![import("demo/who", 7014, "127.77.15.1", &[&a, &b])],
+    );
+    let vip: SocketAddr = "127.77.15.1:7014".parse().unwrap();
+    let limit = Duration::from_secs(3);
+    wait_for("listener up", Duration::from_secs(10), || async move {
+        fetch(vip, limit).await.ok()
+    })
+    .await;
+    for _ in 0..10 {
+        assert_eq!(fetch(vip, limit).await.unwrap(), "a");
+    }
+    let tunnelled = mesh
+        .node("a")
+        .metric("gateway_streams_total{cluster=\"b\",direction=\"outbound\",status=\"ok\"}");
+    assert_eq!(tunnelled, 0.0, "no stream to b while a serves locally");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn listeners_follow_imports_without_disturbing_others() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut mesh = Mesh::new(&[("a", "eu"), ("b", "eu")], "127.77.16.0/24");
+    let echo = echo_server().await;
+    mesh.set_exports(
+        "b",
+        vec![
+            export("demo/one", 7015, echo, ExportTo::All),
+            export("demo/two", 7016, echo, ExportTo::All),
+        ],
+    );
+    let b = mesh.info("b").clone();
+    let one = import("demo/one", 7015, "127.77.16.1", &[&b]);
+    let two = import("demo/two", 7016, "127.77.16.2", &[&b]);
+    mesh.publish("a", vec![one.clone(), two]);
+    let (vip1, vip2): (SocketAddr, SocketAddr) = (
+        "127.77.16.1:7015".parse().unwrap(),
+        "127.77.16.2:7016".parse().unwrap(),
+    );
+    let mut held = wait_for("one up", Duration::from_secs(10), || async move {
+        let mut c = tokio::net::TcpStream::connect(vip1).await.ok()?;
+        c.write_all(b"1").await.ok()?;
+        let mut k = [0u8; 1];
+        tokio::time::timeout(Duration::from_secs(1), c.read_exact(&mut k))
+            .await
+            .ok()?
+            .ok()?;
+        Some(c)
+    })
+    .await;
+    wait_for("two up", Duration::from_secs(10), || async move {
+        tokio::net::TcpStream::connect(vip2).await.ok().map(|_| ())
+    })
+    .await;
+    // Withdraw `two`: its listener goes, `one` and its open connection stay.
+    mesh.publish("a", vec![one]);
+    wait_for("two closed", Duration::from_secs(10), || async move {
+        tokio::net::TcpStream::connect(vip2)
+            .await
+            .is_err()
+            .then_some(())
+    })
+    .await;
+    held.write_all(b"2").await.unwrap();
+    let mut k = [0u8; 1];
+    held.read_exact(&mut k).await.unwrap();
+    assert_eq!(&k, b"2");
+    let mut fresh = tokio::net::TcpStream::connect(vip1).await.unwrap();
+    fresh.write_all(b"3").await.unwrap();
+    fresh.read_exact(&mut k).await.unwrap();
+    assert_eq!(&k, b"3");
+}
