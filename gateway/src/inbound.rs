@@ -1,14 +1,14 @@
 //! Inbound: streams from authenticated peer gateways to local endpoints.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use causeway_catalog::ClusterId;
 use quinn::{ConnectionError, RecvStream, SendStream};
 use tracing::Instrument;
 
+use crate::header::{read_request, refuse, respond};
 use crate::metrics::{ActiveGuard, Direction, InboundHandshake};
-use crate::protocol::{self, ProtoError, Request, Status, stream_code};
+use crate::protocol::{Request, Status};
 use crate::shared::Shared;
 use crate::splice::{self, Counters};
 
@@ -101,41 +101,6 @@ async fn connection(shared: Arc<Shared>, incoming: quinn::Incoming) {
     .await
 }
 
-#[derive(Debug, thiserror::Error)]
-enum HeaderError {
-    #[error("no complete header within the header timeout")]
-    Timeout,
-    #[error(transparent)]
-    Proto(#[from] ProtoError),
-    #[error("stream ended before a complete header: {0}")]
-    Stream(#[from] quinn::ReadExactError),
-}
-
-async fn read_request(recv: &mut RecvStream, limit: Duration) -> Result<Request, HeaderError> {
-    let read = async {
-        let mut prefix = [0u8; protocol::PREFIX_LEN];
-        recv.read_exact(&mut prefix).await?;
-        let len = protocol::decode_prefix(prefix)?;
-        let mut body = [0u8; protocol::MAX_HEADER];
-        recv.read_exact(&mut body[..len]).await?;
-        Ok(protocol::decode_request(&body[..len])?)
-    };
-    tokio::time::timeout(limit, read)
-        .await
-        .map_err(|_| HeaderError::Timeout)?
-}
-
-/// Sends a status; for anything but ok, ends both directions of the stream.
-async fn respond(send: &mut SendStream, recv: &mut RecvStream, status: Status, detail: &str) {
-    let _ = send
-        .write_all(&protocol::encode_response(status, detail))
-        .await;
-    if status != Status::Ok {
-        let _ = send.finish();
-        let _ = recv.stop(stream_code::PROTOCOL);
-    }
-}
-
 async fn stream(
     shared: Arc<Shared>,
     cluster: ClusterId,
@@ -149,19 +114,8 @@ async fn stream(
             Ok(r) => r,
             Err(e) => {
                 tracing::info!(error = %e, "bad stream header");
-                let status = match e {
-                    HeaderError::Proto(ProtoError::Version(_)) => Status::UnsupportedVersion,
-                    HeaderError::Proto(_) => Status::BadRequest,
-                    HeaderError::Timeout | HeaderError::Stream(_) => {
-                        // Cut off: nothing useful to answer.
-                        let _ = send.reset(stream_code::PROTOCOL);
-                        let _ = recv.stop(stream_code::PROTOCOL);
-                        metrics.stream(cluster.as_str(), Direction::Inbound, "header_error");
-                        return;
-                    }
-                };
-                respond(&mut send, &mut recv, status, &e.to_string()).await;
-                metrics.stream(cluster.as_str(), Direction::Inbound, status.as_str());
+                let label = refuse(&mut send, &mut recv, &e).await;
+                metrics.stream(cluster.as_str(), Direction::Inbound, label);
                 return;
             }
         };

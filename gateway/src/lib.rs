@@ -4,6 +4,7 @@
 //! choice), `eject` (outlier ejection), `config`. I/O at the edges: `endpoint`
 //! and `dial` (QUIC), `inbound`, `listeners` and `outbound`, `splice`.
 
+mod attempt;
 mod config;
 mod config_check;
 mod dial;
@@ -11,6 +12,7 @@ mod direct;
 mod eject;
 mod endpoint;
 mod gateway;
+mod header;
 mod inbound;
 mod lb;
 mod listeners;

@@ -5,45 +5,16 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use causeway_catalog::{ClusterId, Freshness, Import, Protocol, ServiceKey};
-use quinn::{Connection, RecvStream, SendStream};
 use rand::Rng;
 use tokio::net::TcpStream;
 use tracing::Instrument;
 
+use crate::attempt::attempt;
 use crate::lb::{self, Candidate, Policy};
 use crate::metrics::{ActiveGuard, Direction, ServiceHandles};
-use crate::protocol::{self, ProtoError, Request, Status};
+use crate::protocol::Request;
 use crate::shared::Shared;
 use crate::splice::{self, Counters};
-
-#[derive(Debug, thiserror::Error)]
-enum AttemptError {
-    #[error("far side answered {0:?}: {1}")]
-    Status(Status, String),
-    #[error("no status within gateway.timeouts.status")]
-    Timeout,
-    #[error("stream failed: {0}")]
-    Stream(String),
-    #[error(transparent)]
-    Proto(#[from] ProtoError),
-}
-
-impl AttemptError {
-    fn status_label(&self) -> &'static str {
-        match self {
-            AttemptError::Status(s, _) => s.as_str(),
-            AttemptError::Timeout => "timeout",
-            AttemptError::Stream(_) => "stream_error",
-            AttemptError::Proto(_) => "protocol_error",
-        }
-    }
-    fn counts_as_failure(&self) -> bool {
-        match self {
-            AttemptError::Status(s, _) => s.counts_as_failure(),
-            _ => true,
-        }
-    }
-}
 
 pub async fn client(
     shared: Arc<Shared>,
@@ -113,56 +84,14 @@ async fn route(
     }
     let attempts = shared.cfg.limits.max_attempts as usize;
     for cluster in order.into_iter().take(attempts) {
-        if cluster == shared.local.name {
-            match crate::direct::serve(shared, &mut tcp, &req, h).await {
-                Ok(()) => return None,
-                Err(status) => {
-                    tracing::info!(
-                        status = status.as_str(),
-                        "local endpoints failed; trying the next cluster"
-                    );
-                    continue;
-                }
-            }
-        }
-        let max = shared.cfg.limits.max_streams_per_peer as usize;
-        let Some((_slot, conn)) = shared.pool.pick(&cluster, max) else {
-            continue;
+        let served = if cluster == shared.local.name {
+            direct(shared, &mut tcp, &req, h).await
+        } else {
+            req.target = Some(cluster.clone());
+            remote(shared, &cluster, &mut tcp, &req, h).await
         };
-        req.target = Some(cluster.clone());
-        match attempt(shared, &conn, &req).await {
-            Ok((mut send, mut recv)) => {
-                shared.pool.success(shared, &cluster);
-                shared
-                    .metrics
-                    .stream(cluster.as_str(), Direction::Outbound, "ok");
-                tracing::debug!(%cluster, "stream open");
-                let t = &shared.cfg.transport;
-                let counters = Counters {
-                    sent: &h.request,
-                    received: &h.response,
-                };
-                let out = splice::splice(
-                    &mut tcp,
-                    &mut send,
-                    &mut recv,
-                    t.splice_buffer as usize,
-                    shared.cfg.timeouts.idle,
-                    counters,
-                )
-                .await;
-                tracing::debug!(sent = out.sent, received = out.received, end = ?out.end, "connection done");
-                return None;
-            }
-            Err(e) => {
-                tracing::info!(%cluster, error = %e, "attempt failed; trying the next cluster");
-                shared
-                    .metrics
-                    .stream(cluster.as_str(), Direction::Outbound, e.status_label());
-                if e.counts_as_failure() {
-                    shared.pool.failure(shared, &cluster);
-                }
-            }
+        if served {
+            return None;
         }
     }
     Some(tcp)
@@ -211,33 +140,63 @@ fn candidates(shared: &Shared, import: &Import) -> Vec<ClusterId> {
     lb::order(cands, &policy, &mut rand::rng())
 }
 
-/// Opens a stream, sends the header and waits for the status.
-async fn attempt(
-    shared: &Shared,
-    conn: &Connection,
-    req: &Request,
-) -> Result<(SendStream, RecvStream), AttemptError> {
-    let header = protocol::encode_request(req)?;
-    let exchange = async {
-        let stream_err = |e: &dyn std::fmt::Display| AttemptError::Stream(e.to_string());
-        let (mut send, mut recv) = conn.open_bi().await.map_err(|e| stream_err(&e))?;
-        send.write_all(&header).await.map_err(|e| stream_err(&e))?;
-        let mut head = [0u8; 3];
-        recv.read_exact(&mut head)
-            .await
-            .map_err(|e| stream_err(&e))?;
-        let (status, n) = protocol::decode_response_head(head)?;
-        let mut detail = [0u8; 255];
-        recv.read_exact(&mut detail[..n])
-            .await
-            .map_err(|e| stream_err(&e))?;
-        if status != Status::Ok {
-            let detail = String::from_utf8_lossy(&detail[..n]).into_owned();
-            return Err(AttemptError::Status(status, detail));
+async fn direct(shared: &Shared, tcp: &mut TcpStream, req: &Request, h: &ServiceHandles) -> bool {
+    match crate::direct::serve(shared, tcp, req, h).await {
+        Ok(()) => true,
+        Err(status) => {
+            tracing::info!(
+                status = status.as_str(),
+                "local endpoints failed; trying the next cluster"
+            );
+            false
         }
-        Ok((send, recv))
+    }
+}
+
+/// One attempt through `cluster`; true when the connection was carried.
+async fn remote(
+    shared: &Shared,
+    cluster: &ClusterId,
+    tcp: &mut TcpStream,
+    req: &Request,
+    h: &ServiceHandles,
+) -> bool {
+    let max = shared.cfg.limits.max_streams_per_peer as usize;
+    let Some((_slot, conn)) = shared.pool.pick(cluster, max) else {
+        return false;
     };
-    tokio::time::timeout(shared.cfg.timeouts.status, exchange)
-        .await
-        .map_err(|_| AttemptError::Timeout)?
+    let (mut send, mut recv) = match attempt(shared.cfg.timeouts.status, &conn, req).await {
+        Ok(streams) => streams,
+        Err(e) => {
+            tracing::info!(%cluster, error = %e, "attempt failed; trying the next cluster");
+            shared
+                .metrics
+                .stream(cluster.as_str(), Direction::Outbound, e.status_label());
+            if e.counts_as_failure() {
+                shared.pool.failure(shared, cluster);
+            }
+            return false;
+        }
+    };
+    shared.pool.success(shared, cluster);
+    shared
+        .metrics
+        .stream(cluster.as_str(), Direction::Outbound, "ok");
+    tracing::debug!(%cluster, "stream open");
+    let counters = Counters {
+        sent: &h.request,
+        received: &h.response,
+    };
+    let buffer = shared.cfg.transport.splice_buffer as usize;
+    let out = splice::splice(
+        tcp,
+        &mut send,
+        &mut recv,
+        buffer,
+        shared.cfg.timeouts.idle,
+        counters,
+    )
+    .await;
+    tracing::debug!(sent = out.sent, received = out.received, end = ?out.end, "connection done");
+    true
 }

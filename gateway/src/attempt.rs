@@ -1,0 +1,68 @@
+//! Opening an outbound stream: header out, status back, within a timeout.
+
+use std::time::Duration;
+
+use quinn::{Connection, ConnectionError, ReadExactError, RecvStream, SendStream, WriteError};
+
+use crate::protocol::{self, ProtoError, Request, Status};
+
+#[derive(Debug, thiserror::Error)]
+pub enum AttemptError {
+    #[error("far side answered {0:?}: {1}")]
+    Status(Status, String),
+    #[error("no status within gateway.timeouts.status")]
+    Timeout,
+    #[error("opening a stream failed: {0}")]
+    Open(#[from] ConnectionError),
+    #[error("sending the header failed: {0}")]
+    Write(#[from] WriteError),
+    #[error("reading the status failed: {0}")]
+    Read(#[from] ReadExactError),
+    #[error(transparent)]
+    Proto(#[from] ProtoError),
+}
+
+impl AttemptError {
+    pub fn status_label(&self) -> &'static str {
+        match self {
+            AttemptError::Status(s, _) => s.as_str(),
+            AttemptError::Timeout => "timeout",
+            AttemptError::Open(_) | AttemptError::Write(_) | AttemptError::Read(_) => {
+                "stream_error"
+            }
+            AttemptError::Proto(_) => "protocol_error",
+        }
+    }
+    pub fn counts_as_failure(&self) -> bool {
+        match self {
+            AttemptError::Status(s, _) => s.counts_as_failure(),
+            _ => true,
+        }
+    }
+}
+
+/// Opens a stream, sends the header and waits for the status.
+pub async fn attempt(
+    limit: Duration,
+    conn: &Connection,
+    req: &Request,
+) -> Result<(SendStream, RecvStream), AttemptError> {
+    let header = protocol::encode_request(req)?;
+    let exchange = async {
+        let (mut send, mut recv) = conn.open_bi().await?;
+        send.write_all(&header).await?;
+        let mut head = [0u8; 3];
+        recv.read_exact(&mut head).await?;
+        let (status, n) = protocol::decode_response_head(head)?;
+        let mut detail = [0u8; 255];
+        recv.read_exact(&mut detail[..n]).await?;
+        if status != Status::Ok {
+            let detail = String::from_utf8_lossy(&detail[..n]).into_owned();
+            return Err(AttemptError::Status(status, detail));
+        }
+        Ok((send, recv))
+    };
+    tokio::time::timeout(limit, exchange)
+        .await
+        .map_err(|_| AttemptError::Timeout)?
+}
