@@ -67,18 +67,20 @@ async fn handshake(shared: &Shared, incoming: quinn::Incoming) -> Option<quinn::
 
 async fn connection(shared: Arc<Shared>, incoming: quinn::Incoming) {
     let remote = incoming.remote_address();
-    let span = tracing::info_span!("inbound", %remote, cluster = tracing::field::Empty);
+    let span = tracing::info_span!("inbound", %remote, cluster = tracing::field::Empty, peer_id = tracing::field::Empty);
     async move {
         let Some(conn) = handshake(&shared, incoming).await else {
             return;
         };
-        let Some(cluster) = shared.id.identify(&conn) else {
+        let Some((cluster, peer_id)) = shared.id.identify(&conn) else {
             tracing::warn!("peer certificate names no configured cluster; closing");
             handshake_metric(&shared, "rejected");
             conn.close(CLOSE_UNKNOWN_PEER.into(), b"unknown peer");
             return;
         };
-        tracing::Span::current().record("cluster", tracing::field::display(&cluster));
+        let span = tracing::Span::current();
+        span.record("cluster", tracing::field::display(&cluster));
+        span.record("peer_id", tracing::field::display(&peer_id));
         handshake_metric(&shared, "ok");
         loop {
             let (send, recv) = tokio::select! {

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use causeway_catalog::ClusterId;
-use causeway_identity::{PeerSet, ReloadingCert, Workload};
+use causeway_identity::{PeerSet, ReloadingCert, SpiffeId, Workload};
 use quinn::crypto::rustls::{NoInitialCipherSuite, QuicClientConfig, QuicServerConfig};
 use rustls::pki_types::CertificateDer;
 
@@ -57,12 +57,10 @@ impl Identity {
         self.peers.get(peer).map(|p| p.trust_domain.to_string())
     }
 
-    /// The peer cluster of an authenticated connection.
-    pub fn identify(&self, conn: &quinn::Connection) -> Option<ClusterId> {
+    /// The peer cluster and SPIFFE ID of an authenticated connection.
+    pub fn identify(&self, conn: &quinn::Connection) -> Option<(ClusterId, SpiffeId)> {
         let any = conn.peer_identity()?;
         let certs = any.downcast::<Vec<CertificateDer<'static>>>().ok()?;
-        self.peers
-            .identify(certs.first()?)
-            .map(|(cluster, _)| cluster)
+        self.peers.identify(certs.first()?)
     }
 }
