@@ -2,8 +2,10 @@
 //!
 //! Both directions run as two futures polled by one task (no spawn, no channel):
 //! each chunk is one read and one write with no hand-off between tasks.
-//! Hot path allocations: none of ours. TCP→QUIC reads into one buffer allocated
-//! per stream; QUIC→TCP writes quinn's received chunks as they are (`read_chunk`).
+//! Hot path allocations: none of ours; each stream allocates one buffer per
+//! direction when it starts. QUIC→TCP copies quinn's per-packet chunks into its
+//! buffer so each TCP write carries many packets' worth (measured: fewer syscalls
+//! beat the saved copy, see docs/protocol.md).
 //! TCP EOF becomes stream FIN and FIN becomes a TCP write shutdown, so half-closed
 //! connections keep working; a TCP reset becomes a stream reset and back.
 
@@ -82,11 +84,13 @@ pub async fn splice(
     let (mut sent, mut received) = (0u64, 0u64);
     let end = {
         let (mut r, mut w) = tcp.split();
-        let mut buf = vec![0u8; buffer];
+        // One allocation per stream for both directions.
+        let mut bufs = vec![0u8; buffer * 2];
+        let (up_buf, down_buf) = bufs.split_at_mut(buffer);
         let up = pin!(tcp_to_stream(
             &mut r,
             send,
-            &mut buf,
+            up_buf,
             &act,
             counters.sent,
             &mut sent
@@ -94,6 +98,7 @@ pub async fn splice(
         let down = pin!(stream_to_tcp(
             recv,
             &mut w,
+            down_buf,
             &act,
             counters.received,
             &mut received
@@ -173,16 +178,19 @@ async fn tcp_to_stream(
 async fn stream_to_tcp(
     recv: &mut RecvStream,
     w: &mut WriteHalf<'_>,
+    buf: &mut [u8],
     act: &Activity,
     counter: &Counter,
     total: &mut u64,
 ) -> Result<(), End> {
     loop {
-        match recv.read_chunk(usize::MAX, true).await {
-            Ok(Some(chunk)) => {
-                w.write_all(&chunk.bytes).await.map_err(|_| End::TcpReset)?;
-                *total += chunk.bytes.len() as u64;
-                counter.inc_by(chunk.bytes.len() as u64);
+        // `read` gathers every chunk already received (one per QUIC packet, ~1.2 KB)
+        // into the buffer, so a TCP write carries up to a buffer's worth, not a packet's.
+        match recv.read(buf).await {
+            Ok(Some(n)) => {
+                w.write_all(&buf[..n]).await.map_err(|_| End::TcpReset)?;
+                *total += n as u64;
+                counter.inc_by(n as u64);
                 act.touch();
             }
             Ok(None) => {
