@@ -112,6 +112,7 @@ async fn stream(
     let span = tracing::debug_span!("stream", id = %send.id(), service = tracing::field::Empty, trace = tracing::field::Empty);
     async move {
         let metrics = &shared.metrics;
+        let _open = ActiveGuard::new(&metrics.inbound_streams_open);
         let req = match read_request(&mut recv, shared.cfg.timeouts.header).await {
             Ok(r) => r,
             Err(e) => {

@@ -102,6 +102,7 @@ pub struct Metrics {
     pub service_connections: Family<ServiceLabels, Counter>,
     pub service_active: Family<ServiceLabels, Gauge>,
     pub service_bytes: Family<BytesLabels, Counter>,
+    pub inbound_streams_open: Gauge,
 }
 
 impl Metrics {
@@ -151,6 +152,11 @@ impl Metrics {
     }
 
     fn register_services(&self, r: &mut Registry) {
+        r.register(
+            "inbound_streams_open",
+            "Inbound streams being handled now, in any phase (header, connect, splice)",
+            self.inbound_streams_open.clone(),
+        );
         r.register(
             "service_connections",
             "TCP connections carried for a service",

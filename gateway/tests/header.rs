@@ -119,7 +119,19 @@ async fn unknown_version_and_garbage_get_a_status_or_a_close() {
     let out = exchange(&conn, &ok, true).await.unwrap();
     assert_eq!(out, [&[protocol::VERSION, 0, 0][..], b"hello"].concat());
     let b = mesh.node("b");
-    let active =
-        b.metric("gateway_service_active_streams{service=\"demo/echo\",direction=\"inbound\"}");
-    assert_eq!(active, 0.0);
+    wait_for(
+        "every inbound stream ended",
+        Duration::from_secs(5),
+        || async { (b.metric("gateway_inbound_streams_open") == 0.0).then_some(()) },
+    )
+    .await;
+    let handled = b.metric(
+        "gateway_streams_total{cluster=\"a\",direction=\"inbound\",status=\"bad_request\"}",
+    ) + b.metric(
+        "gateway_streams_total{cluster=\"a\",direction=\"inbound\",status=\"header_error\"}",
+    );
+    assert_eq!(
+        handled as usize, CASES,
+        "every hostile stream was answered or cut off"
+    );
 }

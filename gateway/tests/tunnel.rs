@@ -104,9 +104,12 @@ async fn bulk_64_mib_both_ways_over_100_connections() {
         sent >= (CONNS * PER_CONN) as f64,
         "request bytes counted: {sent}"
     );
-    let active =
-        a.metric("gateway_service_active_streams{service=\"demo/echo\",direction=\"outbound\"}");
-    assert_eq!(active, 0.0);
+    // Each stream task ends just after its client saw EOF: wait for them all.
+    let active = "gateway_service_active_streams{service=\"demo/echo\",direction=\"outbound\"}";
+    wait_for("no stream left open", Duration::from_secs(5), || async {
+        (a.metric(active) == 0.0).then_some(())
+    })
+    .await;
 }
 
 /// A server that reads everything first, then answers with the bytes reversed.
