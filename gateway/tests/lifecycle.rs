@@ -152,7 +152,9 @@ async fn per_service_limit_gives_overloaded_not_a_hang() {
         held.push(c);
     }
     let t0 = Instant::now();
-    let mut c = TcpStream::connect(vip).await.unwrap();
+    let mut c = TcpStream::connect(vip)
+        .await
+        .unwrap_or_else(|e| panic!("third connect to {vip}: {e}"));
     let mut buf = Vec::new();
     let r = tokio::time::timeout(Duration::from_secs(5), c.read_to_end(&mut buf))
         .await
