@@ -12,6 +12,7 @@ use causeway_catalog::ClusterId;
 use rcgen::{
     BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose, SanType,
 };
+use rustls::pki_types::CertificateDer;
 
 use crate::leaf::{self, Leaf, Validity};
 use crate::names::{TrustDomain, Workload};
@@ -38,8 +39,8 @@ pub enum CaError {
     },
     #[error(transparent)]
     Load(#[from] LoadError),
-    #[error("CA key file {} cannot be used: {reason}", path.display())]
-    Key { path: PathBuf, reason: String },
+    #[error("CA key file {} cannot be used for signing: {source}", path.display())]
+    Key { path: PathBuf, source: rcgen::Error },
     #[error("CA certificate {}: {source}", path.display())]
     Identity { path: PathBuf, source: SanError },
     #[error(
@@ -107,28 +108,28 @@ impl Ca {
         let (cert_path, key_path) = (dir.join(CA_CERT_FILE), dir.join(CA_KEY_FILE));
         let cert_bytes = pem::read("CA certificate", &cert_path)?;
         let key_bytes = pem::read("CA key", &key_path)?;
-        let chain = pem::certs("CA certificate", &cert_path, &cert_bytes)?;
+        let ca_der = pem::certs("CA certificate", &cert_path, &cert_bytes)?.remove(0);
         let key_der = pem::private_key(&key_path, &key_bytes)?;
-        // Only the first certificate is the CA; refuse a key that is not its own.
-        let ca_der = chain[..1].to_vec();
-        pem::certified_key(ca_der.clone(), key_der, &cert_path, &key_path)?;
-        let trust_domain = san::ca_trust_domain(&ca_der[0])
-            .map_err(|source| CaError::Identity {
-                path: cert_path.clone(),
-                source,
-            })?
-            .ok_or_else(|| CaError::NoTrustDomain {
-                path: cert_path.clone(),
-            })?;
-        let key = key_pair(&key_path, &key_bytes)?;
-        let issuer = Issuer::from_ca_cert_der(&ca_der[0], key).map_err(|e| CaError::Key {
-            path: cert_path.clone(),
-            reason: e.to_string(),
+        // Refuse a key that does not belong to the CA certificate (the first one).
+        pem::certified_key(
+            vec![ca_der.clone()],
+            key_der.clone_key(),
+            &cert_path,
+            &key_path,
+        )?;
+        let trust_domain = ca_domain(&cert_path, &ca_der)?;
+        let key = KeyPair::try_from(&key_der).map_err(|source| CaError::Key {
+            path: key_path,
+            source,
         })?;
-        let cert_pem = String::from_utf8_lossy(&cert_bytes).into_owned();
+        let issuer =
+            Issuer::from_ca_cert_der(&ca_der, key).map_err(|source| CaError::Generate {
+                what: "use the CA certificate as an issuer",
+                source,
+            })?;
         Ok(Ca {
             trust_domain,
-            cert_pem,
+            cert_pem: String::from_utf8_lossy(&cert_bytes).into_owned(),
             issuer,
         })
     }
@@ -164,13 +165,16 @@ impl Ca {
     }
 }
 
-fn key_pair(path: &Path, bytes: &[u8]) -> Result<KeyPair, CaError> {
-    let key_err = |reason: String| CaError::Key {
-        path: path.to_owned(),
-        reason,
-    };
-    let text = std::str::from_utf8(bytes).map_err(|e| key_err(e.to_string()))?;
-    KeyPair::from_pem(text).map_err(|e| key_err(e.to_string()))
+/// The trust domain a CA certificate names; causeway CAs always name one.
+fn ca_domain(path: &Path, cert: &CertificateDer<'_>) -> Result<TrustDomain, CaError> {
+    san::ca_trust_domain(cert)
+        .map_err(|source| CaError::Identity {
+            path: path.to_owned(),
+            source,
+        })?
+        .ok_or_else(|| CaError::NoTrustDomain {
+            path: path.to_owned(),
+        })
 }
 
 /// Kept here so `rcgen` types stay out of the public API.

@@ -29,6 +29,21 @@ pub enum LoadError {
         path: PathBuf,
         source: pem::Error,
     },
+    #[error(
+        "{what} file {} has a -----BEGIN {label}----- block without its END line (is the file truncated or still being written?)",
+        path.display()
+    )]
+    Truncated {
+        what: &'static str,
+        path: PathBuf,
+        label: String,
+    },
+    #[error("{what} file {} has a malformed PEM line: {line:?}", path.display())]
+    BadPemLine {
+        what: &'static str,
+        path: PathBuf,
+        line: String,
+    },
     #[error("{what} file {} holds no PEM data (no -----BEGIN ...----- line)", path.display())]
     NotPem { what: &'static str, path: PathBuf },
     #[error("{what} file {} holds no CERTIFICATE block (found: {found})", path.display())]
@@ -111,11 +126,7 @@ fn sections(
 ) -> Result<Vec<(SectionKind, Vec<u8>)>, LoadError> {
     let sections = <(SectionKind, Vec<u8>)>::pem_slice_iter(bytes)
         .collect::<Result<Vec<_>, _>>()
-        .map_err(|source| LoadError::Pem {
-            what,
-            path: path.to_owned(),
-            source,
-        })?;
+        .map_err(|source| pem_error(what, path, source))?;
     if sections.is_empty() {
         return Err(LoadError::NotPem {
             what,
@@ -123,6 +134,25 @@ fn sections(
         });
     }
     Ok(sections)
+}
+
+/// rustls' PEM errors print byte arrays; say it in words where we can.
+fn pem_error(what: &'static str, path: &Path, source: pem::Error) -> LoadError {
+    let path = path.to_owned();
+    let text = |bytes: &[u8]| String::from_utf8_lossy(bytes).into_owned();
+    match source {
+        pem::Error::MissingSectionEnd { end_marker } => LoadError::Truncated {
+            what,
+            path,
+            label: text(&end_marker),
+        },
+        pem::Error::IllegalSectionStart { line } => LoadError::BadPemLine {
+            what,
+            path,
+            line: text(&line),
+        },
+        source => LoadError::Pem { what, path, source },
+    }
 }
 
 /// The kinds of sections found, for "found: ..." in errors.

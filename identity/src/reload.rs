@@ -6,8 +6,8 @@
 //! one stays in force until the files are fixed.
 
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex, PoisonError};
-use std::time::Duration;
+use std::sync::{Arc, Mutex, PoisonError, Weak};
+use std::time::{Duration, SystemTime};
 
 use arc_swap::ArcSwap;
 use rustls::SignatureScheme;
@@ -19,6 +19,9 @@ use serde::{Deserialize, Serialize};
 use crate::names::SpiffeId;
 use crate::pem::{self, LoadError};
 use crate::san;
+
+/// The fastest `spawn_watch` polls, whatever it is asked.
+const MIN_POLL: Duration = Duration::from_millis(10);
 
 /// Where a workload's certificate chain and private key live.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -35,6 +38,7 @@ pub struct CertPaths {
 struct Current {
     key: Arc<CertifiedKey>,
     id: SpiffeId,
+    not_after: Option<SystemTime>,
 }
 
 /// The bytes of both files as last read, to notice changes cheaply and exactly.
@@ -78,6 +82,11 @@ impl ReloadingCert {
     /// The certificate and key new handshakes use.
     pub fn certified_key(&self) -> Arc<CertifiedKey> {
         Arc::clone(&self.current.load().key)
+    }
+
+    /// When the certificate in force expires (for metrics and renewal alerts).
+    pub fn not_after(&self) -> Option<SystemTime> {
+        self.current.load().not_after
     }
 
     pub fn paths(&self) -> &CertPaths {
@@ -125,14 +134,19 @@ impl ReloadingCert {
     /// Polls the files every `every` and reloads them when they change.
     ///
     /// Read errors (a file briefly missing during rotation) are logged and
-    /// retried on the next tick. The task ends when the handle is aborted.
+    /// retried on the next tick. The task ends when the handle is aborted or
+    /// every other reference to this certificate is gone.
     pub fn spawn_watch(self: &Arc<Self>, every: Duration) -> tokio::task::JoinHandle<()> {
-        let this = Arc::clone(self);
+        let weak: Weak<Self> = Arc::downgrade(self);
         tokio::spawn(async move {
-            let mut tick = tokio::time::interval(every);
+            // tokio's interval panics on a zero period (e.g. a config typo).
+            let mut tick = tokio::time::interval(every.max(MIN_POLL));
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
                 tick.tick().await;
+                let Some(this) = weak.upgrade() else {
+                    return;
+                };
                 // parse() errors are logged by reload_if_changed itself.
                 if let Err(e @ LoadError::Read { .. }) = this.reload_if_changed() {
                     tracing::warn!(error = %e, "cannot re-read the certificate files");
@@ -155,10 +169,16 @@ fn parse(paths: &CertPaths, seen: &Seen) -> Result<Current, LoadError> {
         path: paths.cert.clone(),
         source,
     })?;
+    let not_after = san::not_after(&chain[0]);
     let key = pem::certified_key(chain, key, &paths.cert, &paths.key)?;
+    // Still usable (a renewal may be on its way), but peers will refuse it.
+    if not_after.is_some_and(|t| t <= SystemTime::now()) {
+        tracing::warn!(%id, cert = %paths.cert.display(), "certificate has expired; peers will reject it until it is renewed");
+    }
     Ok(Current {
         key: Arc::new(key),
         id,
+        not_after,
     })
 }
 
@@ -175,5 +195,22 @@ impl ResolvesClientCert for ReloadingCert {
 
     fn has_certs(&self) -> bool {
         true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cert_paths_config_is_strict() {
+        let ok: CertPaths =
+            serde_json::from_str(r#"{"cert": "a.pem", "key": "a-key.pem"}"#).unwrap();
+        assert_eq!(ok.key, PathBuf::from("a-key.pem"));
+        let err = serde_json::from_str::<CertPaths>(r#"{"cert": "a", "key": "b", "ca": "c"}"#)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("unknown field `ca`"), "{err}");
+        assert!(serde_json::from_str::<CertPaths>(r#"{"cert": "a"}"#).is_err());
     }
 }

@@ -3,6 +3,8 @@
 //! The X.509 SVID rules apply: exactly one URI SAN, and it is the identity.
 //! A second URI would make "which identity is this?" ambiguous, so it is refused.
 
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
 use rustls::pki_types::CertificateDer;
 use x509_parser::certificate::X509Certificate;
 use x509_parser::error::X509Error;
@@ -57,6 +59,12 @@ pub(crate) fn describe(cert: &CertificateDer<'_>) -> String {
         ),
         Err(e) => format!("an unreadable certificate ({e})"),
     }
+}
+
+/// When a certificate stops being valid, if it can be read.
+pub(crate) fn not_after(cert: &CertificateDer<'_>) -> Option<SystemTime> {
+    let secs = parse(cert).ok()?.validity().not_after.timestamp();
+    Some(UNIX_EPOCH + Duration::from_secs(u64::try_from(secs).ok()?))
 }
 
 fn single_uri(cert: &CertificateDer<'_>) -> Result<String, SanError> {
