@@ -35,8 +35,11 @@ pub async fn watch_catalog(shared: Arc<Shared>) {
         let snap = rx.borrow_and_update().clone();
         let clusters: Vec<_> = snap.clusters.values().collect();
         shared.pool.reconcile(&shared, &clusters);
-        reconcile(&shared, &mut live, &snap).await;
+        let complete = reconcile(&shared, &mut live, &snap).await;
+        // A listener that failed to bind (address not up yet) is retried every few seconds.
+        let retry = if complete { Duration::MAX } else { BIND_RETRY };
         tokio::select! {
+            () = tokio::time::sleep(retry) => {}
             r = rx.changed() => if r.is_err() {
                 // Catalog source gone: keep serving what we have until shutdown.
                 shared.shutdown.cancelled().await;
@@ -71,12 +74,16 @@ fn desired(shared: &Shared, snap: &CatalogSnapshot) -> HashMap<SocketAddr, Targe
     want
 }
 
+const BIND_RETRY: Duration = Duration::from_secs(5);
+
+/// Returns false when some listener could not be bound.
 async fn reconcile(
     shared: &Arc<Shared>,
     live: &mut HashMap<SocketAddr, Listening>,
     snap: &CatalogSnapshot,
-) {
+) -> bool {
     let want = desired(shared, snap);
+    let mut complete = true;
     live.retain(|addr, l| {
         let keep = want.get(addr) == Some(&l.target);
         if !keep {
@@ -98,12 +105,13 @@ async fn reconcile(
                 shared.tasks.spawn(task.instrument(span));
                 live.insert(addr, Listening { target, cancel });
             }
-            // Retried on the next catalog change.
             Err(e) => {
-                tracing::error!(%addr, error = %e, "cannot bind outbound listener (is the VIP range on a local interface?)")
+                complete = false;
+                tracing::error!(%addr, error = %e, "cannot bind outbound listener (is the VIP range on a local interface?); retrying");
             }
         }
     }
+    complete
 }
 
 async fn accept_loop(

@@ -86,6 +86,8 @@ impl Pool {
         let want: HashMap<SocketAddr, &ClusterInfo> = clusters
             .iter()
             .filter(|c| c.name != shared.local.name)
+            // Without a CA bundle for the cluster every handshake would fail: skip it.
+            .filter(|c| shared.id.peers.get(&c.name).is_some())
             .flat_map(|c| c.gateways.iter().map(move |a| (*a, *c)))
             .collect();
         let mut peers = lock(&self.peers);
