@@ -2,7 +2,9 @@
 
 use std::time::Duration;
 
-use quinn::{Connection, ConnectionError, ReadExactError, RecvStream, SendStream, WriteError};
+use quinn::{
+    Connection, ConnectionError, ReadError, ReadExactError, RecvStream, SendStream, WriteError,
+};
 
 use crate::protocol::{self, ProtoError, Request, Status};
 
@@ -27,6 +29,7 @@ impl AttemptError {
         match self {
             AttemptError::Status(s, _) => s.as_str(),
             AttemptError::Timeout => "timeout",
+            _ if self.peer_draining() => "draining",
             AttemptError::Open(_) | AttemptError::Write(_) | AttemptError::Read(_) => {
                 "stream_error"
             }
@@ -36,8 +39,19 @@ impl AttemptError {
     pub fn counts_as_failure(&self) -> bool {
         match self {
             AttemptError::Status(s, _) => s.counts_as_failure(),
-            _ => true,
+            _ => !self.peer_draining(),
         }
+    }
+
+    /// The peer closed the connection with "draining, go elsewhere": not its failure.
+    fn peer_draining(&self) -> bool {
+        let conn = match self {
+            AttemptError::Open(e) => Some(e),
+            AttemptError::Write(WriteError::ConnectionLost(e)) => Some(e),
+            AttemptError::Read(ReadExactError::ReadError(ReadError::ConnectionLost(e))) => Some(e),
+            _ => None,
+        };
+        matches!(conn, Some(ConnectionError::ApplicationClosed(c)) if c.error_code == protocol::CLOSE_DRAINING)
     }
 }
 

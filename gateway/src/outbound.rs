@@ -74,7 +74,9 @@ async fn route(
     h: &ServiceHandles,
 ) -> Option<TcpStream> {
     let snap = shared.catalog();
-    let import = snap.imports.get(&req.service)?;
+    let Some(import) = snap.imports.get(&req.service) else {
+        return Some(tcp); // withdrawn while the connection was being accepted
+    };
     let changed = shared.pool.changed();
     let mut order = candidates(shared, import);
     if order.is_empty() && !import.clusters.is_empty() {
