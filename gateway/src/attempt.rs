@@ -80,3 +80,47 @@ pub async fn attempt(
         .await
         .map_err(|_| AttemptError::Timeout)?
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use quinn::{ApplicationClose, VarInt};
+
+    fn closed(code: VarInt) -> ConnectionError {
+        ConnectionError::ApplicationClosed(ApplicationClose {
+            error_code: code,
+            reason: Default::default(),
+        })
+    }
+
+    #[test]
+    fn draining_close_is_not_a_failure_but_other_losses_are() {
+        let draining = AttemptError::Open(closed(protocol::CLOSE_DRAINING));
+        assert!(!draining.counts_as_failure());
+        assert_eq!(draining.status_label(), "draining");
+        let read = AttemptError::Read(ReadExactError::ReadError(ReadError::ConnectionLost(
+            closed(protocol::CLOSE_DRAINING),
+        )));
+        assert!(!read.counts_as_failure());
+        let lost = AttemptError::Open(ConnectionError::TimedOut);
+        assert!(lost.counts_as_failure());
+        assert_eq!(lost.status_label(), "stream_error");
+        assert!(AttemptError::Timeout.counts_as_failure());
+    }
+
+    #[test]
+    fn only_endpoint_failures_count_among_statuses() {
+        for (status, counts) in [
+            (Status::ConnectFailed, true),
+            (Status::NoReadyEndpoint, true),
+            (Status::Forbidden, false),
+            (Status::UnknownService, false),
+            (Status::Overloaded, false),
+            (Status::Draining, false),
+        ] {
+            let e = AttemptError::Status(status, String::new());
+            assert_eq!(e.counts_as_failure(), counts, "{status:?}");
+            assert_eq!(e.status_label(), status.as_str());
+        }
+    }
+}
