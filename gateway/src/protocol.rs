@@ -23,8 +23,6 @@ pub mod stream_code {
     pub const IDLE: VarInt = VarInt::from_u32(2);
     /// The header was malformed, too large or too slow.
     pub const PROTOCOL: VarInt = VarInt::from_u32(3);
-    /// The gateway is shutting down.
-    pub const SHUTDOWN: VarInt = VarInt::from_u32(4);
 }
 
 /// Connection close code meaning "I am draining, go elsewhere"; not a failure.

@@ -104,6 +104,19 @@ async fn bulk_64_mib_both_ways_over_100_connections() {
         sent >= (CONNS * PER_CONN) as f64,
         "request bytes counted: {sent}"
     );
+    let text = a.metrics();
+    for name in [
+        "gateway_peer_rtt_seconds{cluster=\"b\",address=",
+        "gateway_peer_lost_packets_total{cluster=\"b\",address=",
+        "gateway_peer_congestion_events_total{cluster=\"b\",address=",
+        "gateway_peer_handshakes_total{cluster=\"b\",result=\"ok\"} 1",
+        "gateway_service_connections_total{service=\"demo/echo\",direction=\"outbound\"}",
+    ] {
+        assert!(text.contains(name), "{name} missing from:\n{text}");
+    }
+    let conns =
+        a.metric("gateway_service_connections_total{service=\"demo/echo\",direction=\"outbound\"}");
+    assert!(conns >= CONNS as f64, "connections counted: {conns}");
     // Each stream task ends just after its client saw EOF: wait for them all.
     let active = "gateway_service_active_streams{service=\"demo/echo\",direction=\"outbound\"}";
     wait_for("no stream left open", Duration::from_secs(5), || async {
