@@ -1,5 +1,13 @@
 //! causeway's east-west gateway: service traffic to peer clusters as QUIC streams.
 //!
+//! Wiring (what `causeway run` does): build a [`GatewayInputs`] (config section,
+//! this cluster's `ClusterInfo`, the gateway certificate as a `ReloadingCert` whose
+//! owner runs `spawn_watch`, the `PeerSet`, `watch` receivers for the catalog and
+//! for this cluster's exports, and a `CancellationToken` cancelled on SIGTERM),
+//! call [`Gateway::bind`] with the process's Prometheus registry, then await
+//! [`Gateway::run`], which returns once drained. quinn drives each endpoint as one
+//! task, so a current-thread runtime serves it best (see docs/protocol.md).
+//!
 //! Pure core: [`protocol`] (stream header codec), `lb` (cluster and endpoint
 //! choice), `eject` (outlier ejection), `config`. I/O at the edges: `endpoint`
 //! and `dial` (QUIC), `inbound`, `listeners` and `outbound`, `splice`.
