@@ -62,6 +62,15 @@ async fn failover_to_another_region_and_back() {
         "failover took {failover:?} (target: within 1 s)"
     );
 
+    let a = mesh.node("a");
+    wait_for("A marks B down", Duration::from_secs(2), || async {
+        let text = a.metrics();
+        let mut b = text
+            .lines()
+            .filter(|l| l.starts_with("gateway_peer_connected{cluster=\"b\""));
+        b.all(|l| l.ends_with(" 0")).then_some(())
+    })
+    .await;
     // B comes back: new connections prefer it again.
     let restarted = Instant::now();
     mesh.restart("b", b_exports);
@@ -328,4 +337,59 @@ async fn listeners_follow_imports_without_disturbing_others() {
     fresh.write_all(b"3").await.unwrap();
     fresh.read_exact(&mut k).await.unwrap();
     assert_eq!(&k, b"3");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn explicit_failover_list_overrides_region_order() {
+    let mut mesh = Mesh::with_config(
+        &[("a", "eu"), ("b", "eu"), ("c", "us")],
+        "127.77.17.0/24",
+        |_, c| {
+            c.locality
+                .failover
+                .insert(key("demo/who"), vec![id("c"), id("b")]);
+        },
+    );
+    mesh.set_exports(
+        "b",
+        vec![export(
+            "demo/who",
+            7017,
+            tag_server("b").await,
+            ExportTo::All,
+        )],
+    );
+    mesh.set_exports(
+        "c",
+        vec![export(
+            "demo/who",
+            7017,
+            tag_server("c").await,
+            ExportTo::All,
+        )],
+    );
+    let (b, c) = (mesh.info("b").clone(), mesh.info("c").clone());
+    mesh.publish(
+        "a",
+        vec![import("demo/who", 7017, "127.77.17.1", &[&b, &c])],
+    );
+    let vip: SocketAddr = "127.77.17.1:7017".parse().unwrap();
+    let limit = Duration::from_secs(3);
+    let a = mesh.node("a");
+    wait_for("both peers connected", Duration::from_secs(10), || async {
+        let up = a
+            .metrics()
+            .lines()
+            .filter(|l| l.starts_with("gateway_peer_connected{") && l.ends_with(" 1"))
+            .count();
+        (up == 2).then_some(())
+    })
+    .await;
+    for _ in 0..10 {
+        assert_eq!(
+            fetch(vip, limit).await.unwrap(),
+            "c",
+            "c is first in the failover list"
+        );
+    }
 }
