@@ -32,6 +32,9 @@ pub enum EndpointError {
     IdleTimeout(std::time::Duration),
 }
 
+/// Inbound QUIC handshakes in progress at once.
+const MAX_HANDSHAKES: usize = 1024;
+
 pub fn transport(cfg: &Config) -> Result<Arc<TransportConfig>, EndpointError> {
     let (t, p, l) = (&cfg.transport, &cfg.peers, &cfg.limits);
     let idle = IdleTimeout::try_from(p.idle_timeout)
@@ -50,6 +53,9 @@ pub fn transport(cfg: &Config) -> Result<Arc<TransportConfig>, EndpointError> {
 pub fn server_config(cfg: &Config, id: &Identity) -> Result<quinn::ServerConfig, EndpointError> {
     let mut sc = quinn::ServerConfig::with_crypto(Arc::new(id.server()?));
     sc.transport_config(transport(cfg)?);
+    // Peers are a handful of gateways: bound the handshakes in flight well below
+    // quinn's default (2^16), so a flood of unauthenticated Initials stays cheap.
+    sc.max_incoming(MAX_HANDSHAKES);
     Ok(sc)
 }
 
