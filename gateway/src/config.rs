@@ -28,7 +28,7 @@ pub struct Config {
     #[serde(default)]
     pub limits: Limits,
     #[serde(default)]
-    pub peers: PeerSettings,
+    pub connections: Connections,
     #[serde(default)]
     pub locality: Locality,
     #[serde(default)]
@@ -76,10 +76,10 @@ pub struct Limits {
     pub max_attempts: u32,
 }
 
-/// Peer connection liveness and re-dialling.
+/// Connections to peer gateways: liveness and re-dialling (`gateway.connections`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct PeerSettings {
+pub struct Connections {
     /// QUIC keep-alive (PING) interval; must be below `idle_timeout`.
     #[serde(default = "d150ms", with = "humantime_serde")]
     pub keep_alive: Duration,
@@ -220,7 +220,7 @@ default_from_serde!(
     Config,
     Timeouts,
     Limits,
-    PeerSettings,
+    Connections,
     Locality,
     Ejection,
     Transport

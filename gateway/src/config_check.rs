@@ -94,21 +94,21 @@ impl Config {
                 valid: "use a duration longer than timeouts.connect: the far side connects before it answers",
             });
         }
-        let p = &self.peers;
-        positive("peers.idle_timeout", p.idle_timeout)?;
-        positive("peers.backoff_initial", p.backoff_initial)?;
+        let p = &self.connections;
+        positive("connections.idle_timeout", p.idle_timeout)?;
+        positive("connections.backoff_initial", p.backoff_initial)?;
         if p.keep_alive.is_zero() || p.keep_alive >= p.idle_timeout {
             return Err(ConfigError::Duration {
-                key: "peers.keep_alive",
+                key: "connections.keep_alive",
                 value: p.keep_alive,
-                valid: "use a duration above zero and below peers.idle_timeout (a third of it is typical)",
+                valid: "use a duration above zero and below connections.idle_timeout (a third of it is typical)",
             });
         }
         if p.backoff_max < p.backoff_initial {
             return Err(ConfigError::Duration {
-                key: "peers.backoff_max",
+                key: "connections.backoff_max",
                 value: p.backoff_max,
-                valid: "use a duration no shorter than peers.backoff_initial",
+                valid: "use a duration no shorter than connections.backoff_initial",
             });
         }
         let e = &self.ejection;
@@ -214,13 +214,13 @@ mod tests {
         c.validate().unwrap();
         let parsed = parse("listen: 127.0.0.1:15443\n").unwrap();
         assert_eq!(parsed, c);
-        assert_eq!(c.peers.idle_timeout, Duration::from_millis(700));
+        assert_eq!(c.connections.idle_timeout, Duration::from_millis(700));
     }
 
     #[test]
     fn parses_every_section() {
         let yaml = "listen: 127.0.0.1:1\ntimeouts: {connect: 500ms, status: 2s}\n\
-            limits: {max_streams_per_peer: 10}\npeers: {keep_alive: 100ms, idle_timeout: 400ms}\n\
+            limits: {max_streams_per_peer: 10}\nconnections: {keep_alive: 100ms, idle_timeout: 400ms}\n\
             locality: {prefer_local: false, failover: {\"ns/web\": [b, c]}}\n\
             ejection: {base_time: 1s}\ntransport: {splice_buffer: 16384}\ndrain_deadline: 3s\n";
         let c = parse(yaml).unwrap();
@@ -237,9 +237,11 @@ mod tests {
     #[test]
     fn errors_name_key_value_and_fix() {
         let mut c = parse("listen: 127.0.0.1:1\n").unwrap();
-        c.peers.keep_alive = Duration::from_secs(2);
+        c.connections.keep_alive = Duration::from_secs(2);
         let msg = c.validate().unwrap_err().to_string();
-        assert!(msg.contains("peers.keep_alive") && msg.contains("2s") && msg.contains("below"));
+        assert!(
+            msg.contains("connections.keep_alive") && msg.contains("2s") && msg.contains("below")
+        );
         let mut c = parse("listen: 127.0.0.1:1\n").unwrap();
         c.limits.max_attempts = 0;
         let msg = c.validate().unwrap_err().to_string();

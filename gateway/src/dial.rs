@@ -59,7 +59,7 @@ impl Backoff {
 pub async fn run(shared: Arc<Shared>, peer: Arc<PeerConn>) {
     let span = tracing::info_span!("peer", cluster = %peer.cluster, addr = %peer.addr);
     async move {
-        let p = &shared.cfg.peers;
+        let p = &shared.cfg.connections;
         let mut backoff = Backoff::new(p.backoff_initial, p.backoff_max);
         while !peer.cancelled().is_cancelled() && !shared.shutdown.is_cancelled() {
             match dial(&shared, &peer).await {

@@ -28,7 +28,7 @@ pub enum EndpointError {
     },
     #[error(transparent)]
     Tls(#[from] TlsError),
-    #[error("gateway.peers.idle_timeout {0:?} is too large for QUIC (at most 2^62 ms)")]
+    #[error("gateway.connections.idle_timeout {0:?} is too large for QUIC (at most 2^62 ms)")]
     IdleTimeout(std::time::Duration),
 }
 
@@ -36,7 +36,7 @@ pub enum EndpointError {
 const MAX_HANDSHAKES: usize = 1024;
 
 pub fn transport(cfg: &Config) -> Result<Arc<TransportConfig>, EndpointError> {
-    let (t, p, l) = (&cfg.transport, &cfg.peers, &cfg.limits);
+    let (t, p, l) = (&cfg.transport, &cfg.connections, &cfg.limits);
     let idle = IdleTimeout::try_from(p.idle_timeout)
         .map_err(|_| EndpointError::IdleTimeout(p.idle_timeout))?;
     let mut tc = TransportConfig::default();

@@ -99,8 +99,8 @@ pub fn test_config(listen: SocketAddr, vip_range: &str) -> Config {
         vip_ranges: vec![vip_range.parse().unwrap()],
         ..Config::default()
     };
-    c.peers.backoff_initial = Duration::from_millis(20);
-    c.peers.backoff_max = Duration::from_millis(200);
+    c.connections.backoff_initial = Duration::from_millis(20);
+    c.connections.backoff_max = Duration::from_millis(200);
     c.ejection.base_time = Duration::from_millis(300);
     c.ejection.max_time = Duration::from_secs(1);
     c.drain_deadline = Duration::from_secs(2);
