@@ -136,17 +136,22 @@ impl Proc {
 /// How stopping went.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct Stopped {
+    /// Exited 0 after SIGTERM.
     pub clean: Vec<String>,
+    /// Exited otherwise after SIGTERM: name and status.
+    pub failed: Vec<(String, String)>,
+    /// Still running at the deadline.
     pub killed: Vec<String>,
 }
 
 /// SIGTERM to all, wait until `deadline`, SIGKILL whoever is left, reap everyone.
 pub async fn stop_all(procs: &mut [Proc], deadline: Duration) -> Stopped {
     let mut out = Stopped::default();
-    for p in procs.iter_mut() {
+    let mut signalled = Vec::new();
+    for (i, p) in procs.iter_mut().enumerate() {
         if p.is_running() {
             p.signal(Signal::TERM);
-            out.clean.push(p.name.clone());
+            signalled.push(i);
         }
     }
     let until = Instant::now() + deadline;
@@ -159,8 +164,14 @@ pub async fn stop_all(procs: &mut [Proc], deadline: Duration) -> Stopped {
         }
         p.signal(Signal::KILL);
         let _ = p.child.wait();
-        out.clean.retain(|n| n != &p.name);
         out.killed.push(p.name.clone());
+    }
+    for i in signalled {
+        match procs[i].exited {
+            Some(s) if s.success() => out.clean.push(procs[i].name.clone()),
+            Some(s) => out.failed.push((procs[i].name.clone(), s.to_string())),
+            None => {}
+        }
     }
     out
 }

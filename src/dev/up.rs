@@ -16,8 +16,8 @@ use super::plan::{Plan, PlanOptions, plan};
 use super::progress::Progress;
 use super::ready::{Stage, catalog, stage};
 
-/// SIGTERM to SIGKILL.
-const STOP_DEADLINE: Duration = Duration::from_secs(10);
+/// SIGTERM to SIGKILL: longer than the gateway's default drain deadline (10 s).
+const STOP_DEADLINE: Duration = Duration::from_secs(15);
 const POLL: Duration = Duration::from_millis(200);
 
 #[derive(Debug, Clone)]
@@ -203,6 +203,9 @@ async fn stop(procs: &mut [Proc]) {
     let stopped = stop_all(procs, STOP_DEADLINE).await;
     if !stopped.clean.is_empty() {
         eprintln!("stopped cleanly: {}", stopped.clean.join(", "));
+    }
+    for (name, status) in &stopped.failed {
+        eprintln!("{name} {status} after SIGTERM; see its log");
     }
     if !stopped.killed.is_empty() {
         eprintln!("killed after the deadline: {}", stopped.killed.join(", "));
