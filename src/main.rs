@@ -78,6 +78,18 @@ enum DevCmd {
         #[arg(long)]
         echo: std::net::SocketAddr,
     },
+    /// Relay TCP and UDP to targets after a fixed delay each way (a WAN stand-in).
+    #[command(hide = true)]
+    Delay {
+        /// LISTEN=TARGET, repeatable.
+        #[arg(long)]
+        tcp: Vec<causeway::dev::delay::Route>,
+        /// LISTEN=TARGET, repeatable.
+        #[arg(long)]
+        udp: Vec<causeway::dev::delay::Route>,
+        #[arg(long, default_value_t = 25)]
+        delay_ms: u64,
+    },
     /// Check a service through the mesh: echo N bytes back identically, or GET / over HTTP.
     #[command(hide = true)]
     Probe {
@@ -190,6 +202,9 @@ fn dev(cmd: DevCmd) -> anyhow::Result<()> {
             timeout: std::time::Duration::from_secs(timeout_secs),
         }),
         DevCmd::Demo { name, http, echo } => causeway::dev::demo(&name, http, echo),
+        DevCmd::Delay { tcp, udp, delay_ms } => {
+            causeway::dev::delay::serve(&tcp, &udp, std::time::Duration::from_millis(delay_ms))
+        }
         DevCmd::Probe {
             echo,
             bytes,

@@ -36,6 +36,10 @@ async fn mesh_in(prefix: &str, n: usize, subnet: u8) -> Option<(Wan, Mesh)> {
     })
     .await;
     mesh.netns = wan.namespaces.iter().cloned().map(Some).collect();
+    if !wan.netem {
+        let relay = wan.relay(&mut mesh.plan);
+        mesh.extra.push(relay);
+    }
     mesh.plan.clusters[0]
         .exports
         .retain(|e| e.key.name() == "hello-alpha");
@@ -107,6 +111,18 @@ async fn two_clusters_across_a_lossy_wan() {
     if have("curl") {
         assert_eq!(who(ns, web).as_deref(), Some("bravo"));
     }
+    // The delay is real: the gateway's smoothed RTT to bravo is at least 2 x 25 ms.
+    let admin = mesh.c(0).admin.to_string();
+    let rtt = wait_for("alpha's RTT to bravo", LINK, || async {
+        let out = command(Some(ns), BIN, &["status", "--json", "--admin", &admin])
+            .output()
+            .ok()?;
+        let json: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
+        json[0]["peers"][0]["rtt_ms"].as_f64()
+    })
+    .await;
+    eprintln!("netns: gateway RTT alpha -> bravo {rtt:.1} ms");
+    assert!(rtt >= 45.0, "RTT {rtt} ms: the wan adds no delay");
 }
 
 #[tokio::test]

@@ -78,6 +78,10 @@ pub struct ClusterPlan {
     pub dir: PathBuf,
     pub admin: SocketAddr,
     pub federation: SocketAddr,
+    /// Where peers dial this cluster's federation (a relay may stand in between).
+    pub federation_dial: SocketAddr,
+    /// What peers dial for this cluster's gateway, when not `gateway` itself.
+    pub gateway_advertise: Option<SocketAddr>,
     pub dns: SocketAddr,
     /// UDP.
     pub gateway: SocketAddr,
@@ -199,6 +203,8 @@ fn cluster(opts: &PlanOptions, i: usize) -> ClusterPlan {
         dir: opts.dir.join(name.as_str()),
         admin: at(0),
         federation: at(1),
+        federation_dial: at(1),
+        gateway_advertise: None,
         dns: at(2),
         gateway: at(3),
         // Demo endpoints stay on loopback: only the cluster's own gateway reaches them.

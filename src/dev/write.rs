@@ -62,7 +62,7 @@ impl Plan {
              cluster: {{ name: {name}, region: {region}, clusterset: {CLUSTERSET} }}\n\
              identity:\n  gateway: {{ cert: gateway.pem, key: gateway-key.pem }}\n  \
              federation: {{ cert: federation.pem, key: federation-key.pem }}\n\
-             gateway:\n  listen: {gw}\n  vip_ranges: [{vips}]\n\
+             gateway:\n  listen: {gw}\n{advertise}  vip_ranges: [{vips}]\n\
              federation:\n  listen: {fed}\n  state_dir: state\n  heartbeat_interval: {hb}\n  \
              idle_timeout: {idle}\n  stale_after: {stale}\n  expire_after: {expire}\n  backoff_max: 2s\n\
              dns: {{ listen: {dns}, ttl: 5s }}\n\
@@ -71,6 +71,10 @@ impl Plan {
             name = c.name,
             region = c.region,
             gw = c.gateway,
+            advertise = c
+                .gateway_advertise
+                .map(|a| format!("  advertise: [{a}]\n"))
+                .unwrap_or_default(),
             vips = c.vip_range,
             fed = c.federation,
             hb = ms(l.heartbeat),
@@ -90,7 +94,7 @@ impl Plan {
             let _ = writeln!(
                 y,
                 "  - {{ name: {}, ca: ../{}/ca.pem, federation: \"{}\" }}",
-                p.name, p.name, p.federation
+                p.name, p.name, p.federation_dial
             );
         }
         y

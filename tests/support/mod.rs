@@ -80,6 +80,8 @@ pub struct Mesh {
     pub demos: Vec<Guard>,
     /// Per cluster, the network namespace it runs in.
     pub netns: Vec<Option<String>>,
+    /// Helper processes (e.g. a WAN delay relay), killed with the mesh.
+    pub extra: Vec<Guard>,
     _dir: tempfile::TempDir,
 }
 
@@ -110,6 +112,7 @@ impl Mesh {
             runs: (0..n).map(|_| Guard(None)).collect(),
             demos: (0..n).map(|_| Guard(None)).collect(),
             netns: vec![None; n],
+            extra: Vec::new(),
             _dir: dir,
         }
     }
