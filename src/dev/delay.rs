@@ -113,10 +113,11 @@ async fn udp_relay(sock: Arc<UdpSocket>, target: SocketAddr, delay: Duration) {
             continue;
         };
         clients.retain(|_, tx| !tx.is_closed());
-        if !clients.contains_key(&from) && clients.len() < MAX_UDP_CLIENTS {
-            if let Ok(tx) = upstream(sock.clone(), from, target, delay).await {
-                clients.insert(from, tx);
-            }
+        if !clients.contains_key(&from)
+            && clients.len() < MAX_UDP_CLIENTS
+            && let Ok(tx) = upstream(sock.clone(), from, target, delay).await
+        {
+            clients.insert(from, tx);
         }
         if let Some(tx) = clients.get(&from) {
             let _ = tx.try_send((Instant::now() + delay, buf[..n].to_vec()));
