@@ -35,7 +35,7 @@ enum Cmd {
     /// A local clusterset for development.
     Dev {
         #[command(subcommand)]
-        cmd: DevCmd,
+        cmd: causeway::dev::cli::DevCmd,
     },
     /// Peers, imports and recent errors of a cluster (or of every cluster of a `dev up` directory).
     Status {
@@ -48,59 +48,6 @@ enum Cmd {
         /// JSON for scripts.
         #[arg(long)]
         json: bool,
-    },
-}
-
-#[derive(Subcommand)]
-enum DevCmd {
-    /// Start N local clusters on loopback with demo services; Ctrl-C stops them.
-    Up {
-        /// Number of clusters (1 to 8).
-        #[arg(long, default_value_t = 2)]
-        clusters: usize,
-        /// Where certificates, configs, state and logs go (default: a new temporary directory).
-        #[arg(long)]
-        dir: Option<PathBuf>,
-        /// Cluster i uses ports BASE+10*i to BASE+10*i+5.
-        #[arg(long, default_value_t = 17000)]
-        base_port: u16,
-        /// Give up if the clusters are not all linked within this many seconds.
-        #[arg(long, default_value_t = 60)]
-        timeout_secs: u64,
-    },
-    /// Serve one cluster's demo service (HTTP hello and TCP echo) until stopped.
-    #[command(hide = true)]
-    Demo {
-        #[arg(long)]
-        name: String,
-        #[arg(long)]
-        http: std::net::SocketAddr,
-        #[arg(long)]
-        echo: std::net::SocketAddr,
-    },
-    /// Relay TCP and UDP to targets after a fixed delay each way (a WAN stand-in).
-    #[command(hide = true)]
-    Delay {
-        /// LISTEN=TARGET, repeatable.
-        #[arg(long)]
-        tcp: Vec<causeway::dev::delay::Route>,
-        /// LISTEN=TARGET, repeatable.
-        #[arg(long)]
-        udp: Vec<causeway::dev::delay::Route>,
-        #[arg(long, default_value_t = 25)]
-        delay_ms: u64,
-    },
-    /// Check a service through the mesh: echo N bytes back identically, or GET / over HTTP.
-    #[command(hide = true)]
-    Probe {
-        #[arg(long, conflicts_with = "http", required_unless_present = "http")]
-        echo: Option<std::net::SocketAddr>,
-        #[arg(long, default_value_t = 1 << 20)]
-        bytes: usize,
-        #[arg(long)]
-        http: Option<std::net::SocketAddr>,
-        #[arg(long, default_value_t = 60)]
-        timeout_secs: u64,
     },
 }
 
@@ -166,7 +113,7 @@ fn main() -> ExitCode {
         Cmd::Config {
             cmd: ConfigCmd::Check { file },
         } => config_check(&file),
-        Cmd::Dev { cmd } => dev(cmd),
+        Cmd::Dev { cmd } => causeway::dev::cli::dispatch(cmd),
         Cmd::Status { admin, dir, json } => status(admin, dir, json),
     };
     match result {
@@ -186,39 +133,6 @@ fn init_logging() {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
-}
-
-fn dev(cmd: DevCmd) -> anyhow::Result<()> {
-    match cmd {
-        DevCmd::Up {
-            clusters,
-            dir,
-            base_port,
-            timeout_secs,
-        } => causeway::dev::up(causeway::dev::UpArgs {
-            clusters,
-            dir,
-            base_port,
-            timeout: std::time::Duration::from_secs(timeout_secs),
-        }),
-        DevCmd::Demo { name, http, echo } => causeway::dev::demo(&name, http, echo),
-        DevCmd::Delay { tcp, udp, delay_ms } => {
-            causeway::dev::delay::serve(&tcp, &udp, std::time::Duration::from_millis(delay_ms))
-        }
-        DevCmd::Probe {
-            echo,
-            bytes,
-            http,
-            timeout_secs,
-        } => {
-            let limit = std::time::Duration::from_secs(timeout_secs);
-            match (echo, http) {
-                (Some(addr), _) => causeway::dev::probe::echo(addr, bytes, limit),
-                (None, Some(addr)) => causeway::dev::probe::http(addr, limit),
-                (None, None) => anyhow::bail!("pass --echo ADDR or --http ADDR"),
-            }
-        }
-    }
 }
 
 fn status(admin: std::net::SocketAddr, dir: Option<PathBuf>, json: bool) -> anyhow::Result<()> {

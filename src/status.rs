@@ -151,12 +151,12 @@ pub fn render(all: &[ClusterStatus]) -> String {
         let errors: Vec<_> = st
             .peers
             .iter()
-            .filter_map(|p| p.last_error.as_ref().map(|e| (&p.name, e)))
+            .filter_map(|p| p.last_error.as_ref().map(|e| (p, e)))
             .collect();
         if !errors.is_empty() {
-            let _ = writeln!(out, "  recent errors:");
-            for (peer, e) in errors {
-                let _ = writeln!(out, "    {peer}: {e}");
+            let _ = writeln!(out, "  recent errors (last per peer):");
+            for (p, e) in errors {
+                let _ = writeln!(out, "    {} (now {}): {e}", p.name, p.state);
             }
         }
         out.push('\n');
@@ -264,7 +264,10 @@ mod tests {
             text.contains("1.2ms") && text.contains("2.5s ago") && text.contains("stale"),
             "{text}"
         );
-        assert!(text.contains("bravo: connection refused"), "{text}");
+        assert!(
+            text.contains("bravo (now backoff): connection refused"),
+            "{text}"
+        );
         assert!(text.contains("unreachable: refused"), "{text}");
     }
 }

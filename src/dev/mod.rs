@@ -5,6 +5,7 @@
 //! service each. The tests in `tests/` use the same plan.
 
 mod children;
+pub mod cli;
 pub mod delay;
 mod demo;
 mod guide;
