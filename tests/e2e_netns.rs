@@ -66,6 +66,7 @@ async fn two_clusters_across_a_lossy_wan() {
     };
     let ns = wan.namespaces[0].as_str();
     let vip = mesh.wait_vip(0, "echo").await;
+    let hello = mesh.wait_vip(0, "hello").await;
     if have("dig") {
         let name = "echo.demo.svc.clusterset.local";
         let got = support::clients::dig(Some(ns), mesh.dns(0), name);
@@ -106,7 +107,6 @@ async fn two_clusters_across_a_lossy_wan() {
         "netns: 10 MiB echoed identically across the wan in {:?}",
         start.elapsed()
     );
-    let hello = mesh.wait_vip(0, "hello").await;
     let web = SocketAddr::from((hello, HELLO_PORT));
     if have("curl") {
         assert_eq!(who(ns, web).as_deref(), Some("bravo"));

@@ -187,6 +187,10 @@ impl Mesh {
             .output()
             .ok()?;
         let json: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
+        if let Some(e) = json[0]["error"].as_str() {
+            eprintln!("status of {} in {ns}: {e}", c.name);
+            return None;
+        }
         serde_json::from_value(json.get(0)?.get("imports")?.clone()).ok()
     }
 
@@ -232,7 +236,7 @@ impl Mesh {
     pub async fn wait_vip(&self, i: usize, name: &str) -> Ipv4Addr {
         wait_for(
             &format!("a ClusterSetIP for demo/{name}"),
-            Duration::from_secs(30),
+            Duration::from_secs(60),
             || self.vip(i, name),
         )
         .await
