@@ -105,6 +105,16 @@ async fn dev_up_links_clusters_reports_deaths_and_stops_cleanly() {
         );
     }
 
+    // The guide's curl line: bravo's demo answers through alpha's gateway.
+    let web = std::net::SocketAddr::from((vip, causeway::dev::HELLO_PORT));
+    let body = wait_for("hello from bravo through the mesh", limit, || async {
+        support::clients::http_body(web, Duration::from_secs(3))
+            .await
+            .ok()
+    })
+    .await;
+    assert_eq!(body, "hello from bravo\n");
+
     // causeway status --dir, as JSON.
     let st = Command::new(BIN)
         .args(["status", "--json", "--dir"])

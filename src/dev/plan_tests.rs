@@ -81,3 +81,21 @@ fn written_configs_load_and_certs_are_kept() {
     p.write().unwrap();
     assert_eq!(std::fs::read(p.clusters[0].dir.join("ca.pem")).unwrap(), ca);
 }
+
+/// A relay between clusters: peers dial `federation_dial` and the advertised gateway.
+#[test]
+fn relayed_addresses_reach_the_configs() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut p = plan(&PlanOptions::new(2, dir.path())).unwrap();
+    let relay: SocketAddr = "127.0.0.9:17001".parse().unwrap();
+    p.clusters[0].federation_dial = relay;
+    p.clusters[0].gateway_advertise = Some("127.0.0.9:17003".parse().unwrap());
+    p.write().unwrap();
+    let alpha = Config::load(&p.clusters[0].config_path()).unwrap();
+    assert_eq!(
+        alpha.gateway.advertised(),
+        ["127.0.0.9:17003".parse().unwrap()]
+    );
+    let bravo = Config::load(&p.clusters[1].config_path()).unwrap();
+    assert_eq!(bravo.peers[0].federation, "127.0.0.9:17001");
+}
