@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use causeway_catalog::{CatalogSnapshot, Port};
 use serde::{Deserialize, Serialize};
 
-use super::plan::{ClusterPlan, Plan};
+use super::plan::{ClusterPlan, ECHO_PORT, HELLO_PORT, Plan};
 use super::ready::{own_service, vip_of};
 
 /// `DIR/clusters.json`.
@@ -125,63 +125,67 @@ fn services(plan: &Plan, catalogs: &[CatalogSnapshot]) -> Vec<ServiceEntry> {
 /// The printed guide: a table of clusters, then per cluster a `dig` and a
 /// `curl` line that reach the next cluster's own service by name.
 pub fn guide(plan: &Plan, exe: &str) -> String {
-    let mut g = String::new();
-    let _ = writeln!(
-        g,
-        "\n{} clusters up in {}\n",
+    let mut g = format!(
+        "\n{} clusters up in {}\n\n",
         plan.clusters.len(),
         plan.dir.display()
     );
-    let _ = writeln!(
-        g,
-        "  {:<9} {:<10} {:<17} {:<17} {:<17}",
-        "cluster", "region", "dns", "admin", "gateway (udp)"
-    );
-    for c in &plan.clusters {
-        let _ = writeln!(
-            g,
-            "  {:<9} {:<10} {:<17} {:<17} {:<17}",
-            c.name.as_str(),
-            c.region,
-            c.dns,
-            c.admin,
-            c.gateway
-        );
-    }
+    table(&mut g, plan);
     let n = plan.clusters.len();
     for (i, c) in plan.clusters.iter().enumerate() {
-        let remote = &plan.clusters[(i + 1) % n];
-        let Some(key) = own_service(remote).filter(|_| n > 1) else {
-            continue;
-        };
-        let name = format!("{}.{}.svc.clusterset.local", key.name(), key.namespace());
-        let dig = format!("dig @{} -p {} +short {name}", c.dns.ip(), c.dns.port());
-        let _ = writeln!(
-            g,
-            "\nFrom {} to {}'s demo service, by name:",
-            c.name, remote.name
-        );
-        let _ = writeln!(g, "  {dig}");
-        let _ = writeln!(
-            g,
-            "  curl -s http://$({dig}):{}/    # hello from {}",
-            super::plan::HELLO_PORT,
-            remote.name
-        );
+        remote_lines(&mut g, c, &plan.clusters[(i + 1) % n]);
     }
-    let _ = writeln!(
-        g,
-        "\nEvery cluster also serves demo/hello (port {}) and demo/echo (port {}, raw TCP echo);",
-        super::plan::HELLO_PORT,
-        super::plan::ECHO_PORT
-    );
-    let _ = writeln!(
-        g,
-        "each is answered by the caller's own cluster first, then its region, then the others."
-    );
-    let _ = writeln!(g, "\nStatus:   {exe} status --dir {}", plan.dir.display());
-    let _ = writeln!(g, "Scripts:  {}", ClustersFile::path(&plan.dir).display());
-    let _ = writeln!(g, "Logs:     {}/<cluster>/causeway.log", plan.dir.display());
-    let _ = writeln!(g, "Ctrl-C stops every cluster.");
+    footer(&mut g, plan, exe);
     g
+}
+
+fn table(g: &mut String, plan: &Plan) {
+    let row = |g: &mut String, cells: [&dyn std::fmt::Display; 5]| {
+        let [a, b, c, d, e] = cells.map(ToString::to_string);
+        let _ = writeln!(g, "  {a:<9} {b:<10} {c:<17} {d:<17} {e:<17}");
+    };
+    row(
+        g,
+        [&"cluster", &"region", &"dns", &"admin", &"gateway (udp)"],
+    );
+    for c in &plan.clusters {
+        row(g, [&c.name, &c.region, &c.dns, &c.admin, &c.gateway]);
+    }
+}
+
+/// How `from`'s clients reach `to`'s own service by name (nothing when they are the same).
+fn remote_lines(g: &mut String, from: &ClusterPlan, to: &ClusterPlan) {
+    let Some(key) = own_service(to).filter(|_| from.name != to.name) else {
+        return;
+    };
+    let name = format!("{}.{}.svc.clusterset.local", key.name(), key.namespace());
+    let dig = format!(
+        "dig @{} -p {} +short {name}",
+        from.dns.ip(),
+        from.dns.port()
+    );
+    let _ = writeln!(
+        g,
+        "\nFrom {} to {}'s demo service, by name:",
+        from.name, to.name
+    );
+    let _ = writeln!(g, "  {dig}");
+    let _ = writeln!(
+        g,
+        "  curl -s http://$({dig}):{HELLO_PORT}/    # hello from {}",
+        to.name
+    );
+}
+
+fn footer(g: &mut String, plan: &Plan, exe: &str) {
+    let dir = plan.dir.display();
+    let _ = writeln!(
+        g,
+        "\nEvery cluster also serves demo/hello (port {HELLO_PORT}) and demo/echo (port {ECHO_PORT}, raw TCP echo);\n\
+         each is answered by the caller's own cluster first, then its region, then the others."
+    );
+    let _ = writeln!(g, "\nStatus:   {exe} status --dir {dir}");
+    let _ = writeln!(g, "Scripts:  {}", ClustersFile::path(&plan.dir).display());
+    let _ = writeln!(g, "Logs:     {dir}/<cluster>/causeway.log");
+    let _ = writeln!(g, "Ctrl-C stops every cluster.");
 }
