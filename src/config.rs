@@ -171,8 +171,7 @@ impl Config {
         if let Some(dir) = &mut self.federation.state_dir {
             fix(dir);
         }
-        let SourceConfig::Static { file, .. } = &mut self.source;
-        if let Some(f) = file {
+        if let SourceConfig::Static { file: Some(f), .. } = &mut self.source {
             fix(f);
         }
     }
