@@ -213,36 +213,33 @@ where
         + DeserializeOwned
         + HasStatus,
 {
-    let ns_of = |k: &K| k.meta().namespace.clone().unwrap_or_default();
-    let name_of = |k: &K| k.meta().name.clone().unwrap_or_default();
     let kind = K::kind(&());
     let pp = PostParams::default();
-    let (obj, api) = match action {
+    let (want, result) = match action {
         Action::Delete { namespace, name } => {
-            tracing::info!(%kind, %namespace, %name, "deleting");
-            let api: Api<K> = Api::namespaced(client.clone(), &namespace);
-            return match api.delete(&name, &DeleteParams::default()).await {
-                Ok(_) | Err(kube::Error::Api(_)) => Ok(()),
-                Err(e) => Err(api_err(format!("deleting {kind} {namespace}/{name}"))(e)),
-            };
+            return delete::<K>(client, &kind, &namespace, &name).await;
         }
         Action::Create(k) => {
-            let api: Api<K> = Api::namespaced(client.clone(), &ns_of(&k));
             tracing::info!(%kind, namespace = %ns_of(&k), name = %name_of(&k), "creating");
-            (api.create(&pp, &k).await, api)
+            let r = api_for::<K>(client, &k).create(&pp, &k).await;
+            (k, r)
         }
         Action::Replace(k) => {
-            let api: Api<K> = Api::namespaced(client.clone(), &ns_of(&k));
-            (api.replace(&name_of(&k), &pp, &k).await, api)
+            let r = api_for::<K>(client, &k)
+                .replace(&name_of(&k), &pp, &k)
+                .await;
+            (k, r)
         }
         Action::Recreate(k) => {
-            let api: Api<K> = Api::namespaced(client.clone(), &ns_of(&k));
+            tracing::info!(%kind, namespace = %ns_of(&k), name = %name_of(&k), "recreating (immutable field changed)");
+            let api = api_for::<K>(client, &k);
             let _ = api.delete(&name_of(&k), &DeleteParams::default()).await;
-            (api.create(&pp, &k).await, api)
+            let r = api.create(&pp, &k).await;
+            (k, r)
         }
     };
-    match obj {
-        Ok(written) => write_status(&api, &written, &kind).await,
+    match result {
+        Ok(_) => write_status(&api_for::<K>(client, &want), &want, &kind).await,
         Err(kube::Error::Api(s)) if s.code == 409 => {
             tracing::warn!(%kind, error = %s.message, "not writing: the object changed or exists without the managed-by label (causeway never touches objects it does not own)");
             Ok(())
@@ -251,14 +248,50 @@ where
     }
 }
 
-async fn write_status<K>(api: &Api<K>, written: &K, kind: &str) -> Result<(), KubeError>
+fn ns_of<K: Resource>(k: &K) -> String {
+    k.meta().namespace.clone().unwrap_or_default()
+}
+
+fn name_of<K: Resource>(k: &K) -> String {
+    k.meta().name.clone().unwrap_or_default()
+}
+
+fn api_for<K>(client: &Client, k: &K) -> Api<K>
+where
+    K: Resource<DynamicType = (), Scope = NamespaceResourceScope>,
+{
+    Api::namespaced(client.clone(), &ns_of(k))
+}
+
+async fn delete<K>(
+    client: &Client,
+    kind: &str,
+    namespace: &str,
+    name: &str,
+) -> Result<(), KubeError>
+where
+    K: Resource<DynamicType = (), Scope = NamespaceResourceScope>
+        + Clone
+        + std::fmt::Debug
+        + DeserializeOwned,
+{
+    tracing::info!(%kind, %namespace, %name, "deleting");
+    let api: Api<K> = Api::namespaced(client.clone(), namespace);
+    match api.delete(name, &DeleteParams::default()).await {
+        Ok(_) | Err(kube::Error::Api(_)) => Ok(()),
+        Err(e) => Err(api_err(format!("deleting {kind} {namespace}/{name}"))(e)),
+    }
+}
+
+/// Writes `want`'s status (the API server ignores status on create and replace).
+async fn write_status<K>(api: &Api<K>, want: &K, kind: &str) -> Result<(), KubeError>
 where
     K: Resource<DynamicType = ()> + Clone + std::fmt::Debug + DeserializeOwned + HasStatus,
 {
-    let Some(status) = written.status_json() else {
+    let Some(status) = want.status_json() else {
         return Ok(());
     };
-    let name = written.meta().name.clone().unwrap_or_default();
+    let name = name_of(want);
     let patch = serde_json::json!({ "status": status });
     api.patch_status(&name, &PatchParams::default(), &Patch::Merge(&patch))
         .await
