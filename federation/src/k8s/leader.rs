@@ -126,6 +126,10 @@ impl LeaderLease {
 }
 
 #[cfg(test)]
+#[path = "leader_tests.rs"]
+mod request_tests;
+
+#[cfg(test)]
 mod tests {
     use super::*;
 
