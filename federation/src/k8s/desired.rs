@@ -87,7 +87,8 @@ fn service_import(i: &Import, gw: &BTreeMap<PortKey, u16>) -> ServiceImport {
     let spec = ServiceImportSpec {
         ports: ports.collect(),
         type_: "ClusterSetIP".into(),
-        ips: i.vips.iter().map(IpAddr::to_string).collect(),
+        // The upstream CRD allows one IP (maxItems: 1).
+        ips: i.vips.first().map(IpAddr::to_string).into_iter().collect(),
     };
     let clusters = i
         .clusters
