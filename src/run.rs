@@ -10,6 +10,7 @@ use axum::routing::get;
 use causeway_catalog::ClusterInfo;
 use causeway_dns::DnsServer;
 use causeway_federation::{Federation, FederationInputs, PeerEndpoint};
+use causeway_gateway::{Gateway, GatewayInputs};
 use prometheus_client::registry::Registry;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -42,6 +43,9 @@ pub async fn run(cfg: Config, shutdown: CancellationToken) -> anyhow::Result<()>
     tasks.spawn(dns.run(shutdown.clone()));
     let f = fed.clone();
     tasks.spawn(async move { f.closed().await });
+    let gw = Gateway::bind(gateway_inputs(&cfg, &ids, &fed, &shutdown)?, &mut registry).await?;
+    info!(addr = %gw.local_addr()?, "gateway listening");
+    tasks.spawn(gw.run());
 
     let admin_listener = admin::bind(cfg.admin.listen).await?;
     info!(addr = %admin_listener.local_addr()?, "admin listening");
@@ -82,6 +86,23 @@ async fn start_federation(
         shutdown: shutdown.clone(),
     };
     Ok(Federation::start(inputs, registry).await?)
+}
+
+fn gateway_inputs(
+    cfg: &Config,
+    ids: &Identities,
+    fed: &Federation,
+    shutdown: &CancellationToken,
+) -> anyhow::Result<GatewayInputs> {
+    Ok(GatewayInputs {
+        cfg: cfg.gateway.clone(),
+        local: local_info(cfg)?,
+        cert: ids.gateway.clone(),
+        peers: ids.peer_set.clone(),
+        catalog: fed.catalog(),
+        local_exports: fed.local_exports(),
+        shutdown: shutdown.clone(),
+    })
 }
 
 /// This cluster as peers see it.

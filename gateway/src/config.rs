@@ -1,7 +1,13 @@
 //! The `gateway` section of causeway.yaml.
+//!
+//! Every knob has a safe default; `validate()` checks ranges and combinations
+//! and names the key, the bad value and what would be valid.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
+use std::time::Duration;
 
+use causeway_catalog::{ClusterId, ServiceKey};
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 
@@ -17,54 +23,216 @@ pub struct Config {
     /// Ranges ClusterSetIPs are allocated from; outbound listeners bind there.
     #[serde(default)]
     pub vip_ranges: Vec<IpNet>,
+    #[serde(default)]
+    pub timeouts: Timeouts,
+    #[serde(default)]
+    pub limits: Limits,
+    #[serde(default)]
+    pub connections: Connections,
+    #[serde(default)]
+    pub locality: Locality,
+    #[serde(default)]
+    pub ejection: Ejection,
+    #[serde(default)]
+    pub transport: Transport,
+    /// How long open streams may finish after a drain starts (SIGTERM).
+    #[serde(default = "d10s", with = "humantime_serde")]
+    pub drain_deadline: Duration,
+}
+
+/// Timeouts on everything that waits.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Timeouts {
+    /// TCP connect to a local endpoint.
+    #[serde(default = "d1s", with = "humantime_serde")]
+    pub connect: Duration,
+    /// QUIC + TLS handshake with a peer gateway.
+    #[serde(default = "d3s", with = "humantime_serde")]
+    pub handshake: Duration,
+    /// Reading a stream header (inbound).
+    #[serde(default = "d2s", with = "humantime_serde")]
+    pub header: Duration,
+    /// Waiting for the far side's status (outbound); must exceed `connect`.
+    #[serde(default = "d3s", with = "humantime_serde")]
+    pub status: Duration,
+    /// A tunnelled connection with no bytes either way is closed after this.
+    #[serde(default = "d1h", with = "humantime_serde")]
+    pub idle: Duration,
+}
+
+/// Bounds on concurrency; exceeding one gives status `overloaded` or a clean close.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Limits {
+    /// Concurrent streams on one peer connection (QUIC stream credit).
+    #[serde(default = "default_per_peer")]
+    pub max_streams_per_peer: u32,
+    /// Concurrent tunnelled connections per service, each direction.
+    #[serde(default = "default_per_service")]
+    pub max_streams_per_service: u32,
+    /// Clusters tried for one outbound connection before giving up.
+    #[serde(default = "default_attempts")]
+    pub max_attempts: u32,
+}
+
+/// Connections to peer gateways: liveness and re-dialling (`gateway.connections`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Connections {
+    /// QUIC keep-alive (PING) interval; must be below `idle_timeout`.
+    #[serde(default = "d150ms", with = "humantime_serde")]
+    pub keep_alive: Duration,
+    /// A peer silent this long is dead: its connection closes and it is ejected.
+    /// A dead peer is noticed within `idle_timeout + keep_alive` (QUIC restarts the
+    /// idle timer on our first unacknowledged send): 850 ms by default, so failover
+    /// happens within 1 s. QUIC never uses less than 3 probe timeouts, so long-RTT
+    /// links stretch it by themselves.
+    #[serde(default = "d700ms", with = "humantime_serde")]
+    pub idle_timeout: Duration,
+    /// First re-dial delay; doubles (with jitter) up to `backoff_max`.
+    #[serde(default = "d100ms", with = "humantime_serde")]
+    pub backoff_initial: Duration,
+    #[serde(default = "d5s", with = "humantime_serde")]
+    pub backoff_max: Duration,
+}
+
+/// How a cluster is chosen among those serving a service.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Locality {
+    /// Serve from this cluster's own endpoints first, without a tunnel.
+    #[serde(default = "yes")]
+    pub prefer_local: bool,
+    /// Per service, an ordered list of clusters to use instead of region order.
+    #[serde(default)]
+    pub failover: BTreeMap<ServiceKey, Vec<ClusterId>>,
+}
+
+/// Outlier ejection of failing clusters.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Ejection {
+    /// Consecutive failed attempts that eject a cluster.
+    #[serde(default = "default_failures")]
+    pub consecutive_failures: u32,
+    /// First ejection time; doubles on each repeat up to `max_time`.
+    #[serde(default = "d5s", with = "humantime_serde")]
+    pub base_time: Duration,
+    #[serde(default = "d60s", with = "humantime_serde")]
+    pub max_time: Duration,
+}
+
+/// QUIC flow-control windows and buffers, in bytes (see docs/protocol.md for the measurements).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Transport {
+    #[serde(default = "default_stream_window")]
+    pub stream_receive_window: u32,
+    /// Per peer connection; bounds memory per peer.
+    #[serde(default = "default_conn_window")]
+    pub receive_window: u32,
+    #[serde(default = "default_send_window")]
+    pub send_window: u32,
+    /// SO_RCVBUF / SO_SNDBUF of the UDP socket.
+    #[serde(default = "default_udp_buffer")]
+    pub udp_socket_buffer: u32,
+    /// Splice read buffer per direction of a tunnelled connection.
+    #[serde(default = "default_splice_buffer")]
+    pub splice_buffer: u32,
 }
 
 fn default_listen() -> SocketAddr {
     SocketAddr::from(([0, 0, 0, 0], 15443))
 }
-
-impl Default for Config {
-    fn default() -> Self {
-        Self {
-            listen: default_listen(),
-            advertise: Vec::new(),
-            vip_ranges: Vec::new(),
-        }
-    }
+fn yes() -> bool {
+    true
+}
+fn d100ms() -> Duration {
+    Duration::from_millis(100)
+}
+fn d150ms() -> Duration {
+    Duration::from_millis(150)
+}
+fn d700ms() -> Duration {
+    Duration::from_millis(700)
+}
+fn d1s() -> Duration {
+    Duration::from_secs(1)
+}
+fn d2s() -> Duration {
+    Duration::from_secs(2)
+}
+fn d3s() -> Duration {
+    Duration::from_secs(3)
+}
+fn d5s() -> Duration {
+    Duration::from_secs(5)
+}
+fn d10s() -> Duration {
+    Duration::from_secs(10)
+}
+fn d60s() -> Duration {
+    Duration::from_secs(60)
+}
+fn d1h() -> Duration {
+    Duration::from_secs(3600)
+}
+fn default_per_peer() -> u32 {
+    4096
+}
+fn default_per_service() -> u32 {
+    10_000
+}
+fn default_attempts() -> u32 {
+    3
+}
+fn default_failures() -> u32 {
+    3
+}
+fn default_stream_window() -> u32 {
+    2 << 20
+}
+fn default_conn_window() -> u32 {
+    16 << 20
+}
+fn default_send_window() -> u32 {
+    16 << 20
+}
+fn default_udp_buffer() -> u32 {
+    4 << 20
+}
+fn default_splice_buffer() -> u32 {
+    64 << 10
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
-pub enum ConfigError {
-    #[error("gateway.advertise: {0} is unspecified or port 0; list addresses peers can dial")]
-    BadAdvertise(SocketAddr),
-    #[error(
-        "gateway.advertise is empty and gateway.listen {0} is unspecified; list addresses peers can dial in gateway.advertise"
-    )]
-    NoAdvertise(SocketAddr),
+macro_rules! default_from_serde {
+    ($($t:ty),*) => {$(
+        impl Default for $t {
+            fn default() -> Self {
+                // Every field has a serde default, so an empty map is the default.
+                serde_default::<$t>()
+            }
+        }
+    )*};
 }
+default_from_serde!(
+    Config,
+    Timeouts,
+    Limits,
+    Connections,
+    Locality,
+    Ejection,
+    Transport
+);
 
-impl Config {
-    pub fn validate(&self) -> Result<(), ConfigError> {
-        if let Some(a) = self
-            .advertise
-            .iter()
-            .find(|a| a.ip().is_unspecified() || a.port() == 0)
-        {
-            return Err(ConfigError::BadAdvertise(*a));
-        }
-        if self.advertise.is_empty() && self.listen.ip().is_unspecified() {
-            return Err(ConfigError::NoAdvertise(self.listen));
-        }
-        Ok(())
-    }
-
-    /// The addresses peers should dial.
-    pub fn advertised(&self) -> Vec<SocketAddr> {
-        if self.advertise.is_empty() {
-            vec![self.listen]
-        } else {
-            self.advertise.clone()
-        }
+/// Builds a section from its serde field defaults, so defaults live in one place.
+fn serde_default<T: serde::de::DeserializeOwned>() -> T {
+    use serde::de::value::{Error, MapDeserializer};
+    let empty = std::iter::empty::<(&str, &str)>();
+    match T::deserialize(MapDeserializer::<_, Error>::new(empty)) {
+        Ok(v) => v,
+        // Unreachable while every field has #[serde(default)]; the unit test guards it.
+        Err(e) => panic!("config defaults must deserialize from an empty map: {e}"),
     }
 }

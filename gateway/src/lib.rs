@@ -1,5 +1,41 @@
 //! causeway's east-west gateway: service traffic to peer clusters as QUIC streams.
+//!
+//! Wiring (what `causeway run` does): build a [`GatewayInputs`] (config section,
+//! this cluster's `ClusterInfo`, the gateway certificate as a `ReloadingCert` whose
+//! owner runs `spawn_watch`, the `PeerSet`, `watch` receivers for the catalog and
+//! for this cluster's exports, and a `CancellationToken` cancelled on SIGTERM),
+//! call [`Gateway::bind`] with the process's Prometheus registry, then await
+//! [`Gateway::run`], which returns once drained. quinn drives each endpoint as one
+//! task, so a current-thread runtime serves it best (see docs/protocol.md).
+//!
+//! Pure core: [`protocol`] (stream header codec), `lb` (cluster and endpoint
+//! choice), `eject` (outlier ejection), `config`. I/O at the edges: `endpoint`
+//! and `dial` (QUIC), `inbound`, `listeners` and `outbound`, `splice`.
 
+mod attempt;
 mod config;
+mod config_check;
+mod dial;
+mod direct;
+mod eject;
+mod endpoint;
+mod gateway;
+mod header;
+mod inbound;
+mod lb;
+mod listeners;
+mod local;
+mod metrics;
+mod outbound;
+mod pool;
+pub mod protocol;
+mod shared;
+mod splice;
+mod stats;
+mod tls;
 
-pub use config::{Config, ConfigError};
+pub use config::{Config, Connections, Ejection, Limits, Locality, Timeouts, Transport};
+pub use config_check::ConfigError;
+pub use endpoint::EndpointError;
+pub use gateway::{Error, Gateway, GatewayInputs};
+pub use tls::TlsError;

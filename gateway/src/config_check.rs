@@ -1,0 +1,268 @@
+//! Validation of the `gateway` config section: ranges and combinations serde cannot check.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use crate::config::Config;
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    #[error("gateway.advertise: {0} is unspecified or port 0; list addresses peers can dial")]
+    BadAdvertise(SocketAddr),
+    #[error(
+        "gateway.advertise is empty and gateway.listen {0} is unspecified; list addresses peers can dial in gateway.advertise"
+    )]
+    NoAdvertise(SocketAddr),
+    #[error("gateway.{key} is {value:?}; {valid}")]
+    Duration {
+        key: &'static str,
+        value: Duration,
+        valid: &'static str,
+    },
+    #[error("gateway.{key} is {value}; {valid}")]
+    Number {
+        key: &'static str,
+        value: u64,
+        valid: &'static str,
+    },
+    #[error(
+        "gateway.locality.failover.{service}: cluster {cluster} is listed twice; list each cluster once, in order of preference"
+    )]
+    DuplicateFailover { service: String, cluster: String },
+}
+
+fn positive(key: &'static str, value: Duration) -> Result<(), ConfigError> {
+    if value.is_zero() {
+        return Err(ConfigError::Duration {
+            key,
+            value,
+            valid: "use a duration above zero, e.g. 1s",
+        });
+    }
+    Ok(())
+}
+
+fn within(key: &'static str, value: u64, lo: u64, hi: u64) -> Result<(), ConfigError> {
+    if value < lo || value > hi {
+        let valid = match (lo, hi) {
+            (1, 100) => "use 1 to 100",
+            (1, 1_000_000) => "use 1 to 1000000",
+            (1, 1_073_741_824) => "use 1 to 1073741824",
+            (1200, _) => "use 1200 (1200 bytes, one QUIC packet) to 1073741824 (1 GiB)",
+            (1024, _) => "use 1024 (1 KiB) to 16777216 (16 MiB)",
+            _ => "use a value in the documented range",
+        };
+        return Err(ConfigError::Number { key, value, valid });
+    }
+    Ok(())
+}
+
+impl Config {
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        self.check_addresses()?;
+        self.check_timeouts()?;
+        self.check_limits()?;
+        self.check_failover()
+    }
+
+    fn check_addresses(&self) -> Result<(), ConfigError> {
+        if let Some(a) = self
+            .advertise
+            .iter()
+            .find(|a| a.ip().is_unspecified() || a.port() == 0)
+        {
+            return Err(ConfigError::BadAdvertise(*a));
+        }
+        if self.advertise.is_empty() && self.listen.ip().is_unspecified() {
+            return Err(ConfigError::NoAdvertise(self.listen));
+        }
+        Ok(())
+    }
+
+    fn check_timeouts(&self) -> Result<(), ConfigError> {
+        let t = &self.timeouts;
+        positive("timeouts.connect", t.connect)?;
+        positive("timeouts.handshake", t.handshake)?;
+        positive("timeouts.header", t.header)?;
+        positive("timeouts.idle", t.idle)?;
+        positive("drain_deadline", self.drain_deadline)?;
+        if t.status <= t.connect {
+            return Err(ConfigError::Duration {
+                key: "timeouts.status",
+                value: t.status,
+                valid: "use a duration longer than timeouts.connect: the far side connects before it answers",
+            });
+        }
+        let p = &self.connections;
+        positive("connections.idle_timeout", p.idle_timeout)?;
+        positive("connections.backoff_initial", p.backoff_initial)?;
+        if p.keep_alive.is_zero() || p.keep_alive >= p.idle_timeout {
+            return Err(ConfigError::Duration {
+                key: "connections.keep_alive",
+                value: p.keep_alive,
+                valid: "use a duration above zero and below connections.idle_timeout (a third of it is typical)",
+            });
+        }
+        if p.backoff_max < p.backoff_initial {
+            return Err(ConfigError::Duration {
+                key: "connections.backoff_max",
+                value: p.backoff_max,
+                valid: "use a duration no shorter than connections.backoff_initial",
+            });
+        }
+        let e = &self.ejection;
+        positive("ejection.base_time", e.base_time)?;
+        if e.max_time < e.base_time {
+            return Err(ConfigError::Duration {
+                key: "ejection.max_time",
+                value: e.max_time,
+                valid: "use a duration no shorter than ejection.base_time",
+            });
+        }
+        Ok(())
+    }
+
+    fn check_limits(&self) -> Result<(), ConfigError> {
+        let l = &self.limits;
+        within(
+            "limits.max_streams_per_peer",
+            l.max_streams_per_peer.into(),
+            1,
+            1_000_000,
+        )?;
+        within(
+            "limits.max_streams_per_service",
+            l.max_streams_per_service.into(),
+            1,
+            1_000_000,
+        )?;
+        within("limits.max_attempts", l.max_attempts.into(), 1, 100)?;
+        within(
+            "ejection.consecutive_failures",
+            self.ejection.consecutive_failures.into(),
+            1,
+            100,
+        )?;
+        let t = &self.transport;
+        let gib = 1 << 30;
+        within(
+            "transport.stream_receive_window",
+            t.stream_receive_window.into(),
+            1200,
+            gib,
+        )?;
+        within(
+            "transport.receive_window",
+            t.receive_window.into(),
+            1200,
+            gib,
+        )?;
+        within("transport.send_window", t.send_window.into(), 1200, gib)?;
+        within(
+            "transport.udp_socket_buffer",
+            t.udp_socket_buffer.into(),
+            1,
+            gib,
+        )?;
+        within(
+            "transport.splice_buffer",
+            t.splice_buffer.into(),
+            1024,
+            16 << 20,
+        )
+    }
+
+    fn check_failover(&self) -> Result<(), ConfigError> {
+        for (service, list) in &self.locality.failover {
+            for (i, c) in list.iter().enumerate() {
+                if list[..i].contains(c) {
+                    return Err(ConfigError::DuplicateFailover {
+                        service: service.to_string(),
+                        cluster: c.to_string(),
+                    });
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The addresses peers should dial.
+    pub fn advertised(&self) -> Vec<SocketAddr> {
+        if self.advertise.is_empty() {
+            vec![self.listen]
+        } else {
+            self.advertise.clone()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(yaml: &str) -> Result<Config, String> {
+        serde_saphyr::from_str::<Config>(yaml).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn defaults_are_valid_and_match_empty_yaml() {
+        let c = Config {
+            listen: "127.0.0.1:15443".parse().unwrap(),
+            ..Config::default()
+        };
+        c.validate().unwrap();
+        let parsed = parse("listen: 127.0.0.1:15443\n").unwrap();
+        assert_eq!(parsed, c);
+        assert_eq!(c.connections.idle_timeout, Duration::from_millis(700));
+    }
+
+    #[test]
+    fn parses_every_section() {
+        let yaml = "listen: 127.0.0.1:1\ntimeouts: {connect: 500ms, status: 2s}\n\
+            limits: {max_streams_per_peer: 10}\nconnections: {keep_alive: 100ms, idle_timeout: 400ms}\n\
+            locality: {prefer_local: false, failover: {\"ns/web\": [b, c]}}\n\
+            ejection: {base_time: 1s}\ntransport: {splice_buffer: 16384}\ndrain_deadline: 3s\n";
+        let c = parse(yaml).unwrap();
+        c.validate().unwrap();
+        assert_eq!(c.timeouts.connect, Duration::from_millis(500));
+        assert_eq!(c.locality.failover.values().next().unwrap().len(), 2);
+    }
+
+    #[test]
+    fn unknown_keys_are_refused() {
+        assert!(parse("listen: 127.0.0.1:1\ntimeouts: {conect: 1s}\n").is_err());
+    }
+
+    #[test]
+    fn errors_name_key_value_and_fix() {
+        let mut c = parse("listen: 127.0.0.1:1\n").unwrap();
+        c.connections.keep_alive = Duration::from_secs(2);
+        let msg = c.validate().unwrap_err().to_string();
+        assert!(
+            msg.contains("connections.keep_alive") && msg.contains("2s") && msg.contains("below")
+        );
+        let mut c = parse("listen: 127.0.0.1:1\n").unwrap();
+        c.limits.max_attempts = 0;
+        let msg = c.validate().unwrap_err().to_string();
+        assert!(
+            msg.contains("limits.max_attempts is 0; use 1 to 100"),
+            "{msg}"
+        );
+        let mut c = parse("listen: 127.0.0.1:1\n").unwrap();
+        c.timeouts.status = c.timeouts.connect;
+        assert!(
+            c.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("timeouts.status")
+        );
+    }
+
+    #[test]
+    fn duplicate_failover_entry_is_refused() {
+        let c = parse("listen: 127.0.0.1:1\nlocality: {failover: {\"ns/web\": [b, b]}}\n").unwrap();
+        let msg = c.validate().unwrap_err().to_string();
+        assert!(msg.contains("ns/web") && msg.contains("twice"), "{msg}");
+    }
+}

@@ -1,0 +1,125 @@
+//! Wiring: inputs in, bound sockets, then run until drained.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use causeway_catalog::{CatalogSnapshot, ClusterInfo, Export};
+use causeway_identity::{PeerSet, ReloadingCert};
+use prometheus_client::registry::Registry;
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::config::Config;
+use crate::config_check::ConfigError;
+use crate::endpoint::{self, EndpointError};
+use crate::metrics::Metrics;
+use crate::protocol::CLOSE_DRAINING;
+use crate::shared::Shared;
+use crate::tls::Identity;
+
+/// Everything the gateway needs from the rest of the process.
+pub struct GatewayInputs {
+    pub cfg: Config,
+    /// This cluster: name, region, zone.
+    pub local: ClusterInfo,
+    /// Our gateway certificate (reloaded by its owner).
+    pub cert: Arc<ReloadingCert>,
+    /// Trust per peer cluster.
+    pub peers: Arc<PeerSet>,
+    /// Imports (with VIPs) and every cluster's info (gateway addresses).
+    pub catalog: watch::Receiver<Arc<CatalogSnapshot>>,
+    /// What this cluster exports: inbound authorization and local endpoints.
+    pub local_exports: watch::Receiver<Arc<Vec<Export>>>,
+    /// Cancel to drain: stop accepting, finish streams until `drain_deadline`, close.
+    pub shutdown: CancellationToken,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    Endpoint(#[from] EndpointError),
+}
+
+pub struct Gateway {
+    shared: Arc<Shared>,
+}
+
+impl Gateway {
+    /// Validates the config, binds the QUIC endpoint and registers metrics.
+    pub async fn bind(inputs: GatewayInputs, registry: &mut Registry) -> Result<Gateway, Error> {
+        inputs.cfg.validate()?;
+        let id = Identity {
+            cert: inputs.cert,
+            peers: inputs.peers,
+        };
+        let endpoint = endpoint::bind(&inputs.cfg, endpoint::server_config(&inputs.cfg, &id)?)?;
+        let metrics = Metrics::default();
+        metrics.register(registry);
+        tracing::info!(cluster = %inputs.local.name, listen = ?endpoint.local_addr().ok(), cfg = ?inputs.cfg, "gateway bound");
+        let shared = Shared {
+            cfg: inputs.cfg,
+            local: inputs.local,
+            id,
+            metrics,
+            endpoint,
+            pool: Default::default(),
+            catalog: inputs.catalog,
+            exports: inputs.local_exports,
+            loads: Default::default(),
+            hard: CancellationToken::new(),
+            shutdown: inputs.shutdown,
+            tasks: TaskTracker::new(),
+            streams: TaskTracker::new(),
+        };
+        Ok(Gateway {
+            shared: Arc::new(shared),
+        })
+    }
+
+    /// The bound UDP address of the QUIC endpoint.
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.shared.endpoint.local_addr()
+    }
+
+    /// Serves until `shutdown` is cancelled, then drains.
+    pub async fn run(self) -> Result<(), Error> {
+        let s = self.shared;
+        s.tasks.spawn(crate::inbound::accept_loop(s.clone()));
+        s.tasks.spawn(crate::listeners::watch_catalog(s.clone()));
+        s.shutdown.cancelled().await;
+        drain(&s).await;
+        Ok(())
+    }
+}
+
+/// Stops accepting (listeners watch `shutdown`), lets streams finish until the
+/// deadline, then closes every peer connection with "draining, go elsewhere".
+async fn drain(s: &Shared) {
+    let deadline = s.cfg.drain_deadline;
+    tracing::info!(?deadline, open = s.streams.len(), "draining");
+    s.streams.close();
+    if tokio::time::timeout(deadline, s.streams.wait())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            open = s.streams.len(),
+            "drain deadline passed; closing open streams"
+        );
+    }
+    // Close first: tasks that stop on `hard` drop their connection handles, and a
+    // dropped connection would otherwise close with code 0, which peers count as a failure.
+    s.endpoint.close(CLOSE_DRAINING, b"draining");
+    s.hard.cancel();
+    s.tasks.close();
+    // Both are bounded: every task watches `hard`, and closing needs at most a few RTTs.
+    let grace = Duration::from_secs(1);
+    let _ = tokio::time::timeout(grace, s.tasks.wait()).await;
+    let _ = tokio::time::timeout(grace, s.endpoint.wait_idle()).await;
+    tracing::info!("drained");
+}

@@ -1,0 +1,229 @@
+//! Gateway metrics (documented in docs/metrics.md).
+//!
+//! Hot-path counters are cloned out of their families once per stream, so a chunk
+//! costs one atomic add and no lock.
+
+use std::sync::atomic::AtomicU64;
+
+use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue, LabelValueEncoder};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+
+#[derive(Debug, Clone, Copy, Hash, PartialEq, Eq)]
+pub enum Direction {
+    /// Local clients calling services elsewhere.
+    Outbound,
+    /// Peer clusters calling local services.
+    Inbound,
+}
+
+#[derive(Debug, Clone, Copy, Hash, PartialEq, Eq)]
+pub enum Flow {
+    /// Bytes from the caller towards the service.
+    Request,
+    /// Bytes from the service back to the caller.
+    Response,
+}
+
+impl EncodeLabelValue for Direction {
+    fn encode(&self, e: &mut LabelValueEncoder<'_>) -> Result<(), std::fmt::Error> {
+        let s = match self {
+            Direction::Outbound => "outbound",
+            Direction::Inbound => "inbound",
+        };
+        EncodeLabelValue::encode(&s, e)
+    }
+}
+
+impl EncodeLabelValue for Flow {
+    fn encode(&self, e: &mut LabelValueEncoder<'_>) -> Result<(), std::fmt::Error> {
+        let s = match self {
+            Flow::Request => "request",
+            Flow::Response => "response",
+        };
+        EncodeLabelValue::encode(&s, e)
+    }
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PeerLabels {
+    pub cluster: String,
+    pub address: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ResultLabels {
+    pub cluster: String,
+    pub result: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct StreamLabels {
+    pub cluster: String,
+    pub direction: Direction,
+    pub status: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ServiceLabels {
+    pub service: String,
+    pub direction: Direction,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct BytesLabels {
+    pub service: String,
+    pub direction: Direction,
+    pub flow: Flow,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct InboundHandshake {
+    pub result: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ClusterLabel {
+    pub cluster: String,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct Metrics {
+    pub peer_connected: Family<PeerLabels, Gauge>,
+    pub peer_rtt: Family<PeerLabels, Gauge<f64, AtomicU64>>,
+    pub peer_lost_packets: Family<PeerLabels, Counter>,
+    pub peer_congestion_events: Family<PeerLabels, Counter>,
+    pub peer_handshakes: Family<ResultLabels, Counter>,
+    pub inbound_handshakes: Family<InboundHandshake, Counter>,
+    pub cluster_ejected: Family<ClusterLabel, Gauge>,
+    pub streams: Family<StreamLabels, Counter>,
+    pub service_connections: Family<ServiceLabels, Counter>,
+    pub service_active: Family<ServiceLabels, Gauge>,
+    pub service_bytes: Family<BytesLabels, Counter>,
+    pub inbound_streams_open: Gauge,
+}
+
+impl Metrics {
+    pub fn register(&self, registry: &mut Registry) {
+        let r = registry.sub_registry_with_prefix("gateway");
+        r.register(
+            "peer_connected",
+            "1 while the connection to a peer gateway address is up",
+            self.peer_connected.clone(),
+        );
+        r.register(
+            "peer_rtt_seconds",
+            "Smoothed round-trip time to a peer gateway",
+            self.peer_rtt.clone(),
+        );
+        r.register(
+            "peer_lost_packets",
+            "Packets lost on connections to a peer gateway",
+            self.peer_lost_packets.clone(),
+        );
+        r.register(
+            "peer_congestion_events",
+            "Congestion events on connections to a peer gateway",
+            self.peer_congestion_events.clone(),
+        );
+        r.register(
+            "peer_handshakes",
+            "Handshakes dialled to a peer cluster, by result (ok, failed)",
+            self.peer_handshakes.clone(),
+        );
+        r.register(
+            "inbound_handshakes",
+            "Handshakes from peers, by result (ok, rejected = bad certificate, failed)",
+            self.inbound_handshakes.clone(),
+        );
+        r.register(
+            "cluster_ejected",
+            "1 while a peer cluster is ejected as an outlier",
+            self.cluster_ejected.clone(),
+        );
+        r.register(
+            "streams",
+            "Streams by peer cluster, direction and status",
+            self.streams.clone(),
+        );
+        self.register_services(r);
+    }
+
+    fn register_services(&self, r: &mut Registry) {
+        r.register(
+            "inbound_streams_open",
+            "Inbound streams being handled now, in any phase (header, connect, splice)",
+            self.inbound_streams_open.clone(),
+        );
+        r.register(
+            "service_connections",
+            "TCP connections carried for a service",
+            self.service_connections.clone(),
+        );
+        r.register(
+            "service_active_streams",
+            "Tunnelled connections open now for a service",
+            self.service_active.clone(),
+        );
+        r.register(
+            "service_bytes",
+            "Bytes carried for a service, by flow (request: towards the service)",
+            self.service_bytes.clone(),
+        );
+    }
+
+    pub fn stream(&self, cluster: &str, direction: Direction, status: &str) {
+        self.streams
+            .get_or_create(&StreamLabels {
+                cluster: cluster.to_owned(),
+                direction,
+                status: status.to_owned(),
+            })
+            .inc();
+    }
+
+    /// Counter handles for one tunnelled connection of `service`.
+    pub fn service(&self, service: &str, direction: Direction) -> ServiceHandles {
+        let labels = ServiceLabels {
+            service: service.to_owned(),
+            direction,
+        };
+        let bytes = |flow| {
+            self.service_bytes.get_or_create_owned(&BytesLabels {
+                service: service.to_owned(),
+                direction,
+                flow,
+            })
+        };
+        self.service_connections.get_or_create(&labels).inc();
+        ServiceHandles {
+            request: bytes(Flow::Request),
+            response: bytes(Flow::Response),
+            active: self.service_active.get_or_create_owned(&labels),
+        }
+    }
+}
+
+pub struct ServiceHandles {
+    pub request: Counter,
+    pub response: Counter,
+    pub active: Gauge,
+}
+
+/// Counts an open stream in `active` while alive.
+pub struct ActiveGuard(Gauge);
+
+impl ActiveGuard {
+    pub fn new(g: &Gauge) -> Self {
+        g.inc();
+        Self(g.clone())
+    }
+}
+
+impl Drop for ActiveGuard {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
+}

@@ -1,0 +1,44 @@
+//! State shared by the gateway's tasks.
+
+use std::sync::Arc;
+
+use causeway_catalog::{CatalogSnapshot, ClusterInfo, Export};
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::config::Config;
+use crate::local::EndpointLoads;
+use crate::metrics::Metrics;
+use crate::pool::Pool;
+use crate::tls::Identity;
+
+pub struct Shared {
+    pub cfg: Config,
+    pub local: ClusterInfo,
+    pub id: Identity,
+    pub metrics: Metrics,
+    pub endpoint: quinn::Endpoint,
+    pub pool: Pool,
+    pub catalog: watch::Receiver<Arc<CatalogSnapshot>>,
+    pub exports: watch::Receiver<Arc<Vec<Export>>>,
+    pub loads: Arc<EndpointLoads>,
+    /// Drain started: stop accepting, answer `draining`.
+    pub shutdown: CancellationToken,
+    /// Drain deadline passed: close everything.
+    pub hard: CancellationToken,
+    /// Background tasks: diallers, accept loops.
+    pub tasks: TaskTracker,
+    /// Tunnelled connections; the drain waits for these.
+    pub streams: TaskTracker,
+}
+
+impl Shared {
+    pub fn exports(&self) -> Arc<Vec<Export>> {
+        self.exports.borrow().clone()
+    }
+
+    pub fn catalog(&self) -> Arc<CatalogSnapshot> {
+        self.catalog.borrow().clone()
+    }
+}

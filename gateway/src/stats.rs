@@ -1,0 +1,38 @@
+//! Copies a peer connection's QUIC stats into metrics (once a second, off the hot path).
+
+use crate::metrics::{Metrics, PeerLabels};
+
+/// Remembers what was last exported so cumulative stats become counter increments.
+pub struct Tracker {
+    metrics: Metrics,
+    labels: PeerLabels,
+    lost: u64,
+    congestion: u64,
+}
+
+impl Tracker {
+    pub fn new(metrics: Metrics, labels: PeerLabels) -> Self {
+        Self {
+            metrics,
+            labels,
+            lost: 0,
+            congestion: 0,
+        }
+    }
+
+    pub fn update(&mut self, conn: &quinn::Connection) {
+        let path = conn.stats().path;
+        let m = &self.metrics;
+        m.peer_rtt
+            .get_or_create(&self.labels)
+            .set(path.rtt.as_secs_f64());
+        m.peer_lost_packets
+            .get_or_create(&self.labels)
+            .inc_by(path.lost_packets.saturating_sub(self.lost));
+        m.peer_congestion_events
+            .get_or_create(&self.labels)
+            .inc_by(path.congestion_events.saturating_sub(self.congestion));
+        self.lost = self.lost.max(path.lost_packets);
+        self.congestion = self.congestion.max(path.congestion_events);
+    }
+}

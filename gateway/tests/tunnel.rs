@@ -1,0 +1,179 @@
+//! Data path through real gateways: bulk transfer and half-close.
+#![allow(clippy::unwrap_used)]
+
+mod support;
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use causeway_catalog::ExportTo;
+use support::*;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+/// A pair A -> B with `demo/echo` exported by B and imported by A at `vip`.
+async fn echo_pair(range: &str, vip: &str) -> (Mesh, SocketAddr) {
+    let mut mesh = Mesh::new(&[("a", "eu"), ("b", "eu")], range);
+    let echo = echo_server().await;
+    mesh.set_exports("b", vec![export("demo/echo", 7000, echo, ExportTo::All)]);
+    let b = mesh.info("b").clone();
+    mesh.publish("a", vec![import("demo/echo", 7000, vip, &[&b])]);
+    let addr: SocketAddr = format!("{vip}:7000").parse().unwrap();
+    wait_ready(addr).await;
+    (mesh, addr)
+}
+
+/// Waits until a round trip through the tunnel works.
+async fn wait_ready(addr: SocketAddr) {
+    wait_for("tunnel ready", Duration::from_secs(10), || async move {
+        let mut s = TcpStream::connect(addr).await.ok()?;
+        s.write_all(b"ping").await.ok()?;
+        let mut buf = [0u8; 4];
+        tokio::time::timeout(Duration::from_secs(1), s.read_exact(&mut buf))
+            .await
+            .ok()?
+            .ok()?;
+        (&buf == b"ping").then_some(())
+    })
+    .await
+}
+
+fn pattern(seed: u64, len: usize) -> Vec<u8> {
+    let mut x = seed
+        .wrapping_mul(6364136223846793005)
+        .wrapping_add(1442695040888963407);
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
+/// Sends `data` while reading the echo at the same time; returns what came back.
+async fn echo_through(addr: SocketAddr, data: Vec<u8>) -> Vec<u8> {
+    let s = TcpStream::connect(addr).await.unwrap();
+    let (mut r, mut w) = s.into_split();
+    let writer = tokio::spawn(async move {
+        w.write_all(&data).await.unwrap();
+        w.shutdown().await.unwrap();
+    });
+    let mut got = Vec::new();
+    r.read_to_end(&mut got).await.unwrap();
+    writer.await.unwrap();
+    got
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bulk_64_mib_both_ways_over_100_connections() {
+    let (mesh, addr) = echo_pair("127.77.1.0/24", "127.77.1.1").await;
+    const CONNS: usize = 100;
+    const PER_CONN: usize = (64 << 20) / CONNS;
+    let t0 = Instant::now();
+    let tasks: Vec<_> = (0..CONNS)
+        .map(|i| {
+            let data = pattern(i as u64, PER_CONN);
+            tokio::spawn(async move {
+                let got = echo_through(addr, data.clone()).await;
+                assert!(
+                    got == data,
+                    "connection {i}: {} bytes back, expected {}",
+                    got.len(),
+                    data.len()
+                );
+            })
+        })
+        .collect();
+    let all = async {
+        for t in tasks {
+            t.await.unwrap();
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(120), all)
+        .await
+        .expect("bulk transfer bounded in time");
+    println!(
+        "64 MiB each way over {CONNS} connections in {:?}",
+        t0.elapsed()
+    );
+    let a = mesh.node("a");
+    let sent = a.metric("gateway_service_bytes_total{service=\"demo/echo\",direction=\"outbound\",flow=\"request\"}");
+    assert!(
+        sent >= (CONNS * PER_CONN) as f64,
+        "request bytes counted: {sent}"
+    );
+    let text = a.metrics();
+    for name in [
+        "gateway_peer_rtt_seconds{cluster=\"b\",address=",
+        "gateway_peer_lost_packets_total{cluster=\"b\",address=",
+        "gateway_peer_congestion_events_total{cluster=\"b\",address=",
+        "gateway_peer_handshakes_total{cluster=\"b\",result=\"ok\"} 1",
+        "gateway_service_connections_total{service=\"demo/echo\",direction=\"outbound\"}",
+    ] {
+        assert!(text.contains(name), "{name} missing from:\n{text}");
+    }
+    let conns =
+        a.metric("gateway_service_connections_total{service=\"demo/echo\",direction=\"outbound\"}");
+    assert!(conns >= CONNS as f64, "connections counted: {conns}");
+    // Each stream task ends just after its client saw EOF: wait for them all.
+    let active = "gateway_service_active_streams{service=\"demo/echo\",direction=\"outbound\"}";
+    wait_for("no stream left open", Duration::from_secs(5), || async {
+        (a.metric(active) == 0.0).then_some(())
+    })
+    .await;
+}
+
+/// A server that reads everything first, then answers with the bytes reversed.
+async fn reverse_server() -> SocketAddr {
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = l.accept().await {
+            tokio::spawn(async move {
+                let mut all = Vec::new();
+                if s.read_to_end(&mut all).await.is_ok() {
+                    all.reverse();
+                    let _ = s.write_all(&all).await;
+                    let _ = s.shutdown().await;
+                }
+            });
+        }
+    });
+    addr
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn half_close_gets_the_whole_reply() {
+    let mut mesh = Mesh::new(&[("a", "eu"), ("b", "eu")], "127.77.2.0/24");
+    let srv = reverse_server().await;
+    mesh.set_exports("b", vec![export("demo/rev", 7001, srv, ExportTo::All)]);
+    let b = mesh.info("b").clone();
+    mesh.publish("a", vec![import("demo/rev", 7001, "127.77.2.1", &[&b])]);
+    let addr: SocketAddr = "127.77.2.1:7001".parse().unwrap();
+    let data = pattern(7, 300_000);
+    let mut want = data.clone();
+    want.reverse();
+    let got = wait_for("reply after half-close", Duration::from_secs(10), || {
+        let data = data.clone();
+        async move {
+            let mut s = TcpStream::connect(addr).await.ok()?;
+            s.write_all(&data).await.ok()?;
+            s.shutdown().await.ok()?;
+            let mut got = Vec::new();
+            tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut got))
+                .await
+                .ok()?
+                .ok()?;
+            (!got.is_empty()).then_some(got)
+        }
+    })
+    .await;
+    assert!(
+        got == want,
+        "reply of {} bytes, expected {}",
+        got.len(),
+        want.len()
+    );
+}
