@@ -38,7 +38,7 @@ pub use federation::{Federation, FederationInputs, PeerEndpoint};
 pub use k8s::crd as mcs;
 pub use k8s::{
     KubeError, KubeSink, KubeSinkConfig, KubeSource, KubeSourceConfig, MANAGED_BY,
-    MANAGED_BY_VALUE, PortKey, gateway_ports, spawn_sink,
+    MANAGED_BY_VALUE, spawn_sink,
 };
 pub use metrics::SessionState;
 pub use persist::PersistError;

@@ -16,7 +16,7 @@ use super::crd::{
     ClusterStatus, ServiceImport, ServiceImportSpec, ServiceImportStatus, ServicePort,
 };
 use super::exports::SERVICE_NAME_LABEL;
-use super::ports::PortKey;
+use causeway_catalog::PortKey;
 
 pub const MANAGED_BY: &str = "app.kubernetes.io/managed-by";
 pub const MANAGED_BY_VALUE: &str = "causeway";

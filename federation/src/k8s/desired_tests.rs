@@ -1,5 +1,5 @@
 use super::*;
-use crate::k8s::ports::gateway_ports;
+use causeway_catalog::gateway_ports;
 use causeway_catalog::{ClusterId, Freshness, Port, ServiceKey, ServingCluster};
 
 fn import() -> Import {

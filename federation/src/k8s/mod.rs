@@ -2,8 +2,8 @@
 //! ServiceImports plus derived Services from the merged catalog (the sink),
 //! the latter written only by the replica holding a coordination Lease.
 //!
-//! Pure decisions live in [`exports`], [`conditions`], [`desired`], [`ports`]
-//! and [`leader`]; the rest talks to the API server through `kube::Client`.
+//! Pure decisions live in [`exports`], [`conditions`], [`desired`], [`plan`]
+//! and [`leader`] (gateway ports: `causeway_catalog::gateway_ports`); the rest talks to the API server through `kube::Client`.
 
 mod conditions;
 mod config;
@@ -12,13 +12,11 @@ mod desired;
 mod exports;
 mod leader;
 mod plan;
-mod ports;
 mod sink;
 mod source;
 
 pub use config::{KubeSinkConfig, KubeSourceConfig};
 pub use desired::{MANAGED_BY, MANAGED_BY_VALUE};
-pub use ports::{PortKey, gateway_ports};
 pub use sink::{KubeSink, spawn_sink};
 pub use source::KubeSource;
 

@@ -23,8 +23,8 @@ use super::desired::{
 };
 use super::leader::LeaderLease;
 use super::plan::{Action, Change, plan};
-use super::ports::gateway_ports;
 use super::{KubeError, KubeSinkConfig, api_err};
+use causeway_catalog::gateway_ports;
 
 pub struct KubeSink {
     client: Client,
@@ -108,6 +108,14 @@ impl KubeSink {
     /// One pass: ServiceImports, then Services (owned by them), then EndpointSlices.
     pub async fn reconcile(&self, catalog: &CatalogSnapshot) -> Result<(), KubeError> {
         let gw = gateway_ports(catalog, self.cfg.port_base, self.cfg.port_count);
+        let wanted: usize = catalog.imports.values().map(|i| i.ports.len()).sum();
+        if gw.len() < wanted {
+            tracing::error!(
+                placed = gw.len(),
+                wanted,
+                "not every imported port got a gateway port; raise federation.kubernetes.port_count (and gateway.kubernetes.port_count)"
+            );
+        }
         let imports: Api<ServiceImport> = Api::all(self.client.clone());
         let have = list(&imports, "ServiceImports").await?;
         let actions = plan(service_imports(catalog, &gw), &have, diff_import);

@@ -1,11 +1,13 @@
 //! Gateway ports for imported service ports in Kubernetes mode, pure and
-//! deterministic: every replica (and the gateway) computes the same map from
-//! the same catalog. Each port hashes (FNV-1a) to a preferred slot in the
+//! deterministic: every federation replica (which records them on the
+//! ServiceImport and targets them from the derived Service) and every gateway
+//! replica (which listens on them) compute the same map from the same catalog. Each port hashes (FNV-1a) to a preferred slot in the
 //! range and probes upward, services taken in sorted order.
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use causeway_catalog::{CatalogSnapshot, Protocol, ServiceKey};
+use crate::model::{CatalogSnapshot, Protocol};
+use crate::names::ServiceKey;
 
 /// One imported service port.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -22,7 +24,7 @@ fn fnv1a(text: &str) -> u64 {
 }
 
 /// The gateway port of every imported service port; ports that do not fit
-/// in `base..base+count` are left out (and logged).
+/// in `base..base+count` are left out (callers compare counts and warn).
 pub fn gateway_ports(catalog: &CatalogSnapshot, base: u16, count: u16) -> BTreeMap<PortKey, u16> {
     let mut out = BTreeMap::new();
     let mut used = BTreeSet::new();
@@ -39,14 +41,11 @@ pub fn gateway_ports(catalog: &CatalogSnapshot, base: u16, count: u16) -> BTreeM
         let slot = (0..u64::from(count))
             .map(|i| (first + i) % u64::from(count))
             .find(|s| !used.contains(s));
-        match slot.and_then(|s| u16::try_from(u64::from(base) + s).ok().map(|p| (s, p))) {
-            Some((s, port)) => {
-                used.insert(s);
-                out.insert(key, port);
-            }
-            None => {
-                tracing::error!(service = %key.service, port = key.port, "no free gateway port; raise federation.kubernetes.port_count")
-            }
+        if let Some((s, port)) =
+            slot.and_then(|s| u16::try_from(u64::from(base) + s).ok().map(|p| (s, p)))
+        {
+            used.insert(s);
+            out.insert(key, port);
         }
     }
     out
@@ -55,7 +54,7 @@ pub fn gateway_ports(catalog: &CatalogSnapshot, base: u16, count: u16) -> BTreeM
 #[cfg(test)]
 mod tests {
     use super::*;
-    use causeway_catalog::{Import, Port};
+    use crate::model::{Import, Port};
 
     fn catalog(services: &[(&str, &[u16])]) -> CatalogSnapshot {
         let mut c = CatalogSnapshot::default();
