@@ -109,6 +109,11 @@ fn the_chart_renders_a_config_causeway_accepts() {
     let out = causeway(&["config", "check", file.to_str().unwrap()]);
     let effective = String::from_utf8_lossy(&out.stdout);
     assert!(effective.contains("gateway_selector"), "{effective}");
+    assert_eq!(
+        effective.matches("port_base: 20000").count(),
+        2,
+        "gateway and federation share the port range: {effective}"
+    );
     assert!(effective.contains("name: west"), "{effective}");
     // A broken render is caught: the same config without its certificates fails.
     std::fs::remove_file(dir.path().join("certs/gateway.pem")).unwrap();
