@@ -8,7 +8,6 @@ use causeway_identity::{Ca, TrustDomain, Validity, Workload};
 
 /// Creates a cluster's CA in `out` (ca.pem, ca-key.pem mode 0600).
 pub fn init(cluster: &ClusterId, td: &TrustDomain, out: &Path, force: bool) -> anyhow::Result<()> {
-    create_dir(out)?;
     let ca = Ca::generate(cluster, td).context("generating the CA")?;
     ca.save(out, force)?;
     println!(
@@ -22,7 +21,6 @@ pub fn init(cluster: &ClusterId, td: &TrustDomain, out: &Path, force: bool) -> a
 pub fn issue(ca_dir: &Path, workload: Workload, out: &Path, force: bool) -> anyhow::Result<()> {
     let ca = Ca::load(ca_dir)?;
     let leaf = ca.issue(workload, Validity::default())?;
-    create_dir(out)?;
     leaf.save(out, workload, force)?;
     println!(
         "issued spiffe://{}/{} in {}",
@@ -31,8 +29,4 @@ pub fn issue(ca_dir: &Path, workload: Workload, out: &Path, force: bool) -> anyh
         out.display()
     );
     Ok(())
-}
-
-fn create_dir(dir: &Path) -> anyhow::Result<()> {
-    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))
 }

@@ -36,7 +36,7 @@ pub(crate) fn ensure_absent(paths: &[&Path]) -> Result<(), WriteError> {
     }
 }
 
-/// Writes `contents` to `path` with `mode`, replacing it only if `force`.
+/// Writes `contents` to `path` with `mode` (creating its directory), replacing it only if `force`.
 pub(crate) fn write(
     path: &Path,
     contents: &[u8],
@@ -47,6 +47,9 @@ pub(crate) fn write(
         path: path.to_owned(),
         source,
     };
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        fs::create_dir_all(dir).map_err(io_err)?;
+    }
     let tmp = temp_name(path);
     write_temp(&tmp, contents, mode).map_err(io_err)?;
     let placed = if force {
