@@ -108,4 +108,33 @@ mod tests {
             ("True", "PortConflict")
         );
     }
+
+    #[test]
+    fn only_the_losing_cluster_sees_the_conflict() {
+        use causeway_catalog::{Import, ServiceKey};
+        let key: ServiceKey = "demo/web".parse().unwrap();
+        let (east, west) = (
+            ClusterId::new("east").unwrap(),
+            ClusterId::new("west").unwrap(),
+        );
+        let mut catalog = CatalogSnapshot::default();
+        let import = Import {
+            key: key.clone(),
+            ports: vec![],
+            clusters: vec![],
+            vips: vec![],
+            serve_stale: false,
+            conditions: vec![CatalogCondition::PortConflict {
+                port: "http".into(),
+                kept_from: west.clone(),
+                ignored_from: east.clone(),
+            }],
+        };
+        catalog.imports.insert(key.clone(), import);
+        let msg = conflict_for(&catalog, &key, &east).unwrap();
+        assert!(msg.contains("http") && msg.contains("west"), "{msg}");
+        assert_eq!(conflict_for(&catalog, &key, &west), None);
+        let other: ServiceKey = "demo/api".parse().unwrap();
+        assert_eq!(conflict_for(&catalog, &other, &east), None);
+    }
 }

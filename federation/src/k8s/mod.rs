@@ -5,6 +5,7 @@
 //! Pure decisions live in [`exports`], [`conditions`], [`desired`], [`plan`]
 //! and [`leader`] (gateway ports: `causeway_catalog::gateway_ports`); the rest talks to the API server through `kube::Client`.
 
+mod apply;
 mod conditions;
 mod config;
 pub mod crd;

@@ -4,7 +4,11 @@
 
 use std::collections::BTreeMap;
 
+use k8s_openapi::api::core::v1::Service;
+use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::Resource;
+
+use super::crd::ServiceImport;
 
 /// How an existing object differs from the wanted one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -64,6 +68,37 @@ pub fn plan<K: Resource + Clone>(
     out
 }
 
+pub fn diff_import(want: &ServiceImport, have: &ServiceImport) -> Change {
+    let same = want.spec == have.spec
+        && want.status == have.status
+        && want.metadata.annotations == have.metadata.annotations;
+    if same { Change::None } else { Change::Update }
+}
+
+pub fn diff_service(want: &Service, have: &Service) -> Change {
+    let (w, h) = (
+        want.spec.clone().unwrap_or_default(),
+        have.spec.clone().unwrap_or_default(),
+    );
+    if w.cluster_ip.is_some() && w.cluster_ip != h.cluster_ip {
+        return Change::Recreate;
+    }
+    let same_ports = w.ports == h.ports;
+    let same_owner = want.metadata.owner_references == have.metadata.owner_references;
+    if same_ports && same_owner {
+        Change::None
+    } else {
+        Change::Update
+    }
+}
+
+pub fn diff_slice(want: &EndpointSlice, have: &EndpointSlice) -> Change {
+    let same = want.endpoints == have.endpoints
+        && want.ports == have.ports
+        && want.metadata.owner_references == have.metadata.owner_references;
+    if same { Change::None } else { Change::Update }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -118,5 +153,38 @@ mod tests {
             }
         );
         assert!(plan(vec![], &[], diff).is_empty());
+    }
+
+    fn svc(ip: Option<&str>, port: i32, rv: Option<&str>) -> Service {
+        serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "web-clusterset", "namespace": "demo", "resourceVersion": rv},
+            "spec": {"clusterIP": ip, "ports": [{"port": port}]}
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn a_changed_cluster_ip_recreates_and_a_changed_port_replaces() {
+        let have = svc(Some("10.96.0.130"), 80, Some("3"));
+        assert_eq!(
+            diff_service(&svc(Some("10.96.0.130"), 80, None), &have),
+            Change::None
+        );
+        assert_eq!(
+            diff_service(&svc(Some("10.96.0.130"), 81, None), &have),
+            Change::Update
+        );
+        assert_eq!(
+            diff_service(&svc(Some("10.96.0.131"), 80, None), &have),
+            Change::Recreate
+        );
+        // No ClusterSetIP wanted: keep whatever the API server gave it.
+        assert_eq!(diff_service(&svc(None, 80, None), &have), Change::None);
+        let got = plan(
+            vec![svc(Some("10.96.0.131"), 80, None)],
+            &[have],
+            diff_service,
+        );
+        assert!(matches!(&got[..], [Action::Recreate(_)]), "{got:?}");
     }
 }
