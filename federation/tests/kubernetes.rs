@@ -24,6 +24,10 @@ use tokio_util::task::TaskTracker;
 const LIMIT: Duration = Duration::from_secs(15);
 
 fn sink_config(url: String, identity: &str) -> KubeSinkConfig {
+    sink_with_lease(url, identity, Duration::from_secs(1))
+}
+
+fn sink_with_lease(url: String, identity: &str, lease: Duration) -> KubeSinkConfig {
     KubeSinkConfig {
         api_url: Some(url),
         namespace: "causeway".into(),
@@ -32,7 +36,7 @@ fn sink_config(url: String, identity: &str) -> KubeSinkConfig {
         port_count: 1000,
         lease_name: "causeway-federation".into(),
         identity: Some(identity.into()),
-        lease_duration: Duration::from_secs(1),
+        lease_duration: lease,
         renew_interval: Duration::from_millis(200),
         resync_interval: Duration::from_secs(30),
     }
@@ -247,8 +251,10 @@ async fn with_two_replicas_only_the_leader_writes_and_the_other_takes_over() {
     let (west, east) = pair(false).await;
     let tasks = TaskTracker::new();
     let (stop_a, stop_b) = (CancellationToken::new(), CancellationToken::new());
+    // A lease far longer than the test: the takeover below can only come from a release.
+    let lease = Duration::from_secs(120);
     spawn_sink(
-        &sink_config(east.kube.url("east-0"), "east-0"),
+        &sink_with_lease(east.kube.url("east-0"), "east-0", lease),
         east.fed.catalog(),
         &tasks,
         stop_a.clone(),
@@ -262,7 +268,7 @@ async fn with_two_replicas_only_the_leader_writes_and_the_other_takes_over() {
     })
     .await;
     spawn_sink(
-        &sink_config(east.kube.url("east-1"), "east-1"),
+        &sink_with_lease(east.kube.url("east-1"), "east-1", lease),
         east.fed.catalog(),
         &tasks,
         stop_b.clone(),
@@ -284,7 +290,7 @@ async fn with_two_replicas_only_the_leader_writes_and_the_other_takes_over() {
         "the follower never writes the live lease"
     );
 
-    // The leader stops; after the lease expires the follower takes over and writes.
+    // The leader stops and hands the lease back; the follower takes over and writes.
     stop_a.cancel();
     wait_until("east-1 holds the lease", LIMIT, || {
         east.kube
@@ -310,4 +316,38 @@ async fn with_two_replicas_only_the_leader_writes_and_the_other_takes_over() {
         c.stop.cancel();
         c.fed.closed().await;
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silent_exporter_keeps_its_imports_until_its_lease_expires() {
+    init_tracing();
+    let (west, east) = pair(true).await;
+    export_web(&west.kube, json!([{"name": "http", "port": 80}]));
+    wait_until("east imports demo/web", LIMIT, || {
+        east.kube
+            .get("endpointslices", "demo", "web-clusterset")
+            .is_some()
+    })
+    .await;
+    // West goes silent (process gone; its ServiceExport is still there).
+    west.stop.cancel();
+    west.fed.closed().await;
+    let gone = std::time::Instant::now();
+    wait_until("east withdraws demo/web", LIMIT, || {
+        east.kube.get("serviceimports", "demo", "web").is_none()
+            && east
+                .kube
+                .get("services", "demo", "web-clusterset")
+                .is_none()
+    })
+    .await;
+    let after = gone.elapsed();
+    let expire = common::EXPIRE - common::HEARTBEAT;
+    assert!(
+        after >= expire,
+        "withdrawn after {after:?}, before the lease expired ({:?})",
+        common::EXPIRE
+    );
+    east.stop.cancel();
+    east.fed.closed().await;
 }

@@ -72,7 +72,37 @@ pub struct LeaderLease {
     pub duration: Duration,
 }
 
+/// How long a leader stopping may spend handing the Lease back.
+const RELEASE_TIMEOUT: Duration = Duration::from_secs(2);
+
 impl LeaderLease {
+    /// Hands the Lease back (holder cleared) if we still hold it, so another
+    /// replica takes over at its next round instead of after `lease_duration`.
+    pub async fn release(&self) {
+        let attempt = async {
+            let Some(mut lease) = self.api.get_opt(&self.name).await? else {
+                return Ok(());
+            };
+            let spec = lease.spec.get_or_insert_with(LeaseSpec::default);
+            if spec.holder_identity.as_deref() != Some(self.me.as_str()) {
+                return Ok(());
+            }
+            spec.holder_identity = None;
+            spec.renew_time = None;
+            self.api
+                .replace(&self.name, &PostParams::default(), &lease)
+                .await
+                .map(|_| ())
+        };
+        match tokio::time::timeout(RELEASE_TIMEOUT, attempt).await {
+            Ok(Ok(())) => tracing::info!(identity = %self.me, "released the Lease"),
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "cannot release the Lease; it expires by itself")
+            }
+            Err(_) => tracing::warn!("releasing the Lease timed out; it expires by itself"),
+        }
+    }
+
     /// One election round: true while this replica holds the Lease.
     pub async fn try_lead(&self) -> Result<bool, KubeError> {
         let what = || format!("Lease {}", self.name);

@@ -80,7 +80,12 @@ impl KubeSink {
         let (mut leading, mut synced_at) = (false, None::<Instant>);
         loop {
             tokio::select! {
-                _ = stop.cancelled() => return,
+                _ = stop.cancelled() => {
+                    if leading {
+                        self.lease.release().await;
+                    }
+                    return;
+                }
                 _ = tick.tick() => {}
                 r = catalog.changed() => { if r.is_err() { return; } synced_at = None; }
             }
