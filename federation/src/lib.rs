@@ -37,7 +37,7 @@ pub use error::Error;
 pub use federation::{Federation, FederationInputs, PeerEndpoint};
 pub use k8s::crd as mcs;
 pub use k8s::{
-    KubeError, KubeSink, KubeSinkConfig, KubeSource, KubeSourceConfig, MANAGED_BY,
+    KubeError, KubeSink, KubeSinkConfig, KubeSource, KubeSourceConfig, LEADER_LABEL, MANAGED_BY,
     MANAGED_BY_VALUE, spawn_sink,
 };
 pub use metrics::SessionState;

@@ -37,6 +37,7 @@ fn sink_with_lease(url: String, identity: &str, lease: Duration) -> KubeSinkConf
         lease_name: "causeway-federation".into(),
         identity: Some(identity.into()),
         lease_duration: lease,
+        label_leader_pod: true,
         renew_interval: Duration::from_millis(200),
         resync_interval: Duration::from_secs(30),
     }
@@ -56,6 +57,7 @@ async fn pair(sinks: bool) -> (Cluster, Cluster) {
     for i in 0..2 {
         let kube = FakeKube::start().await;
         seed_gateway(&kube);
+        seed_federation_pods(&kube, ids[i].name.as_str());
         let me = ids[i].name.to_string();
         let mut cfg = test_config(addrs[i], None);
         cfg.kubernetes =
@@ -85,6 +87,23 @@ async fn pair(sinks: bool) -> (Cluster, Cluster) {
     }
     let east = out.pop().unwrap();
     (out.pop().unwrap(), east)
+}
+
+fn seed_federation_pods(kube: &FakeKube, cluster: &str) {
+    for i in 0..2 {
+        kube.put(
+            "pods",
+            json!({"metadata": {"name": format!("{cluster}-{i}"), "namespace": "causeway", "labels": {"app": "causeway-federation"}}}),
+        );
+    }
+}
+
+/// The leader label on pod `name`, if any.
+fn leader_label(kube: &FakeKube, name: &str) -> Option<String> {
+    let pod = kube.get("pods", "causeway", name)?;
+    pod["metadata"]["labels"][causeway_federation::LEADER_LABEL]
+        .as_str()
+        .map(str::to_owned)
 }
 
 fn seed_gateway(kube: &FakeKube) {
@@ -284,6 +303,8 @@ async fn with_two_replicas_only_the_leader_writes_and_the_other_takes_over() {
     .await;
     tokio::time::sleep(Duration::from_millis(600)).await; // several renew rounds of both replicas
     assert_eq!(east.kube.writers("serviceimports"), ["east-0"]);
+    assert_eq!(leader_label(&east.kube, "east-0").as_deref(), Some("true"));
+    assert_eq!(leader_label(&east.kube, "east-1"), None);
     assert_eq!(
         east.kube.writers("leases"),
         ["east-0"],
@@ -303,6 +324,10 @@ async fn with_two_replicas_only_the_leader_writes_and_the_other_takes_over() {
         .get("leases", "causeway", "causeway-federation")
         .unwrap();
     assert_eq!(lease["spec"]["leaseTransitions"], 1);
+    wait_until("only east-1's pod carries the leader label", LIMIT, || {
+        leader_label(&east.kube, "east-1").is_some() && leader_label(&east.kube, "east-0").is_none()
+    })
+    .await;
     west.kube.delete("serviceexports", "demo", "web");
     wait_until("east-1 deletes the import", LIMIT, || {
         east.kube.names("serviceimports").is_empty()

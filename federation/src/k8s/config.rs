@@ -56,6 +56,10 @@ pub struct KubeSinkConfig {
     /// How often the leader renews and followers retry.
     #[serde(default = "default_renew", with = "humantime_serde")]
     pub renew_interval: Duration,
+    /// Label the leader's own pod (`identity` is its name) with
+    /// `causeway.io/federation-leader: "true"`, for a Service selecting the leader.
+    #[serde(default)]
+    pub label_leader_pod: bool,
     /// Full reconcile even without catalog changes (repairs manual edits).
     #[serde(default = "default_resync", with = "humantime_serde")]
     pub resync_interval: Duration,

@@ -12,12 +12,14 @@ pub mod crd;
 mod desired;
 mod exports;
 mod leader;
+mod leader_pod;
 mod plan;
 mod sink;
 mod source;
 
 pub use config::{KubeSinkConfig, KubeSourceConfig};
 pub use desired::{MANAGED_BY, MANAGED_BY_VALUE};
+pub use leader_pod::LEADER_LABEL;
 pub use sink::{KubeSink, spawn_sink};
 pub use source::KubeSource;
 

@@ -23,6 +23,7 @@ use super::desired::{
     MANAGED_BY, MANAGED_BY_VALUE, derived_service, derived_slice, service_imports,
 };
 use super::leader::LeaderLease;
+use super::leader_pod::LeaderPod;
 use super::plan::{Action, diff_import, diff_service, diff_slice, plan};
 use super::{KubeError, KubeSinkConfig, api_err};
 use causeway_catalog::gateway_ports;
@@ -31,6 +32,7 @@ pub struct KubeSink {
     client: Client,
     cfg: KubeSinkConfig,
     lease: LeaderLease,
+    pod: Option<LeaderPod>,
 }
 
 /// Starts the sink on `tasks`: elects, then reconciles on every catalog change.
@@ -45,6 +47,11 @@ pub async fn spawn_sink(
         Some(id) => id.clone(),
         None => hostname()?,
     };
+    let pod = cfg.label_leader_pod.then(|| LeaderPod {
+        api: Api::namespaced(client.clone(), &cfg.namespace),
+        name: me.clone(),
+        labelled: None,
+    });
     let lease = LeaderLease {
         api: Api::namespaced(client.clone(), &cfg.namespace),
         name: cfg.lease_name.clone(),
@@ -55,6 +62,7 @@ pub async fn spawn_sink(
         client,
         cfg: cfg.clone(),
         lease,
+        pod,
     };
     tasks.spawn(sink.run(catalog, stop));
     Ok(())
@@ -72,7 +80,7 @@ fn owned() -> ListParams {
 
 impl KubeSink {
     async fn run(
-        self,
+        mut self,
         mut catalog: watch::Receiver<Arc<CatalogSnapshot>>,
         stop: CancellationToken,
     ) {
@@ -80,12 +88,7 @@ impl KubeSink {
         let (mut leading, mut synced_at) = (false, None::<Instant>);
         loop {
             tokio::select! {
-                _ = stop.cancelled() => {
-                    if leading {
-                        self.lease.release().await;
-                    }
-                    return;
-                }
+                _ = stop.cancelled() => return self.step_down(leading).await,
                 _ = tick.tick() => {}
                 r = catalog.changed() => { if r.is_err() { return; } synced_at = None; }
             }
@@ -98,6 +101,9 @@ impl KubeSink {
                 tracing::info!(identity = %self.lease.me, leading, "kubernetes sink leadership changed");
                 synced_at = None;
             }
+            if let Some(pod) = &mut self.pod {
+                pod.sync(leading).await;
+            }
             let due = synced_at.is_none_or(|t| t.elapsed() >= self.cfg.resync_interval);
             if leading && due {
                 let snapshot = catalog.borrow_and_update().clone();
@@ -109,6 +115,17 @@ impl KubeSink {
                 }
             }
         }
+    }
+
+    /// On shutdown: unlabel the pod, then hand the Lease back.
+    async fn step_down(mut self, leading: bool) {
+        if !leading {
+            return;
+        }
+        if let Some(pod) = &mut self.pod {
+            pod.sync(false).await;
+        }
+        self.lease.release().await;
     }
 
     /// One pass: ServiceImports, then Services (owned by them), then EndpointSlices.
