@@ -376,3 +376,35 @@ async fn a_silent_exporter_keeps_its_imports_until_its_lease_expires() {
     east.stop.cancel();
     east.fed.closed().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_younger_export_of_a_conflicting_port_gets_the_conflict_condition() {
+    init_tracing();
+    let (west, east) = pair(false).await;
+    for (kube, port, created) in [
+        (&west.kube, 80, "2026-01-01T00:00:00Z"),
+        (&east.kube, 8080, "2026-02-01T00:00:00Z"),
+    ] {
+        kube.put("services", json!({"metadata": {"name": "web", "namespace": "demo"}, "spec": {"ports": [{"name": "http", "port": port}]}}));
+        kube.put(
+            "serviceexports",
+            json!({"metadata": {"name": "web", "namespace": "demo", "creationTimestamp": created}}),
+        );
+    }
+    wait_until("east's export is marked as conflicting", LIMIT, || {
+        condition(&east.kube, "web", "Conflict") == Some(("True".into(), "PortConflict".into()))
+    })
+    .await;
+    assert_eq!(
+        condition(&east.kube, "web", "Valid"),
+        Some(("True".into(), "Valid".into()))
+    );
+    wait_until("west's export, the older, has no conflict", LIMIT, || {
+        condition(&west.kube, "web", "Conflict") == Some(("False".into(), "NoConflicts".into()))
+    })
+    .await;
+    for c in [west, east] {
+        c.stop.cancel();
+        c.fed.closed().await;
+    }
+}

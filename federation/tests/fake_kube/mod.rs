@@ -162,6 +162,8 @@ impl Shared {
         obj["metadata"]["resourceVersion"] = json!(rv.to_string());
         if obj["metadata"]["uid"].is_null() {
             obj["metadata"]["uid"] = json!(format!("uid-{rv}"));
+        }
+        if obj["metadata"]["creationTimestamp"].is_null() {
             obj["metadata"]["creationTimestamp"] = json!("2026-01-01T00:00:00Z");
         }
         inner.objects.insert(key.clone(), obj.clone());
