@@ -41,13 +41,14 @@ create_cluster() {
         return
     fi
     log "creating kind cluster $c (pods ${POD_CIDR[$c]}, services ${SVC_CIDR[$c]})"
-    kind create cluster --name "$c" --wait 120s --config - <<YAML
+    cat >"$WORK/kind-$c.yaml" <<YAML
 kind: Cluster
 apiVersion: kind.x-k8s.io/v1alpha4
 networking:
   podSubnet: ${POD_CIDR[$c]}
   serviceSubnet: ${SVC_CIDR[$c]}
 YAML
+    kind create cluster --name "$c" --wait 120s --config "$WORK/kind-$c.yaml"
 }
 
 node_ip() {

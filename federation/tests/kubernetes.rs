@@ -408,3 +408,35 @@ async fn the_younger_export_of_a_conflicting_port_gets_the_conflict_condition() 
         c.fed.closed().await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_import_into_a_missing_namespace_waits_without_holding_up_others() {
+    init_tracing();
+    let (west, east) = pair(true).await;
+    east.kube.set_namespace_missing("other", true);
+    for ns in ["other", "demo"] {
+        west.kube.put("services", json!({"metadata": {"name": "api", "namespace": ns}, "spec": {"ports": [{"port": 80}]}}));
+        west.kube.put(
+            "serviceexports",
+            json!({"metadata": {"name": "api", "namespace": ns}}),
+        );
+    }
+    wait_until("demo/api is imported in east", LIMIT, || {
+        east.kube
+            .get("endpointslices", "demo", "api-clusterset")
+            .is_some()
+    })
+    .await;
+    assert!(east.kube.get("serviceimports", "other", "api").is_none());
+    east.kube.set_namespace_missing("other", false);
+    wait_until("other/api follows once its namespace exists", LIMIT, || {
+        east.kube
+            .get("endpointslices", "other", "api-clusterset")
+            .is_some()
+    })
+    .await;
+    for c in [west, east] {
+        c.stop.cancel();
+        c.fed.closed().await;
+    }
+}

@@ -142,7 +142,7 @@ impl KubeSink {
         let imports: Api<ServiceImport> = Api::all(self.client.clone());
         let have = list(&imports, "ServiceImports").await?;
         let actions = plan(service_imports(catalog, &gw), &have, diff_import);
-        self.apply(actions).await?;
+        let mut result = self.apply(actions).await;
         let sis = list(&imports, "ServiceImports").await?;
         let services: Api<Service> = Api::all(self.client.clone());
         let want = catalog.imports.values().filter_map(|i| {
@@ -157,7 +157,7 @@ impl KubeSink {
             &list(&services, "Services").await?,
             diff_service,
         );
-        self.apply(actions).await?;
+        result = result.and(self.apply(actions).await);
         let svcs = list(&services, "Services").await?;
         let gateways = self.gateway_ips().await?;
         let want = catalog.imports.values().filter_map(|i| {
@@ -174,7 +174,7 @@ impl KubeSink {
             &list(&slices, "EndpointSlices").await?,
             diff_slice,
         );
-        self.apply(actions).await
+        result.and(self.apply(actions).await)
     }
 
     async fn gateway_ips(&self) -> Result<Vec<IpAddr>, KubeError> {
@@ -212,10 +212,15 @@ impl KubeSink {
             + DeserializeOwned
             + HasStatus,
     {
+        let mut first = Ok(());
         for action in actions {
-            apply_one(&self.client, action).await?;
+            // One bad object (say, a namespace missing here) must not hold up the others.
+            if let Err(e) = apply_one(&self.client, action).await {
+                tracing::warn!(error = %e, "kubernetes sink: write failed; retrying next round");
+                first = first.and(Err(e));
+            }
         }
-        Ok(())
+        first
     }
 }
 

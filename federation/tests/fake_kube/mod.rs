@@ -37,6 +37,8 @@ struct Inner {
     history: Vec<Event>,
     /// (client, method, plural, name) of every write.
     writes: Vec<(String, String, String, String)>,
+    /// Namespaces that do not exist: creating objects there is a 404.
+    missing_namespaces: Vec<String>,
 }
 
 pub struct FakeKube {
@@ -107,6 +109,15 @@ impl FakeKube {
         let key = (plural.to_owned(), ns, name);
         let exists = self.inner.lock().unwrap().objects.contains_key(&key);
         shared.store(key, obj, if exists { "MODIFIED" } else { "ADDED" });
+    }
+
+    /// Makes namespace `ns` absent (`true`) or present again (`false`).
+    pub fn set_namespace_missing(&self, ns: &str, missing: bool) {
+        let mut inner = self.inner.lock().unwrap();
+        inner.missing_namespaces.retain(|n| n != ns);
+        if missing {
+            inner.missing_namespaces.push(ns.to_owned());
+        }
     }
 
     pub fn delete(&self, plural: &str, ns: &str, name: &str) {
@@ -305,6 +316,9 @@ fn create(s: &Shared, t: &Target, mut body: Value) -> Response {
         return status(422, "Invalid", "metadata.name is required".into());
     };
     let k = key(t, &name);
+    if s.inner.lock().unwrap().missing_namespaces.contains(&k.1) {
+        return status(404, "NotFound", format!("namespaces \"{}\" not found", k.1));
+    }
     if s.inner.lock().unwrap().objects.contains_key(&k) {
         return status(
             409,
