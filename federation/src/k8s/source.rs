@@ -2,7 +2,7 @@
 //! EndpointSlices; every change rebuilds the exports (published like the
 //! static source's) and the ServiceExports' status conditions.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt::Debug;
 use std::sync::Arc;
 use std::time::Duration;
@@ -81,30 +81,45 @@ impl KubeSource {
 
     /// Every ServiceExport with its export or the reason it is not one.
     fn verdicts(&self) -> Verdicts {
+        let slices = self.slices_by_service();
+        let none = Vec::new();
         let mut out: Verdicts = self
             .exports
             .state()
             .iter()
             .map(|se| {
-                let ns = se_namespace(se).to_owned();
-                let name = se.metadata.name.clone().unwrap_or_default();
-                let svc = self.services.get(&ObjectRef::new(&name).within(&ns));
-                let slices = self.slices.state_filter(|s| {
-                    s.metadata.namespace.as_deref() == Some(ns.as_str())
-                        && s.metadata
-                            .labels
-                            .as_ref()
-                            .and_then(|l| l.get(SERVICE_NAME_LABEL))
-                            == Some(&name)
-                });
-                let slices: Vec<&EndpointSlice> = slices.iter().map(AsRef::as_ref).collect();
-                ((**se).clone(), build_export(se, svc.as_deref(), &slices))
+                let key = (
+                    se_namespace(se).to_owned(),
+                    se.metadata.name.clone().unwrap_or_default(),
+                );
+                let svc = self.services.get(&ObjectRef::new(&key.1).within(&key.0));
+                let mine: Vec<&EndpointSlice> = slices
+                    .get(&key)
+                    .unwrap_or(&none)
+                    .iter()
+                    .map(AsRef::as_ref)
+                    .collect();
+                ((**se).clone(), build_export(se, svc.as_deref(), &mine))
             })
             .collect();
         out.sort_by(|a, b| {
             (se_namespace(&a.0), &a.0.metadata.name).cmp(&(se_namespace(&b.0), &b.0.metadata.name))
         });
         out
+    }
+
+    /// EndpointSlices by (namespace, Service name): one pass, not one per export.
+    fn slices_by_service(&self) -> HashMap<(String, String), Vec<Arc<EndpointSlice>>> {
+        let mut by: HashMap<(String, String), Vec<Arc<EndpointSlice>>> = HashMap::new();
+        for slice in self.slices.state() {
+            let m = &slice.metadata;
+            let Some(svc) = m.labels.as_ref().and_then(|l| l.get(SERVICE_NAME_LABEL)) else {
+                continue;
+            };
+            let key = (m.namespace.clone().unwrap_or_default(), svc.clone());
+            by.entry(key).or_default().push(slice);
+        }
+        by
     }
 
     /// The valid exports now.
