@@ -73,7 +73,9 @@ fn written_configs_load_and_certs_are_kept() {
         assert_eq!(cfg.cluster.name, c.name);
         assert_eq!(cfg.peers.len(), 2);
         Identities::load(&cfg).unwrap();
-        let causeway_federation::SourceConfig::Static { file, .. } = &cfg.source;
+        let causeway_federation::SourceConfig::Static { file, .. } = &cfg.source else {
+            panic!("dev configs use the static source")
+        };
         let text = std::fs::read_to_string(file.as_ref().unwrap()).unwrap();
         assert!(text.contains(&format!("hello-{}", c.name)), "{text}");
     }
