@@ -51,7 +51,7 @@ fn merge_one(key: &ServiceKey, contributions: &[(&Export, &PeerView<'_>)]) -> Im
     let mut conditions = Vec::new();
     for (export, view) in contributions {
         for port in &export.ports {
-            match ports.iter().find(|(p, _)| clash(p, port)) {
+            match ports.iter().find(|(p, _)| p.clashes_with(port)) {
                 None if !ports.iter().any(|(p, _)| p == port) => {
                     ports.push((port.clone(), &view.info.name));
                 }
@@ -83,12 +83,6 @@ fn merge_one(key: &ServiceKey, contributions: &[(&Export, &PeerView<'_>)]) -> Im
         serve_stale: contributions.first().is_some_and(|(e, _)| e.serve_stale),
         conditions,
     }
-}
-
-fn clash(a: &Port, b: &Port) -> bool {
-    let same_name = a.name.is_some() && a.name == b.name;
-    let same_slot = a.number == b.number && a.protocol == b.protocol;
-    (same_name || same_slot) && a != b
 }
 
 #[cfg(test)]

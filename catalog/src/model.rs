@@ -60,7 +60,7 @@ impl Port {
     }
 
     /// Two ports clash when they share a name or a number+protocol but differ otherwise.
-    fn clashes_with(&self, other: &Port) -> bool {
+    pub(crate) fn clashes_with(&self, other: &Port) -> bool {
         let same_name = self.name.is_some() && self.name == other.name;
         let same_slot = self.number == other.number && self.protocol == other.protocol;
         (same_name || same_slot) && self != other
