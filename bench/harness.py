@@ -334,7 +334,7 @@ def start_envoy_pair(d, services):
 
 
 def iperf_json(host, port, secs, parallel=1):
-    out = subprocess.run(["timeout", str(secs + 30), "iperf3", "-c", host, "-p", str(port), "-t",
+    out = subprocess.run(["timeout", str(secs + 20), "iperf3", "-c", host, "-p", str(port), "-t",
                           str(secs), "-P", str(parallel), "-J"], capture_output=True, text=True)
     j = json.loads(out.stdout)
     if "error" in j:
@@ -357,9 +357,24 @@ def m_bulk(host, port, secs, pids):
     return r
 
 
-def m_many(targets, secs, pids, per=125):
+def gw_counters(admin_ports):
+    """causeway gateway stream outcomes and ejections (summed over the given admin endpoints)."""
+    out = {}
+    for port in admin_ports:
+        for line in (http_get(f"http://127.0.0.1:{port}/metrics") or "").splitlines():
+            m = re.match(r'causeway_gateway_streams_total\{.*direction="(\w+)",status="(\w+)"\} (\d+)', line)
+            if m:
+                k = f"{m.group(1)} {m.group(2)}"
+                out[k] = out.get(k, 0) + int(m.group(3))
+            elif line.startswith("causeway_gateway_peer_handshakes_total"):
+                out["handshakes"] = out.get("handshakes", 0) + int(line.split()[-1])
+    return out
+
+
+def m_many(targets, secs, pids, per=125, admins=()):
     """len(targets) iperf3 clients with -P per each: len*per concurrent connections."""
     samples, stop = [], threading.Event()
+    g0 = gw_counters(admins)
 
     def sample():
         while not stop.wait(0.5):
@@ -387,6 +402,9 @@ def m_many(targets, secs, pids, per=125):
     th.join()
     ok = [r for r in res if isinstance(r, tuple)]
     r = {"gbps": sum(b for b, _ in ok) / 1e9, "clients_ok": len(ok)}
+    if admins:
+        g1 = gw_counters(admins)
+        r["gateway_streams"] = {k: v - g0.get(k, 0) for k, v in g1.items() if v - g0.get(k, 0)}
     if len(ok) < len(targets):
         r["errors"] = [str(x) for x in res if not isinstance(x, tuple)][:2]
     if pids:
@@ -442,6 +460,7 @@ def section_dataplane(args, results):
         "envoy": ({s: ("127.0.0.1", ap) for s, ap, _ in services},
                   [PROCS.pid("envoy-a"), PROCS.pid("envoy-b")]),
     }
+    admins = {"causeway": (a.admin, b_peers.admin)}
     idle_rss = {k: sum(rss_kib(p) for p in pids) / 1024 for k, (_, pids) in contenders.items() if pids}
     # Sanity: one round trip through every contender before measuring.
     for k, (addr, _) in contenders.items():
@@ -458,7 +477,8 @@ def section_dataplane(args, results):
             r["bulk"] = m_bulk(*addr["iperf"], args.secs, pids)
             r["rr"] = m_rr(*addr["echo"])
             r["connect"] = m_connect(*addr["echo"])
-            r["many"] = m_many([addr[f"many{i}"] for i in range(8)], args.secs, pids)
+            r["many"] = m_many([addr[f"many{i}"] for i in range(8)], args.secs, pids,
+                               admins=admins.get(k, ()))
             log("   ", json.dumps({"bulk": r["bulk"], "rr_p50": r["rr"]["p50"],
                                    "conn_p50": r["connect"]["p50"], "many": r["many"]}))
             runs.append(r)
@@ -500,7 +520,8 @@ def dnsperf(port, qfile, threads, secs):
         return float(m.group(1)) if m else None
     return {"qps": grab(r"Queries per second:\s+([\d.]+)"),
             "avg_ms": (grab(r"Average Latency \(s\):\s+([\d.]+)") or 0) * 1e3,
-            "lost": grab(r"Queries lost:\s+(\d+)"), "completed": grab(r"Queries completed:\s+(\d+)")}
+            "lost": grab(r"Queries lost:\s+(\d+)"), "completed": grab(r"Queries completed:\s+(\d+)"),
+            "rcodes": (re.search(r"Response codes:\s+(.*)", out) or [None, None])[1]}
 
 
 def section_dns(args, results):
@@ -578,7 +599,7 @@ zone:
         wait_until(f"{k} answers", lambda p=port: "status: NOERROR" in sh(
             f"dig +time=1 +tries=1 @127.0.0.1 -p {p} dns-version.clusterset.local TXT"), timeout=30)
         sanity[k] = [sh(f"dig +time=1 +tries=1 +noall +answer +comments @127.0.0.1 -p {port} {q}"
-                        " | grep -E 'status:|IN' | sed -E 's/, id: [0-9]+//'") for q in checks]
+                        " | grep -E 'status:|\sIN\s' | sed -E 's/.*(status: [A-Z]+).*/\\1/'") for q in checks]
     runs = []
     res = {"load_start": loadavg(), "names": n, "secs": args.dns_secs, "reps": args.reps,
            "sanity": sanity, "versions": {"bind": sh("named -v"), "knot": sh("knotd -V"),
