@@ -599,7 +599,7 @@ zone:
         wait_until(f"{k} answers", lambda p=port: "status: NOERROR" in sh(
             f"dig +time=1 +tries=1 @127.0.0.1 -p {p} dns-version.clusterset.local TXT"), timeout=30)
         sanity[k] = [sh(f"dig +time=1 +tries=1 +noall +answer +comments @127.0.0.1 -p {port} {q}"
-                        " | grep -E 'status:|\sIN\s' | sed -E 's/.*(status: [A-Z]+).*/\\1/'") for q in checks]
+                        r" | grep -E 'status:|\sIN\s' | sed -E 's/.*(status: [A-Z]+).*/\1/'") for q in checks]
     runs = []
     res = {"load_start": loadavg(), "names": n, "secs": args.dns_secs, "reps": args.reps,
            "sanity": sanity, "versions": {"bind": sh("named -v"), "knot": sh("knotd -V"),
@@ -814,8 +814,12 @@ def report(results, path):
     else:
         L += ["Not measured in this run.", ""]
     L += ["## Data plane in network namespaces with netem (25 ms one way; 0 % and 1 % loss)", "",
-          "Not measured: the namespace harness of `causeway dev up` (issue 6) had not landed on `main`",
-          "when these figures were taken. New-connection time over a 50 ms RTT is therefore not measured.", ""]
+          "**Not measured.** This machine's kernel has no `sch_netem` (`tc qdisc add ... netem` answers",
+          "\"Specified qdisc kind is unknown\"; there is no module to load), and the namespace harness of",
+          "`causeway dev up` (issue 6, which brings a userspace delay relay for such kernels) had not been",
+          "merged into `main` when these figures were taken. A userspace TCP relay would also complete the",
+          "client's TCP handshake locally, hiding exactly the round trips this comparison is about, so no",
+          "substitute was used. New-connection time over a 50 ms RTT is therefore not measured.", ""]
     fo = results.get("failover")
     L += ["## Failover (process kill), loopback", ""]
     if fo:
@@ -884,6 +888,8 @@ def report(results, path):
                 L.append(f"| {t} | {k} | {f(q, '{:,.0f}')} | {f(med([r['avg_ms'] for r in rs]), '{:.3f}')} | "
                          f"{f(sum(r['lost'] or 0 for r in rs), '{:.0f}')} | {', '.join(f(r['qps'], '{:,.0f}') for r in rs)} | "
                          f"{f(q / bq if q and bq else None)} |")
+        last = {r["who"]: r.get("rcodes") for r in dn["runs"]}
+        L += ["", "Response codes of each server's last run: " + "; ".join(f"{k}: {v}" for k, v in last.items()) + "."]
         L += ["", "RSS at the end (MiB): " + ", ".join(f"{k} {v:.0f}" for k, v in dn["rss_mib"].items()) + ".",
               "", "Answer check (`dig`, same three questions to each server):", "", "```"]
         for k, v in dn["sanity"].items():
@@ -893,6 +899,9 @@ def report(results, path):
     else:
         L += ["Not measured in this run.", ""]
     L += targets(results)
+    notes = os.path.join(HERE, "analysis.md")
+    if os.path.exists(notes):
+        L += [open(notes).read().rstrip(), ""]
     L += ["## How to run", "", "```",
           "bench/run.sh                                  # setup (apt, envoy venv), release build, every section",
           "bench/run.sh --only dataplane --reps 5        # one section; results merge into bench/.work/results.json",
