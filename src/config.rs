@@ -118,6 +118,8 @@ pub enum ConfigError {
     PeerIsSelf(ClusterId),
     #[error("peers.{name}.federation: {value:?} is not host:port (e.g. west.example.com:15010)")]
     PeerAddress { name: ClusterId, value: String },
+    #[error("federation.watch_connect: {0:?} is not host:port (e.g. causeway-federation:15011)")]
+    WatchConnect(String),
     #[error("{a} and {b} both listen on {addr}/{proto}; give each its own port")]
     ListenConflict {
         a: &'static str,
@@ -194,6 +196,14 @@ impl Config {
         VipAllocator::new(self.gateway.vip_ranges.clone())?;
         self.cluster.trust_domain()?;
         self.validate_peers()?;
+        if let Some(w) = self
+            .federation
+            .watch_connect
+            .as_ref()
+            .filter(|w| !is_host_port(w))
+        {
+            return Err(ConfigError::WatchConnect(w.clone()));
+        }
         self.validate_listeners()
     }
 

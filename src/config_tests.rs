@@ -86,6 +86,25 @@ fn peers_are_checked() {
 }
 
 #[test]
+fn watch_connect_is_host_port() {
+    let e = err("federation: { watch_connect: nowhere }");
+    assert!(
+        e.contains("federation.watch_connect") && e.contains("nowhere"),
+        "{e}"
+    );
+    let cfg = parse("federation: { watch_listen: \"0.0.0.0:15011\" }").unwrap();
+    assert_eq!(
+        cfg.federation.watch_target().as_deref(),
+        Some("127.0.0.1:15011")
+    );
+    let cfg = parse("federation: { watch_connect: \"fed.ns.svc:15011\" }").unwrap();
+    assert_eq!(
+        cfg.federation.watch_target().as_deref(),
+        Some("fed.ns.svc:15011")
+    );
+}
+
+#[test]
 fn listen_conflicts_are_refused() {
     let e = err("admin: { listen: \"0.0.0.0:15010\" }");
     assert!(

@@ -42,40 +42,49 @@ pub struct Identities {
 
 impl Identities {
     pub fn load(cfg: &Config) -> Result<Self, IdentityError> {
-        let td = cfg.cluster.trust_domain()?;
-        let load = |workload: Workload, paths| {
-            let cert = ReloadingCert::load(paths)
-                .map_err(|source| IdentityError::Cert { workload, source })?;
-            let expected = SpiffeId::new(td.clone(), workload);
-            let found = cert.spiffe_id();
-            if found != expected {
-                return Err(IdentityError::WrongId {
-                    workload,
-                    found,
-                    expected,
-                });
-            }
-            Ok(cert)
-        };
-        let gateway = load(Workload::Gateway, cfg.identity.gateway.clone())?;
-        let federation = load(Workload::Federation, cfg.identity.federation.clone())?;
-        let peers = cfg
-            .peers
-            .iter()
-            .map(|p| {
-                let td = cfg.peer_trust_domain(p)?;
-                PeerTrust::load(p.name.clone(), td, &p.ca).map_err(|source| IdentityError::PeerCa {
-                    name: p.name.to_string(),
-                    source,
-                })
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        let peer_set = Arc::new(PeerSet::new(peers.clone())?);
+        let (peers, peer_set) = load_peers(cfg)?;
         Ok(Self {
-            gateway,
-            federation,
+            gateway: load_cert(cfg, Workload::Gateway)?,
+            federation: load_cert(cfg, Workload::Federation)?,
             peers,
             peer_set,
         })
     }
+}
+
+/// This cluster's certificate for `workload`, checked to carry the right SPIFFE ID.
+pub fn load_cert(cfg: &Config, workload: Workload) -> Result<Arc<ReloadingCert>, IdentityError> {
+    let paths = match workload {
+        Workload::Gateway => cfg.identity.gateway.clone(),
+        Workload::Federation => cfg.identity.federation.clone(),
+    };
+    let cert =
+        ReloadingCert::load(paths).map_err(|source| IdentityError::Cert { workload, source })?;
+    let expected = SpiffeId::new(cfg.cluster.trust_domain()?, workload);
+    let found = cert.spiffe_id();
+    if found != expected {
+        return Err(IdentityError::WrongId {
+            workload,
+            found,
+            expected,
+        });
+    }
+    Ok(cert)
+}
+
+/// Every peer's trust, loaded from its CA bundle.
+pub fn load_peers(cfg: &Config) -> Result<(Vec<PeerTrust>, Arc<PeerSet>), IdentityError> {
+    let peers = cfg
+        .peers
+        .iter()
+        .map(|p| {
+            let td = cfg.peer_trust_domain(p)?;
+            PeerTrust::load(p.name.clone(), td, &p.ca).map_err(|source| IdentityError::PeerCa {
+                name: p.name.to_string(),
+                source,
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let set = Arc::new(PeerSet::new(peers.clone())?);
+    Ok((peers, set))
 }

@@ -4,6 +4,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use causeway::run::Component;
 use causeway_catalog::ClusterId;
 use causeway_identity::{TrustDomain, Workload};
 use clap::{Parser, Subcommand};
@@ -19,6 +20,21 @@ struct Cli {
 enum Cmd {
     /// Run gateway, federation, DNS and admin for one cluster until SIGINT/SIGTERM.
     Run {
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Run only the gateway (and admin), following the federation's WatchCatalog API.
+    Gateway {
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Run only the federation (and admin); serve `federation.watch_listen` for the others.
+    Federation {
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Run only the DNS server (and admin), following the federation's WatchCatalog API.
+    Dns {
         #[arg(long, short)]
         config: PathBuf,
     },
@@ -74,7 +90,10 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging();
     let result = match cli.cmd {
-        Cmd::Run { config } => run(&config),
+        Cmd::Run { config } => run(&config, Component::All),
+        Cmd::Gateway { config } => run(&config, Component::Gateway),
+        Cmd::Federation { config } => run(&config, Component::Federation),
+        Cmd::Dns { config } => run(&config, Component::Dns),
         Cmd::Ca {
             cmd:
                 CaCmd::Init {
@@ -136,7 +155,7 @@ fn error_chain(e: &anyhow::Error) -> String {
     msg
 }
 
-fn run(file: &std::path::Path) -> anyhow::Result<()> {
+fn run(file: &std::path::Path, component: Component) -> anyhow::Result<()> {
     let cfg = causeway::config::Config::load(file)?;
     // One thread: quinn drives each endpoint as one task, and a current-thread
     // runtime beat a multi-threaded one on every gateway measure here.
@@ -146,7 +165,7 @@ fn run(file: &std::path::Path) -> anyhow::Result<()> {
     rt.block_on(async {
         let shutdown = tokio_util::sync::CancellationToken::new();
         causeway::run::cancel_on_signal(shutdown.clone())?;
-        causeway::run::run(cfg, shutdown).await?;
+        causeway::run::run(cfg, component, shutdown).await?;
         eprintln!("causeway stopped cleanly");
         Ok(())
     })

@@ -1,108 +1,207 @@
-//! `causeway run`: every component of one cluster in one process, plus the
-//! admin endpoint. Shutdown is a protocol: SIGINT/SIGTERM cancels the token,
-//! components drain until their deadline, then the process exits.
+//! `causeway run` and the single-component commands: the components of one
+//! cluster in one process, plus the admin endpoint. Shutdown is a protocol:
+//! SIGINT/SIGTERM cancels the token, components drain until their deadline,
+//! then the process exits.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
 use axum::routing::get;
-use causeway_catalog::ClusterInfo;
+use causeway_catalog::{CatalogSnapshot, ClusterInfo, Export};
 use causeway_dns::DnsServer;
-use causeway_federation::{Federation, FederationInputs, PeerEndpoint};
+use causeway_federation::{Federation, FederationInputs, PeerEndpoint, RemoteCatalog};
 use causeway_gateway::{Gateway, GatewayInputs};
+use causeway_identity::{PeerSet, PeerTrust, Workload};
 use prometheus_client::registry::Registry;
+use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::info;
 
 use crate::admin::{self, Admin, Readiness};
 use crate::config::Config;
-use crate::identities::Identities;
+use crate::identities::{load_cert, load_peers};
 
 /// How often certificate files are checked for rotation.
 const CERT_POLL: Duration = Duration::from_secs(1);
 
-/// Runs until `shutdown` fires and every component has drained.
-pub async fn run(cfg: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
+/// Which components a process runs. The Helm chart runs them apart; `run` runs all.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Component {
+    All,
+    Gateway,
+    Federation,
+    Dns,
+}
+
+impl Component {
+    fn has(self, c: Component) -> bool {
+        self == Component::All || self == c
+    }
+}
+
+/// What the gateway and DNS follow: the federation's catalog, in-process or remote.
+struct Feeds {
+    catalog: watch::Receiver<Arc<CatalogSnapshot>>,
+    local_exports: watch::Receiver<Arc<Vec<Export>>>,
+}
+
+/// State shared while the process starts its components.
+struct Start {
+    cfg: Config,
+    registry: Registry,
+    ready: Readiness,
+    tasks: TaskTracker,
+    shutdown: CancellationToken,
+}
+
+/// Runs `component` until `shutdown` fires and everything has drained.
+pub async fn run(
+    cfg: Config,
+    component: Component,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
     causeway_identity::install_default_provider();
     let effective = serde_json::to_value(&cfg).context("serializing the effective config")?;
-    info!(config = %effective, "starting causeway");
-    let ids = Identities::load(&cfg)?;
-    ids.gateway.spawn_watch(CERT_POLL);
-    ids.federation.spawn_watch(CERT_POLL);
-
-    let mut registry = Registry::with_prefix("causeway");
-    let ready = Readiness::default();
-    let tasks = TaskTracker::new();
-
-    let fed = Arc::new(start_federation(&cfg, &ids, &mut registry, &shutdown).await?);
-    info!(addr = %fed.listen_addr(), "federation listening");
-    let dns = DnsServer::bind(&cfg.dns, fed.catalog(), &mut registry).await?;
-    info!(addr = %dns.local_addr()?, "dns listening");
-    tasks.spawn(dns.run(shutdown.clone()));
-    let f = fed.clone();
-    tasks.spawn(async move { f.closed().await });
-    let gw = Gateway::bind(gateway_inputs(&cfg, &ids, &fed, &shutdown)?, &mut registry).await?;
-    info!(addr = %gw.local_addr()?, "gateway listening");
-    tasks.spawn(gw.run());
-
-    let admin_listener = admin::bind(cfg.admin.listen).await?;
-    info!(addr = %admin_listener.local_addr()?, "admin listening");
-    let admin = Admin::new(Arc::new(registry), effective, ready.clone());
-    let admin = with_federation_routes(admin, &fed);
-    tasks.spawn(admin.serve(admin_listener, shutdown.clone()));
-    ready.register("causeway").set(true);
-
-    tasks.close();
-    shutdown.cancelled().await;
+    info!(config = %effective, ?component, "starting causeway");
+    let mut s = Start {
+        cfg,
+        registry: Registry::with_prefix("causeway"),
+        ready: Readiness::default(),
+        tasks: TaskTracker::new(),
+        shutdown,
+    };
+    let peers = match component {
+        Component::Dns => None,
+        _ => Some(load_peers(&s.cfg)?),
+    };
+    let (feeds, fed) = match (component.has(Component::Federation), &peers) {
+        (true, Some(peers)) => s.start_federation(&peers.0).await?,
+        _ => (s.follow_remote()?, None),
+    };
+    if component.has(Component::Dns) {
+        s.start_dns(&feeds).await?;
+    }
+    if let (true, Some(peers)) = (component.has(Component::Gateway), &peers) {
+        s.start_gateway(&feeds, peers.1.clone()).await?;
+    }
+    s.serve_admin(effective, &feeds, fed).await?;
+    s.tasks.close();
+    s.shutdown.cancelled().await;
     info!("shutting down");
-    tasks.wait().await;
+    s.tasks.wait().await;
     Ok(())
 }
 
-async fn start_federation(
-    cfg: &Config,
-    ids: &Identities,
-    registry: &mut Registry,
-    shutdown: &CancellationToken,
-) -> anyhow::Result<Federation> {
-    let peers = ids
-        .peers
-        .iter()
-        .zip(&cfg.peers)
-        .map(|(trust, p)| PeerEndpoint {
-            trust: trust.clone(),
-            addr: p.federation.clone(),
-        })
-        .collect();
-    let inputs = FederationInputs {
-        cfg: cfg.federation.clone(),
-        source: cfg.source.clone(),
-        local: local_info(cfg)?,
-        cert: ids.federation.clone(),
-        peers,
-        vip_ranges: cfg.gateway.vip_ranges.clone(),
-        shutdown: shutdown.clone(),
-    };
-    Ok(Federation::start(inputs, registry).await?)
-}
+impl Start {
+    async fn start_federation(
+        &mut self,
+        trust: &[PeerTrust],
+    ) -> anyhow::Result<(Feeds, Option<Arc<Federation>>)> {
+        let cert = load_cert(&self.cfg, Workload::Federation)?;
+        cert.spawn_watch(CERT_POLL);
+        let peers = trust
+            .iter()
+            .zip(&self.cfg.peers)
+            .map(|(trust, p)| PeerEndpoint {
+                trust: trust.clone(),
+                addr: p.federation.clone(),
+            })
+            .collect();
+        let inputs = FederationInputs {
+            cfg: self.cfg.federation.clone(),
+            source: self.cfg.source.clone(),
+            local: local_info(&self.cfg)?,
+            cert,
+            peers,
+            vip_ranges: self.cfg.gateway.vip_ranges.clone(),
+            shutdown: self.shutdown.clone(),
+        };
+        let fed = Arc::new(Federation::start(inputs, &mut self.registry).await?);
+        info!(addr = %fed.listen_addr(), "federation listening");
+        let f = fed.clone();
+        self.tasks.spawn(async move { f.closed().await });
+        let feeds = Feeds {
+            catalog: fed.catalog(),
+            local_exports: fed.local_exports(),
+        };
+        Ok((feeds, Some(fed)))
+    }
 
-fn gateway_inputs(
-    cfg: &Config,
-    ids: &Identities,
-    fed: &Federation,
-    shutdown: &CancellationToken,
-) -> anyhow::Result<GatewayInputs> {
-    Ok(GatewayInputs {
-        cfg: cfg.gateway.clone(),
-        local: local_info(cfg)?,
-        cert: ids.gateway.clone(),
-        peers: ids.peer_set.clone(),
-        catalog: fed.catalog(),
-        local_exports: fed.local_exports(),
-        shutdown: shutdown.clone(),
-    })
+    /// Follows a federation in another process; ready once its first catalog arrives.
+    fn follow_remote(&mut self) -> anyhow::Result<Feeds> {
+        let target = self.cfg.federation.watch_target().context(
+            "a component run apart follows the federation's catalog: set federation.watch_connect (host:port of its watch_listen)",
+        )?;
+        info!(%target, "following the federation's catalog");
+        let RemoteCatalog {
+            catalog,
+            local_exports,
+        } = causeway_federation::watch_remote(target, self.shutdown.clone());
+        let ready = self.ready.register("catalog");
+        let mut first = catalog.clone();
+        self.tasks.spawn(async move {
+            if first.changed().await.is_ok() {
+                ready.set(true);
+            }
+        });
+        Ok(Feeds {
+            catalog,
+            local_exports,
+        })
+    }
+
+    async fn start_dns(&mut self, feeds: &Feeds) -> anyhow::Result<()> {
+        let dns = DnsServer::bind(&self.cfg.dns, feeds.catalog.clone(), &mut self.registry).await?;
+        info!(addr = %dns.local_addr()?, "dns listening");
+        self.tasks.spawn(dns.run(self.shutdown.clone()));
+        Ok(())
+    }
+
+    async fn start_gateway(&mut self, feeds: &Feeds, peers: Arc<PeerSet>) -> anyhow::Result<()> {
+        let cert = load_cert(&self.cfg, Workload::Gateway)?;
+        cert.spawn_watch(CERT_POLL);
+        let inputs = GatewayInputs {
+            cfg: self.cfg.gateway.clone(),
+            local: local_info(&self.cfg)?,
+            cert,
+            peers,
+            catalog: feeds.catalog.clone(),
+            local_exports: feeds.local_exports.clone(),
+            shutdown: self.shutdown.clone(),
+        };
+        let gw = Gateway::bind(inputs, &mut self.registry).await?;
+        info!(addr = %gw.local_addr()?, "gateway listening");
+        self.tasks.spawn(gw.run());
+        Ok(())
+    }
+
+    async fn serve_admin(
+        &mut self,
+        effective: serde_json::Value,
+        feeds: &Feeds,
+        fed: Option<Arc<Federation>>,
+    ) -> anyhow::Result<()> {
+        let listener = admin::bind(self.cfg.admin.listen).await?;
+        info!(addr = %listener.local_addr()?, "admin listening");
+        let registry = Arc::new(std::mem::take(&mut self.registry));
+        let mut admin = Admin::new(registry, effective, self.ready.clone());
+        admin = with_catalog_route(admin, feeds.catalog.clone());
+        if let Some(fed) = fed {
+            admin = admin.route(
+                "/v1/peers",
+                get(move || {
+                    let peers = fed.peers_status();
+                    async move { axum::Json(peers) }
+                }),
+            );
+        }
+        self.tasks
+            .spawn(admin.serve(listener, self.shutdown.clone()));
+        self.ready.register("started").set(true);
+        Ok(())
+    }
 }
 
 /// This cluster as peers see it.
@@ -116,25 +215,15 @@ pub fn local_info(cfg: &Config) -> anyhow::Result<ClusterInfo> {
     })
 }
 
-/// `/v1/catalog` and `/v1/peers`, served from the federation's published state.
-fn with_federation_routes(admin: Admin, fed: &Arc<Federation>) -> Admin {
-    let catalog = fed.catalog();
-    let f = fed.clone();
-    admin
-        .route(
-            "/v1/catalog",
-            get(move || {
-                let json = serde_json::to_value(&**catalog.borrow());
-                async move { json.map(axum::Json).map_err(|e| e.to_string()) }
-            }),
-        )
-        .route(
-            "/v1/peers",
-            get(move || {
-                let peers = f.peers_status();
-                async move { axum::Json(peers) }
-            }),
-        )
+/// `/v1/catalog`: the catalog this process follows, as JSON.
+fn with_catalog_route(admin: Admin, catalog: watch::Receiver<Arc<CatalogSnapshot>>) -> Admin {
+    admin.route(
+        "/v1/catalog",
+        get(move || {
+            let json = serde_json::to_value(&**catalog.borrow());
+            async move { json.map(axum::Json).map_err(|e| e.to_string()) }
+        }),
+    )
 }
 
 /// Cancels `token` on SIGINT or SIGTERM.

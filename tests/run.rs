@@ -1,10 +1,10 @@
-//! `causeway run` as a process: every component starts, the admin endpoint
-//! serves the catalog and peers, and SIGTERM stops it cleanly.
+//! `causeway run` and the single-component commands as processes: components
+//! start, the admin endpoint serves the catalog and peers, SIGTERM stops cleanly.
 #![allow(clippy::unwrap_used)]
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -26,19 +26,80 @@ fn certs(dir: &Path, name: &str) {
     let out = dir.join(name);
     ca.save(&out, false).unwrap();
     for w in [Workload::Gateway, Workload::Federation] {
-        ca.issue(w, Validity::default())
-            .unwrap()
-            .save(&out, w, false)
-            .unwrap();
+        let leaf = ca.issue(w, Validity::default()).unwrap();
+        leaf.save(&out, w, false).unwrap();
     }
 }
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    l.local_addr().unwrap().port()
+}
+
+#[derive(Clone, Copy)]
+struct Ports {
+    admin: u16,
+    fed: u16,
+    watch: u16,
+    dns: u16,
+    gw: u16,
+    peer: u16,
+}
+
+impl Ports {
+    fn new() -> Self {
+        let p = || free_port();
+        Ports {
+            admin: p(),
+            fed: p(),
+            watch: p(),
+            dns: p(),
+            gw: p(),
+            peer: p(),
+        }
+    }
+}
+
+/// East's config, exporting demo/echo, with west (not running) as its peer.
+fn config(dir: &Path, p: Ports, file: &str) -> PathBuf {
+    let Ports {
+        admin,
+        fed,
+        watch,
+        dns,
+        gw,
+        peer,
+    } = p;
+    let cfg = format!(
+        r#"
+cluster: {{ name: east, region: r1, clusterset: test }}
+identity:
+  gateway: {{ cert: east/gateway.pem, key: east/gateway-key.pem }}
+  federation: {{ cert: east/federation.pem, key: east/federation-key.pem }}
+gateway: {{ listen: "127.0.0.1:{gw}", vip_ranges: [127.77.9.0/24] }}
+federation: {{ listen: "127.0.0.1:{fed}", watch_listen: "127.0.0.1:{watch}", state_dir: state }}
+dns: {{ listen: "127.0.0.1:{dns}" }}
+admin: {{ listen: "127.0.0.1:{admin}" }}
+source:
+  static:
+    exports:
+      - {{ service: demo/echo, ports: [{{ name: tcp, port: 7 }}], endpoints: [{{ addr: "127.0.0.1:7" }}] }}
+peers:
+  - {{ name: west, ca: west/ca.pem, federation: "127.0.0.1:{peer}" }}
+"#
+    );
+    let path = dir.join(file);
+    std::fs::write(&path, cfg).unwrap();
+    path
+}
+
+fn spawn(cmd: &str, config: &Path) -> Kill {
+    let child = Command::new(env!("CARGO_BIN_EXE_causeway"))
+        .args([cmd, "--config", config.to_str().unwrap()])
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    Kill(child)
 }
 
 fn get(port: u16, path: &str) -> Option<String> {
@@ -51,8 +112,16 @@ fn get(port: u16, path: &str) -> Option<String> {
     .ok()?;
     let mut resp = String::new();
     s.read_to_string(&mut resp).ok()?;
-    resp.starts_with("HTTP/1.1 200")
-        .then(|| resp.split_once("\r\n\r\n").unwrap().1.to_owned())
+    let body = resp.split_once("\r\n\r\n").map(|(_, b)| b.to_owned());
+    body.filter(|_| resp.starts_with("HTTP/1.1 200"))
+}
+
+fn dig(port: u16, name: &str) -> Option<String> {
+    let port = port.to_string();
+    let args = ["+short", "+tries=3", "@127.0.0.1", "-p", &port, name];
+    let out = Command::new("dig").args(args).output().ok()?;
+    let text = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    (!text.is_empty()).then_some(text)
 }
 
 fn wait_for<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
@@ -71,39 +140,9 @@ fn run_serves_admin_and_stops_on_sigterm() {
     let dir = tempfile::tempdir().unwrap();
     certs(dir.path(), "east");
     certs(dir.path(), "west");
-    let (admin, fed, dns, gw, peer) = (
-        free_port(),
-        free_port(),
-        free_port(),
-        free_port(),
-        free_port(),
-    );
-    let cfg = format!(
-        r#"
-cluster: {{ name: east, region: r1, clusterset: test }}
-identity:
-  gateway: {{ cert: east/gateway.pem, key: east/gateway-key.pem }}
-  federation: {{ cert: east/federation.pem, key: east/federation-key.pem }}
-gateway: {{ listen: "127.0.0.1:{gw}", vip_ranges: [127.77.9.0/24] }}
-federation: {{ listen: "127.0.0.1:{fed}", state_dir: state }}
-dns: {{ listen: "127.0.0.1:{dns}" }}
-admin: {{ listen: "127.0.0.1:{admin}" }}
-source:
-  static:
-    exports:
-      - {{ service: demo/echo, ports: [{{ name: tcp, port: 7 }}], endpoints: [{{ addr: "127.0.0.1:7" }}] }}
-peers:
-  - {{ name: west, ca: west/ca.pem, federation: "127.0.0.1:{peer}" }}
-"#
-    );
-    let path = dir.path().join("east.yaml");
-    std::fs::write(&path, cfg).unwrap();
-    let child = Command::new(env!("CARGO_BIN_EXE_causeway"))
-        .args(["run", "--config", path.to_str().unwrap()])
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut child = Kill(child);
+    let ports = Ports::new();
+    let mut child = spawn("run", &config(dir.path(), ports, "east.yaml"));
+    let admin = ports.admin;
 
     wait_for("/readyz", || get(admin, "/readyz"));
     let catalog = wait_for("the export in /v1/catalog", || {
@@ -120,10 +159,8 @@ peers:
     });
     assert!(peers.contains("\"name\":\"west\""), "{peers}");
     let metrics = get(admin, "/metrics").unwrap();
-    assert!(
-        metrics.contains("causeway_gateway_") && metrics.contains("causeway_dns_"),
-        "{metrics}"
-    );
+    let has = |m: &str| metrics.contains(m);
+    assert!(has("causeway_gateway_") && has("causeway_dns_") && has("causeway_federation_"));
 
     let pid = child.0.id().to_string();
     assert!(
@@ -148,4 +185,43 @@ peers:
         dir.path().join("state").read_dir().unwrap().count() > 0,
         "state dir is empty"
     );
+}
+
+/// The chart runs the components apart: the federation serves WatchCatalog,
+/// DNS and the gateway follow it. Each process gets its own admin port.
+#[test]
+fn components_run_apart() {
+    if Command::new("dig").arg("-v").output().is_err() {
+        eprintln!("SKIPPED: dig is not installed (Debian: bind9-dnsutils)");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    certs(dir.path(), "east");
+    certs(dir.path(), "west");
+    let fed = Ports::new();
+    let dns = Ports {
+        admin: free_port(),
+        ..fed
+    };
+    let gw = Ports {
+        admin: free_port(),
+        ..fed
+    };
+    let _dns = spawn("dns", &config(dir.path(), dns, "dns.yaml"));
+    let _gw = spawn("gateway", &config(dir.path(), gw, "gw.yaml"));
+    // Before the federation runs, nothing is ready.
+    wait_for("the DNS admin endpoint", || get(dns.admin, "/healthz"));
+    assert!(get(dns.admin, "/readyz").is_none());
+
+    let _fed = spawn("federation", &config(dir.path(), fed, "fed.yaml"));
+    let vip = wait_for("a DNS answer from the followed catalog", || {
+        dig(dns.dns, "echo.demo.svc.clusterset.local")
+    });
+    assert!(vip.starts_with("127.77.9."), "{vip}");
+    wait_for("the gateway's /readyz", || get(gw.admin, "/readyz"));
+    let catalog = get(gw.admin, "/v1/catalog").unwrap();
+    assert!(catalog.contains(&vip), "{catalog}");
+    // Only the federation process has peers.
+    assert!(get(gw.admin, "/v1/peers").is_none());
+    assert!(get(fed.admin, "/v1/peers").is_some());
 }

@@ -16,6 +16,10 @@ pub struct Config {
     /// Local, plaintext `WatchCatalog` endpoint for a gateway or DNS run apart.
     #[serde(default)]
     pub watch_listen: Option<SocketAddr>,
+    /// host:port where a gateway or DNS run apart (`causeway gateway`, `causeway dns`)
+    /// reaches the `WatchCatalog` API; defaults to `watch_listen`.
+    #[serde(default)]
+    pub watch_connect: Option<String>,
     /// Where peer snapshots, the merged view and ClusterSetIPs persist.
     #[serde(default)]
     pub state_dir: Option<PathBuf>,
@@ -92,6 +96,7 @@ impl Default for Config {
         Self {
             listen: default_listen(),
             watch_listen: None,
+            watch_connect: None,
             state_dir: None,
             stale_after: default_stale(),
             expire_after: default_expire(),
@@ -215,6 +220,19 @@ impl Config {
             Some((_, err)) => Err(err),
             None => Ok(()),
         }
+    }
+
+    /// Where components run apart follow the catalog: `watch_connect`, else
+    /// `watch_listen` (an unspecified address read as loopback).
+    pub fn watch_target(&self) -> Option<String> {
+        self.watch_connect.clone().or_else(|| {
+            self.watch_listen.map(|mut a| {
+                if a.ip().is_unspecified() {
+                    a.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+                }
+                a.to_string()
+            })
+        })
     }
 
     pub fn lease(&self) -> Result<LeaseConfig, LeaseError> {

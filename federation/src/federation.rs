@@ -126,6 +126,7 @@ impl Federation {
             exporter,
             changes: changes_rx,
             catalog: catalog_rx.clone(),
+            local_exports: local_rx.clone(),
             metrics: metrics.clone(),
             tasks: &tasks,
             shutdown: &shutdown,

@@ -40,5 +40,5 @@ pub use source::{SourceError, StaticSource};
 pub use status::PeerStatus;
 pub use transport::{PeerConn, PeerConnector, PeerInfo, incoming};
 pub use view::ViewError;
-pub use watch_api::{WatchError, watch_remote};
+pub use watch_api::{RemoteCatalog, WatchError, watch_remote};
 pub use wire::{WireError, export_from_proto, export_to_proto};

@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use causeway_catalog::CatalogSnapshot;
+use causeway_catalog::{CatalogSnapshot, Export};
 use futures::Stream;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -37,6 +37,7 @@ pub struct ServeInputs<'a> {
     pub exporter: Arc<std::sync::Mutex<Exporter>>,
     pub changes: watch::Receiver<u64>,
     pub catalog: watch::Receiver<Arc<CatalogSnapshot>>,
+    pub local_exports: watch::Receiver<Arc<Vec<Export>>>,
     pub metrics: Metrics,
     pub tasks: &'a TaskTracker,
     pub shutdown: &'a CancellationToken,
@@ -68,7 +69,15 @@ pub async fn spawn(i: ServeInputs<'_>) -> Result<(SocketAddr, Option<SocketAddr>
     let serving = federation(svc, incoming, i.cfg.max_message_size, i.shutdown.clone());
     i.tasks.spawn(serving);
     let watch_listen = match i.cfg.watch_listen {
-        Some(addr) => Some(spawn_watch(addr, i.catalog, i.tasks, i.shutdown).await?),
+        Some(addr) => {
+            let svc = WatchService {
+                catalog: i.catalog,
+                local_exports: i.local_exports,
+                tasks: i.tasks.clone(),
+                shutdown: i.shutdown.clone(),
+            };
+            Some(spawn_watch(addr, svc, i.tasks, i.shutdown).await?)
+        }
         None => None,
     };
     Ok((listen, watch_listen))
@@ -98,7 +107,7 @@ pub async fn federation(
 /// Binds the watch listener and serves it until `shutdown`; returns its address.
 pub async fn spawn_watch(
     addr: SocketAddr,
-    catalog: watch::Receiver<Arc<CatalogSnapshot>>,
+    svc: WatchService,
     tasks: &TaskTracker,
     shutdown: &CancellationToken,
 ) -> Result<SocketAddr, Error> {
@@ -108,12 +117,7 @@ pub async fn spawn_watch(
     if !bound.ip().is_loopback() {
         tracing::warn!(%bound, "the catalog watch API is plaintext and unauthenticated; keep it on loopback");
     }
-    let svc = CatalogWatchServer::new(WatchService {
-        catalog,
-        tasks: tasks.clone(),
-        shutdown: shutdown.clone(),
-    })
-    .max_encoding_message_size(MAX_CATALOG_MESSAGE);
+    let svc = CatalogWatchServer::new(svc).max_encoding_message_size(MAX_CATALOG_MESSAGE);
     let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
     let stop = shutdown.clone();
     tasks.spawn(async move {

@@ -2,12 +2,11 @@
 //! process running apart from the federation, over plaintext gRPC on a
 //! loopback address, and the client that follows it.
 
-use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
-use causeway_catalog::CatalogSnapshot;
+use causeway_catalog::{CatalogSnapshot, Export};
 use futures::Stream;
 use tokio::sync::{mpsc, watch};
 use tokio_stream::wrappers::ReceiverStream;
@@ -22,6 +21,7 @@ pub const MAX_CATALOG_MESSAGE: usize = 64 * 1024 * 1024;
 
 pub struct WatchService {
     pub catalog: watch::Receiver<Arc<CatalogSnapshot>>,
+    pub local_exports: watch::Receiver<Arc<Vec<Export>>>,
     pub tasks: TaskTracker,
     pub shutdown: CancellationToken,
 }
@@ -39,21 +39,18 @@ impl proto::catalog_watch_server::CatalogWatch for WatchService {
         // One message in flight: a slow watcher skips to the newest catalog.
         let (tx, rx) = mpsc::channel(1);
         let (mut catalog, shutdown) = (self.catalog.clone(), self.shutdown.clone());
+        let mut local = self.local_exports.clone();
         self.tasks.spawn(async move {
             loop {
-                let json = serde_json::to_vec(&**catalog.borrow_and_update())
-                    .map_err(|e| Status::internal(format!("cannot encode the catalog: {e}")));
-                if tx
-                    .send(json.map(|json| proto::Catalog { json }))
-                    .await
-                    .is_err()
-                {
+                let msg = encode(&catalog.borrow_and_update(), &local.borrow_and_update());
+                if tx.send(msg).await.is_err() {
                     return;
                 }
                 tokio::select! {
                     _ = shutdown.cancelled() => return,
                     _ = tx.closed() => return,
                     r = catalog.changed() => if r.is_err() { return },
+                    r = local.changed() => if r.is_err() { return },
                 }
             }
         });
@@ -61,20 +58,33 @@ impl proto::catalog_watch_server::CatalogWatch for WatchService {
     }
 }
 
-/// Follows the `WatchCatalog` endpoint at `addr` until `shutdown`, reconnecting
-/// with backoff; the receiver starts empty and holds the newest catalog.
-pub fn watch_remote(
-    addr: SocketAddr,
-    shutdown: CancellationToken,
-) -> watch::Receiver<Arc<CatalogSnapshot>> {
-    let (tx, rx) = watch::channel(Arc::default());
+fn encode(catalog: &CatalogSnapshot, local: &[Export]) -> Result<proto::Catalog, Status> {
+    let err = |e: serde_json::Error| Status::internal(format!("cannot encode the catalog: {e}"));
+    Ok(proto::Catalog {
+        json: serde_json::to_vec(catalog).map_err(err)?,
+        local_exports_json: serde_json::to_vec(local).map_err(err)?,
+    })
+}
+
+/// What a component run apart from the federation follows.
+pub struct RemoteCatalog {
+    pub catalog: watch::Receiver<Arc<CatalogSnapshot>>,
+    pub local_exports: watch::Receiver<Arc<Vec<Export>>>,
+}
+
+/// Follows the `WatchCatalog` endpoint at `addr` (host:port) until `shutdown`,
+/// reconnecting with backoff; the receivers start empty and hold the newest values.
+pub fn watch_remote(addr: String, shutdown: CancellationToken) -> RemoteCatalog {
+    let (tx, catalog) = watch::channel(Arc::default());
+    let (local_tx, local_exports) = watch::channel(Arc::default());
+    let txs = (tx, local_tx);
     tokio::spawn(async move {
         let mut wait = Duration::from_millis(100);
         loop {
             let mut got_any = false;
             tokio::select! {
                 _ = shutdown.cancelled() => return,
-                r = follow(addr, &tx, &mut got_any) => if let Err(e) = r {
+                r = follow(&addr, &txs, &mut got_any) => if let Err(e) = r {
                     tracing::warn!(%addr, "catalog watch: {e}; retrying");
                 },
             }
@@ -88,7 +98,10 @@ pub fn watch_remote(
             wait = (wait * 2).min(Duration::from_secs(5));
         }
     });
-    rx
+    RemoteCatalog {
+        catalog,
+        local_exports,
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -104,9 +117,14 @@ pub enum WatchError {
     Ended,
 }
 
+type Senders = (
+    watch::Sender<Arc<CatalogSnapshot>>,
+    watch::Sender<Arc<Vec<Export>>>,
+);
+
 async fn follow(
-    addr: SocketAddr,
-    tx: &watch::Sender<Arc<CatalogSnapshot>>,
+    addr: &str,
+    (tx, local_tx): &Senders,
     got_any: &mut bool,
 ) -> Result<(), WatchError> {
     let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))?
@@ -125,7 +143,9 @@ async fn follow(
         .into_inner();
     while let Some(msg) = stream.message().await? {
         let catalog: CatalogSnapshot = serde_json::from_slice(&msg.json)?;
+        let local: Vec<Export> = serde_json::from_slice(&msg.local_exports_json)?;
         tx.send_replace(Arc::new(catalog));
+        local_tx.send_replace(Arc::new(local));
         *got_any = true;
     }
     Err(WatchError::Ended)

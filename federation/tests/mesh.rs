@@ -46,12 +46,19 @@ async fn an_export_added_to_a_reaches_b_and_c() {
     assert_eq!(clusters[&a.id.name].gateways.len(), 1);
     // The local watch API serves the same catalog to another process.
     let stop = tokio_util::sync::CancellationToken::new();
-    let mut remote = causeway_federation::watch_remote(b.fed().watch_addr().unwrap(), stop.clone());
+    let watched =
+        causeway_federation::watch_remote(b.fed().watch_addr().unwrap().to_string(), stop.clone());
+    let mut remote = watched.catalog;
     tokio::time::timeout(LIMIT, remote.wait_for(|c| has(c, "demo/web")))
         .await
         .unwrap()
         .unwrap();
     assert_eq!(**remote.borrow(), *b.catalog());
+    // It carries b's own exports too, for a gateway run apart.
+    assert_eq!(
+        **watched.local_exports.borrow(),
+        *b.fed().local_exports().borrow().clone()
+    );
     stop.cancel();
     // Removing it withdraws it (a delta, not a snapshot).
     let snaps = b.status("a").snapshots;
