@@ -34,8 +34,9 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 WORK = os.environ.get("BENCH_WORK", os.path.join(HERE, ".work"))
 TARGET = os.environ.get("CARGO_TARGET_DIR", os.path.join(ROOT, "target"))
-CAUSEWAY = os.path.join(TARGET, "release", "causeway")
-SCALE = os.path.join(TARGET, "release", "examples", "scale")
+BIN = os.path.join(WORK, "bin")  # run.sh copies the fresh build here (the target dir is shared)
+CAUSEWAY = os.path.join(BIN, "causeway")
+SCALE = os.path.join(BIN, "scale")
 ENVOY = os.path.join(WORK, "venv", "bin", "envoy")
 HZ = os.sysconf("SC_CLK_TCK")
 GIB = 1 << 30
@@ -959,7 +960,7 @@ def machine():
     cpu = sh("lscpu | grep -E 'Model name' | sed 's/.*: *//'")
     return {"CPU": f"{cpu}, {os.cpu_count()} cores", "memory": sh("free -g | awk '/Mem/{print $2\" GiB\"}'"),
             "kernel": platform.release(), "OS": sh(". /etc/os-release; echo $PRETTY_NAME"),
-            "causeway": sh(f"git -C {ROOT} rev-parse --short HEAD") + " (release build, `causeway run`)",
+            "causeway": sh(f"cat {BIN}/REV") + " (release build, `causeway run`)",
             "rustc": sh("rustc --version"), "Envoy": sh(f"{ENVOY} --version | tail -1 | sed 's/.*version: //'"),
             "iperf3": sh("iperf3 --version | head -1"), "Python (probes)": platform.python_version()}
 
