@@ -794,7 +794,8 @@ def report(results, path):
             ("64 B RR p99.9 (us)", lambda r: r["rr"]["p999"]),
             ("new conn to first byte p50 (us)", lambda r: r["connect"]["p50"]),
             ("new conn to first byte p99 (us)", lambda r: r["connect"]["p99"]),
-            ("1,000 conns aggregate (Gbit/s)", lambda r: r["many"]["gbps"]),
+            ("1,000 conns aggregate (Gbit/s, finished clients)", lambda r: r["many"]["gbps"]),
+            ("1,000 conns: iperf3 clients finished (of 8)", lambda r: r["many"]["clients_ok"]),
             ("1,000 conns CPU s/GiB (both gateways)", lambda r: r["many"].get("cpu_s_per_gib")),
             ("1,000 conns gateway RSS (MiB, both)", lambda r: r["many"].get("rss_mib")),
         ]
@@ -809,6 +810,10 @@ def report(results, path):
             L.append(f"| {name} | {f(md['direct'])} | {f(md['causeway'])} | {f(md['envoy'])} | "
                      f"{ratio(md['causeway'], md['envoy'])} | {ratio(md['causeway'], md['direct'])} | "
                      f"{', '.join(f(x, '{:.1f}') for x in vals['causeway'])} | {', '.join(f(x, '{:.1f}') for x in vals['envoy'])} |")
+        L += ["", "causeway stream outcomes during each 1,000-connection run (both gateways' "
+              "`causeway_gateway_streams_total` deltas): " + "; ".join(
+                  f"run {r['rep'] + 1}: " + ", ".join(f"{k} {v}" for k, v in sorted(r["many"].get("gateway_streams", {}).items()))
+                  for r in by.get("causeway", [])) + "."]
         L += ["", "Idle RSS before the runs (MiB, both gateway processes): " +
               ", ".join(f"{k} {v:.0f}" for k, v in dp["idle_rss_mib"].items()) + ".", ""]
         results["_meds"] = meds
@@ -922,7 +927,7 @@ def targets(results):
         b = meds["bulk, 1 connection (Gbit/s)"]
         ok = b["causeway"] is not None and b["envoy"] and b["causeway"] >= b["envoy"]
         L.append(f"| throughput at least the Envoy pair's (1 connection) | causeway {f(b['causeway'])} vs envoy {f(b['envoy'])} Gbit/s | {'met' if ok else 'missed'} |")
-        b = meds["1,000 conns aggregate (Gbit/s)"]
+        b = meds["1,000 conns aggregate (Gbit/s, finished clients)"]
         ok = b["causeway"] is not None and b["envoy"] and b["causeway"] >= b["envoy"]
         L.append(f"| throughput at least the Envoy pair's (1,000 connections) | causeway {f(b['causeway'])} vs envoy {f(b['envoy'])} Gbit/s | {'met' if ok else 'missed'} |")
         r = meds["64 B RR p50 (us)"]
