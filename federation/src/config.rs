@@ -294,7 +294,10 @@ mod tests {
         check_exports(&list).unwrap();
         list.push(export("ns/s7"));
         let e = check_exports(&list).unwrap_err();
-        assert!(matches!(&e, ConfigError::DuplicateExport(k) if k == "ns/s7"), "{e}");
+        assert!(
+            matches!(&e, ConfigError::DuplicateExport(k) if k == "ns/s7"),
+            "{e}"
+        );
     }
 
     #[test]
