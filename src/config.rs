@@ -118,6 +118,10 @@ pub enum ConfigError {
     PeerIsSelf(ClusterId),
     #[error("peers.{name}.federation: {value:?} is not host:port (e.g. west.example.com:15010)")]
     PeerAddress { name: ClusterId, value: String },
+    #[error(
+        "gateway.kubernetes ports {gateway} differ from federation.kubernetes ports {federation}; both must name the same port_base and port_count, or the derived Services point at ports the gateway does not listen on"
+    )]
+    KubernetesPorts { gateway: String, federation: String },
     #[error("federation.watch_connect: {0:?} is not host:port (e.g. causeway-federation:15011)")]
     WatchConnect(String),
     #[error("{a} and {b} both listen on {addr}/{proto}; give each its own port")]
@@ -173,8 +177,7 @@ impl Config {
         if let Some(dir) = &mut self.federation.state_dir {
             fix(dir);
         }
-        let SourceConfig::Static { file, .. } = &mut self.source;
-        if let Some(f) = file {
+        if let SourceConfig::Static { file: Some(f), .. } = &mut self.source {
             fix(f);
         }
     }
@@ -196,6 +199,7 @@ impl Config {
         VipAllocator::new(self.gateway.vip_ranges.clone())?;
         self.cluster.trust_domain()?;
         self.validate_peers()?;
+        self.validate_kubernetes_ports()?;
         if let Some(w) = self
             .federation
             .watch_connect
@@ -224,6 +228,21 @@ impl Config {
             self.peer_trust_domain(p)?;
         }
         Ok(())
+    }
+
+    /// The sink's derived Services and the gateway must agree on the per-import ports.
+    fn validate_kubernetes_ports(&self) -> Result<(), ConfigError> {
+        let (Some(g), Some(f)) = (&self.gateway.kubernetes, &self.federation.kubernetes) else {
+            return Ok(());
+        };
+        if (g.port_base, g.port_count) == (f.port_base, f.port_count) {
+            return Ok(());
+        }
+        let show = |base: u16, count: u16| format!("{base}+{count}");
+        Err(ConfigError::KubernetesPorts {
+            gateway: show(g.port_base, g.port_count),
+            federation: show(f.port_base, f.port_count),
+        })
     }
 
     pub fn peer_trust_domain(&self, p: &PeerConfig) -> Result<TrustDomain, ConfigError> {

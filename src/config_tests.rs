@@ -86,6 +86,22 @@ fn peers_are_checked() {
 }
 
 #[test]
+fn kubernetes_port_ranges_must_agree() {
+    let text = BASE.replace(
+        "gateway: { listen: \"127.0.0.1:15443\" }",
+        "gateway: { listen: \"127.0.0.1:15443\", kubernetes: { port_base: 21000, port_count: 100 } }",
+    ) + "federation: { kubernetes: { namespace: causeway, gateway_selector: { app: gw }, port_base: 20000, port_count: 100 } }";
+    let e = Config::parse(&text)
+        .unwrap()
+        .validate()
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("20000+100") && e.contains("21000+100"), "{e}");
+    let same = text.replace("21000", "20000");
+    Config::parse(&same).unwrap().validate().unwrap();
+}
+
+#[test]
 fn watch_connect_is_host_port() {
     let e = err("federation: { watch_connect: nowhere }");
     assert!(

@@ -4,5 +4,7 @@
 pub mod admin;
 pub mod ca;
 pub mod config;
+pub mod dev;
 pub mod identities;
 pub mod run;
+pub mod status;

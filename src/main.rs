@@ -48,6 +48,23 @@ enum Cmd {
         #[command(subcommand)]
         cmd: ConfigCmd,
     },
+    /// A local clusterset for development.
+    Dev {
+        #[command(subcommand)]
+        cmd: causeway::dev::cli::DevCmd,
+    },
+    /// Peers, imports and recent errors of a cluster (or of every cluster of a `dev up` directory).
+    Status {
+        /// Admin address of one cluster.
+        #[arg(long, conflicts_with = "dir", default_value = "127.0.0.1:15000")]
+        admin: std::net::SocketAddr,
+        /// A `causeway dev up` directory: every cluster in DIR/clusters.json.
+        #[arg(long)]
+        dir: Option<PathBuf>,
+        /// JSON for scripts.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -115,6 +132,8 @@ fn main() -> ExitCode {
         Cmd::Config {
             cmd: ConfigCmd::Check { file },
         } => config_check(&file),
+        Cmd::Dev { cmd } => causeway::dev::cli::dispatch(cmd),
+        Cmd::Status { admin, dir, json } => status(admin, dir, json),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -133,6 +152,17 @@ fn init_logging() {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
+}
+
+fn status(admin: std::net::SocketAddr, dir: Option<PathBuf>, json: bool) -> anyhow::Result<()> {
+    let target = match dir {
+        Some(d) => causeway::status::Target::Dir(d),
+        None => causeway::status::Target::Admin(admin),
+    };
+    if !causeway::status::status(target, json)? {
+        anyhow::bail!("some clusters could not be read");
+    }
+    Ok(())
 }
 
 fn config_check(file: &std::path::Path) -> anyhow::Result<()> {

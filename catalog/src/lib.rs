@@ -8,6 +8,7 @@ mod lease;
 mod merge;
 mod model;
 mod names;
+mod ports;
 mod vip;
 
 pub use lease::{Freshness, LeaseConfig, LeaseError};
@@ -17,4 +18,5 @@ pub use model::{
     Protocol, ServingCluster, UnixMillis,
 };
 pub use names::{ClusterId, NameError, ServiceKey};
+pub use ports::{PortKey, gateway_ports};
 pub use vip::{VipAllocator, VipError, VipState};

@@ -7,6 +7,8 @@ use std::time::Duration;
 use causeway_catalog::{Export, ExportError, LeaseConfig, LeaseError};
 use serde::{Deserialize, Serialize};
 
+use crate::k8s::{KubeSinkConfig, KubeSourceConfig};
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
@@ -52,6 +54,9 @@ pub struct Config {
     /// Recent changes kept for resuming subscribers; older resume points get a snapshot.
     #[serde(default = "default_log_len")]
     pub delta_log_len: usize,
+    /// Kubernetes mode: write ServiceImports and derived Services (leader only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kubernetes: Option<KubeSinkConfig>,
 }
 
 fn default_listen() -> SocketAddr {
@@ -108,6 +113,7 @@ impl Default for Config {
             max_message_size: default_max_message(),
             persist_debounce: default_debounce(),
             delta_log_len: default_log_len(),
+            kubernetes: None,
         }
     }
 }
@@ -126,6 +132,8 @@ pub enum SourceConfig {
         #[serde(default = "default_poll", with = "humantime_serde")]
         poll_interval: Duration,
     },
+    /// Exports from MCS ServiceExports and the Services and EndpointSlices they name.
+    Kubernetes(KubeSourceConfig),
 }
 
 impl Default for SourceConfig {
@@ -147,6 +155,12 @@ pub enum ConfigError {
     Export(#[from] ExportError),
     #[error("source.static.exports: {0} is listed twice; list each service once")]
     DuplicateExport(String),
+    #[error("{key}: {value} is out of range; {valid}")]
+    Kube {
+        key: &'static str,
+        value: String,
+        valid: &'static str,
+    },
     #[error("federation.{key}: {value} is out of range; {valid}")]
     Range {
         key: &'static str,
@@ -218,7 +232,10 @@ impl Config {
         ];
         match checks.into_iter().find(|(bad, _)| *bad) {
             Some((_, err)) => Err(err),
-            None => Ok(()),
+            None => self
+                .kubernetes
+                .as_ref()
+                .map_or(Ok(()), KubeSinkConfig::validate),
         }
     }
 
@@ -242,11 +259,14 @@ impl Config {
 
 impl SourceConfig {
     pub fn validate(&self) -> Result<(), ConfigError> {
-        let SourceConfig::Static {
-            exports,
-            poll_interval,
-            ..
-        } = self;
+        let (exports, poll_interval) = match self {
+            SourceConfig::Kubernetes(k) => return k.validate(),
+            SourceConfig::Static {
+                exports,
+                poll_interval,
+                ..
+            } => (exports, poll_interval),
+        };
         if poll_interval.is_zero() || *poll_interval > Duration::from_secs(1) {
             return Err(ConfigError::Range {
                 key: "source.static.poll_interval",

@@ -9,6 +9,8 @@ pub enum Error {
     Config(#[from] crate::ConfigError),
     #[error("source: {0}")]
     Source(#[from] crate::source::SourceError),
+    #[error("{0}")]
+    Kube(#[from] crate::k8s::KubeError),
     #[error("state_dir: {0}")]
     Persist(#[from] crate::persist::PersistError),
     #[error("ClusterSetIP ranges: {0}")]

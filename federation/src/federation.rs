@@ -19,12 +19,13 @@ use tokio_util::task::TaskTracker;
 use crate::error::Error;
 use crate::exporter::Exporter;
 use crate::hub::Hub;
+use crate::k8s::spawn_sink;
+use crate::local_source::{LocalSource, SourceOutputs};
 use crate::metrics::Metrics;
 use crate::persist::{self, State};
 use crate::serve::{self, ServeInputs};
 use crate::session::{self, SessionCtx};
 use crate::slot::PeerSlot;
-use crate::source::StaticSource;
 use crate::status::{PeerStatus, status_of};
 use crate::view::{PeerView, SavedView};
 use crate::{Config, SourceConfig};
@@ -73,11 +74,10 @@ impl Federation {
     pub async fn start(inputs: FederationInputs, registry: &mut Registry) -> Result<Self, Error> {
         let cfg = inputs.cfg.clone();
         cfg.validate()?;
-        let SourceConfig::Static { exports, file, .. } = &inputs.source;
-        tracing::info!(?cfg, inline_exports = exports.len(), file = ?file, "federation config");
+        tracing::info!(?cfg, source = ?inputs.source, "federation config");
         let lease = cfg.lease().map_err(crate::ConfigError::from)?;
-        let source = StaticSource::new(&inputs.source)?;
-        let (exports, text) = source.load_with_text()?;
+        let (tasks, shutdown) = (TaskTracker::new(), inputs.shutdown.clone());
+        let (source, exports) = LocalSource::open(&inputs.source, &tasks, &shutdown).await?;
         let metrics = Metrics::default();
         metrics.register(registry);
         let names: Vec<ClusterId> = inputs.peers.iter().map(|p| p.trust.name.clone()).collect();
@@ -102,7 +102,6 @@ impl Federation {
         let (catalog_tx, catalog_rx) = watch::channel(state.catalog);
         let (persist_tx, persist_rx) = watch::channel(Arc::new(State::default()));
         let dirty = Arc::new(Notify::new());
-        let (tasks, shutdown) = (TaskTracker::new(), inputs.shutdown.clone());
         let mut hub = Hub {
             local: inputs.local.clone(),
             lease,
@@ -132,8 +131,16 @@ impl Federation {
             shutdown: &shutdown,
         })
         .await?;
-        let stop = shutdown.clone();
-        tasks.spawn(source.watch(text, local_tx, metrics.source_rejected.clone(), stop));
+        let outputs = SourceOutputs {
+            tx: local_tx,
+            rejected: metrics.source_rejected.clone(),
+            catalog: catalog_rx.clone(),
+            local: inputs.local.name.clone(),
+        };
+        source.spawn(outputs, &tasks, shutdown.clone());
+        if let Some(sink) = &cfg.kubernetes {
+            spawn_sink(sink, catalog_rx.clone(), &tasks, shutdown.clone()).await?;
+        }
         tasks.spawn(hub.run(shutdown.clone()));
         if let Some(dir) = cfg.state_dir.clone() {
             let (debounce, m, stop) = (cfg.persist_debounce, metrics.clone(), shutdown.clone());

@@ -10,6 +10,8 @@ mod error;
 mod exporter;
 mod federation;
 mod hub;
+mod k8s;
+mod local_source;
 mod metrics;
 mod persist;
 mod publish;
@@ -33,6 +35,11 @@ pub mod proto {
 pub use config::{Config, ConfigError, SourceConfig};
 pub use error::Error;
 pub use federation::{Federation, FederationInputs, PeerEndpoint};
+pub use k8s::crd as mcs;
+pub use k8s::{
+    KubeError, KubeSink, KubeSinkConfig, KubeSource, KubeSourceConfig, LEADER_LABEL, MANAGED_BY,
+    MANAGED_BY_VALUE, spawn_sink,
+};
 pub use metrics::SessionState;
 pub use persist::PersistError;
 pub use session::SessionError;

@@ -31,6 +31,8 @@ pub enum SourceError {
     },
     #[error("{0}")]
     Config(Box<ConfigError>),
+    #[error("source: not a static source")]
+    NotStatic,
 }
 
 /// The file's shape: `exports:` followed by a list of exports.
@@ -56,7 +58,10 @@ impl StaticSource {
             exports,
             file,
             poll_interval,
-        } = cfg;
+        } = cfg
+        else {
+            return Err(SourceError::NotStatic);
+        };
         Ok(Self {
             inline: exports.clone(),
             file: file.clone(),

@@ -38,6 +38,28 @@ pub struct Config {
     /// How long open streams may finish after a drain starts (SIGTERM).
     #[serde(default = "d10s", with = "humantime_serde")]
     pub drain_deadline: Duration,
+    /// Kubernetes mode: listen on one port per imported service port (from
+    /// `causeway_catalog::gateway_ports`) instead of on ClusterSetIPs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kubernetes: Option<KubernetesPorts>,
+}
+
+/// `gateway.kubernetes`: the port range shared with `federation.kubernetes`
+/// (both must be equal: the federation points derived Services at these ports).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KubernetesPorts {
+    #[serde(default = "default_port_base")]
+    pub port_base: u16,
+    #[serde(default = "default_port_count")]
+    pub port_count: u16,
+}
+
+fn default_port_base() -> u16 {
+    20000
+}
+fn default_port_count() -> u16 {
+    10000
 }
 
 /// Timeouts on everything that waits.

@@ -51,6 +51,8 @@ fn within(key: &'static str, value: u64, lo: u64, hi: u64) -> Result<(), ConfigE
             (1, 1_073_741_824) => "use 1 to 1073741824",
             (1200, _) => "use 1200 (1200 bytes, one QUIC packet) to 1073741824 (1 GiB)",
             (1024, _) => "use 1024 (1 KiB) to 16777216 (16 MiB)",
+            (1, 65535) => "use 1 to 65535",
+            (1, _) => "use at least 1, with port_base + port_count at most 65536",
             _ => "use a value in the documented range",
         };
         return Err(ConfigError::Number { key, value, valid });
@@ -63,7 +65,17 @@ impl Config {
         self.check_addresses()?;
         self.check_timeouts()?;
         self.check_limits()?;
-        self.check_failover()
+        self.check_failover()?;
+        self.check_kubernetes()
+    }
+
+    fn check_kubernetes(&self) -> Result<(), ConfigError> {
+        let Some(k) = &self.kubernetes else {
+            return Ok(());
+        };
+        within("kubernetes.port_base", k.port_base.into(), 1, 65535)?;
+        let room = 65536 - u64::from(k.port_base);
+        within("kubernetes.port_count", k.port_count.into(), 1, room)
     }
 
     fn check_addresses(&self) -> Result<(), ConfigError> {

@@ -34,7 +34,9 @@ mod splice;
 mod stats;
 mod tls;
 
-pub use config::{Config, Connections, Ejection, Limits, Locality, Timeouts, Transport};
+pub use config::{
+    Config, Connections, Ejection, KubernetesPorts, Limits, Locality, Timeouts, Transport,
+};
 pub use config_check::ConfigError;
 pub use endpoint::EndpointError;
 pub use gateway::{Error, Gateway, GatewayInputs};

@@ -9,11 +9,12 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
-use causeway_catalog::{CatalogSnapshot, Protocol, ServiceKey};
+use causeway_catalog::{CatalogSnapshot, Protocol, ServiceKey, gateway_ports};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
+use crate::config::Config;
 use crate::shared::Shared;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -53,15 +54,30 @@ pub async fn watch_catalog(shared: Arc<Shared>) {
     }
 }
 
-fn in_ranges(shared: &Shared, ip: &IpAddr) -> bool {
-    let ranges = &shared.cfg.vip_ranges;
+fn in_ranges(cfg: &Config, ip: &IpAddr) -> bool {
+    let ranges = &cfg.vip_ranges;
     ranges.is_empty() || ranges.iter().any(|r| r.contains(ip))
 }
 
-fn desired(shared: &Shared, snap: &CatalogSnapshot) -> HashMap<SocketAddr, Target> {
+/// The listeners the catalog asks for: on each ClusterSetIP, or in
+/// Kubernetes mode on the gateway's own address at each import's gateway port.
+fn desired(cfg: &Config, snap: &CatalogSnapshot) -> HashMap<SocketAddr, Target> {
+    if let Some(k) = &cfg.kubernetes {
+        return gateway_ports(snap, k.port_base, k.port_count)
+            .into_iter()
+            .filter(|(key, _)| key.protocol == Protocol::Tcp)
+            .map(|(key, port)| {
+                let target = Target {
+                    service: key.service,
+                    port: key.port,
+                };
+                (SocketAddr::new(cfg.listen.ip(), port), target)
+            })
+            .collect();
+    }
     let mut want = HashMap::new();
     for import in snap.imports.values() {
-        for vip in import.vips.iter().filter(|v| in_ranges(shared, v)) {
+        for vip in import.vips.iter().filter(|v| in_ranges(cfg, v)) {
             for port in import.ports.iter().filter(|p| p.protocol == Protocol::Tcp) {
                 let target = Target {
                     service: import.key.clone(),
@@ -82,7 +98,7 @@ async fn reconcile(
     live: &mut HashMap<SocketAddr, Listening>,
     snap: &CatalogSnapshot,
 ) -> bool {
-    let want = desired(shared, snap);
+    let want = desired(&shared.cfg, snap);
     let mut complete = true;
     live.retain(|addr, l| {
         let keep = want.get(addr) == Some(&l.target);
@@ -141,6 +157,67 @@ async fn accept_loop(
                 tracing::warn!(error = %e, "accept failed");
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::KubernetesPorts;
+    use causeway_catalog::{Import, Port};
+
+    fn snapshot() -> CatalogSnapshot {
+        let mut snap = CatalogSnapshot::default();
+        for (key, vip) in [("demo/web", "10.96.0.7"), ("demo/dns", "10.96.0.8")] {
+            let key: ServiceKey = key.parse().unwrap();
+            let mut dns = Port::tcp("dns", 53);
+            dns.protocol = Protocol::Udp;
+            let import = Import {
+                key: key.clone(),
+                ports: vec![Port::tcp("http", 80), Port::tcp("grpc", 9000), dns],
+                clusters: vec![],
+                vips: vec![vip.parse().unwrap()],
+                serve_stale: false,
+                conditions: vec![],
+            };
+            snap.imports.insert(key, import);
+        }
+        snap
+    }
+
+    #[test]
+    fn vip_mode_listens_on_each_clusterset_ip() {
+        let cfg = Config::default();
+        let want = desired(&cfg, &snapshot());
+        assert_eq!(want.len(), 4, "two TCP ports on each of two VIPs: {want:?}");
+        let web = SocketAddr::from(([10, 96, 0, 7], 9000));
+        assert_eq!(want[&web].service.to_string(), "demo/web");
+        assert_eq!(want[&web].port, 9000);
+    }
+
+    #[test]
+    fn kubernetes_mode_listens_on_the_recorded_gateway_ports() {
+        let cfg = Config {
+            listen: SocketAddr::from(([0, 0, 0, 0], 15443)),
+            kubernetes: Some(KubernetesPorts {
+                port_base: 20000,
+                port_count: 100,
+            }),
+            ..Config::default()
+        };
+        let snap = snapshot();
+        let want = desired(&cfg, &snap);
+        let ports = gateway_ports(&snap, 20000, 100);
+        assert_eq!(want.len(), 4, "TCP ports only: {want:?}");
+        for (addr, target) in &want {
+            assert!(addr.ip().is_unspecified());
+            let key = causeway_catalog::PortKey {
+                service: target.service.clone(),
+                port: target.port,
+                protocol: Protocol::Tcp,
+            };
+            assert_eq!(ports[&key], addr.port(), "the port the federation records");
         }
     }
 }

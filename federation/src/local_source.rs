@@ -1,0 +1,67 @@
+//! The seam between the federation and where local exports come from: the
+//! static file or Kubernetes. Both give the exports at start and then
+//! publish changes on the same watch channel.
+
+use std::sync::Arc;
+
+use causeway_catalog::{CatalogSnapshot, ClusterId, Export};
+use prometheus_client::metrics::counter::Counter;
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::SourceConfig;
+use crate::error::Error;
+use crate::k8s::KubeSource;
+use crate::source::StaticSource;
+
+pub(crate) enum LocalSource {
+    Static {
+        source: StaticSource,
+        text: Option<String>,
+    },
+    Kubernetes(KubeSource),
+}
+
+/// What a running source needs besides its own state.
+pub(crate) struct SourceOutputs {
+    pub tx: watch::Sender<Arc<Vec<Export>>>,
+    pub rejected: Counter,
+    pub catalog: watch::Receiver<Arc<CatalogSnapshot>>,
+    pub local: ClusterId,
+}
+
+impl LocalSource {
+    /// Opens the configured source and reads the exports it starts with.
+    pub async fn open(
+        cfg: &SourceConfig,
+        tasks: &TaskTracker,
+        stop: &CancellationToken,
+    ) -> Result<(Self, Vec<Export>), Error> {
+        match cfg {
+            SourceConfig::Static { .. } => {
+                let source = StaticSource::new(cfg)?;
+                let (exports, text) = source.load_with_text()?;
+                Ok((Self::Static { source, text }, exports))
+            }
+            SourceConfig::Kubernetes(k) => {
+                k.validate()?;
+                let source = KubeSource::start(k, tasks, stop).await?;
+                let exports = source.load();
+                Ok((Self::Kubernetes(source), exports))
+            }
+        }
+    }
+
+    /// Publishes changes until `stop`.
+    pub fn spawn(self, out: SourceOutputs, tasks: &TaskTracker, stop: CancellationToken) {
+        match self {
+            Self::Static { source, text } => {
+                tasks.spawn(source.watch(text, out.tx, out.rejected, stop));
+            }
+            Self::Kubernetes(source) => {
+                tasks.spawn(source.run(out.tx, out.catalog, out.local, stop));
+            }
+        }
+    }
+}

@@ -1,0 +1,399 @@
+//! An in-memory Kubernetes API server on loopback, just enough for the real
+//! `kube::Client` and kube-runtime watchers: LIST, WATCH (from a
+//! resourceVersion, newline-delimited JSON events), GET, POST, PUT (409 on a
+//! stale resourceVersion), JSON merge PATCH (with a `status` subresource for
+//! the MCS kinds) and DELETE. A first path segment other than `api`/`apis`
+//! names the client, so tests can see who wrote what.
+#![allow(dead_code, clippy::unwrap_used)]
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+
+use axum::body::{Body, Bytes};
+use axum::extract::State;
+use axum::http::{Method, StatusCode, Uri};
+use axum::response::Response;
+use serde_json::{Value, json};
+use tokio::sync::broadcast;
+
+mod select;
+
+/// (resource plural, namespace, name)
+type Key = (String, String, String);
+
+#[derive(Clone, Debug)]
+struct Event {
+    rv: u64,
+    plural: String,
+    kind: &'static str,
+    obj: Value,
+}
+
+#[derive(Default)]
+struct Inner {
+    rv: u64,
+    objects: BTreeMap<Key, Value>,
+    history: Vec<Event>,
+    /// (client, method, plural, name) of every write.
+    writes: Vec<(String, String, String, String)>,
+    /// Namespaces that do not exist: creating objects there is a 404.
+    missing_namespaces: Vec<String>,
+}
+
+pub struct FakeKube {
+    pub addr: SocketAddr,
+    inner: Arc<Mutex<Inner>>,
+    events: broadcast::Sender<Event>,
+}
+
+struct Shared {
+    inner: Arc<Mutex<Inner>>,
+    events: broadcast::Sender<Event>,
+}
+
+/// apiVersion and kind of the plurals served.
+fn type_of(plural: &str) -> (&'static str, &'static str) {
+    match plural {
+        "services" => ("v1", "Service"),
+        "pods" => ("v1", "Pod"),
+        "endpointslices" => ("discovery.k8s.io/v1", "EndpointSlice"),
+        "leases" => ("coordination.k8s.io/v1", "Lease"),
+        "serviceexports" => ("multicluster.x-k8s.io/v1alpha1", "ServiceExport"),
+        "serviceimports" => ("multicluster.x-k8s.io/v1alpha1", "ServiceImport"),
+        _ => ("v1", "Unknown"),
+    }
+}
+
+fn has_status_subresource(plural: &str) -> bool {
+    matches!(plural, "serviceexports" | "serviceimports")
+}
+
+impl FakeKube {
+    pub async fn start() -> Self {
+        let inner = Arc::new(Mutex::new(Inner::default()));
+        let (events, _) = broadcast::channel(4096);
+        let shared = Arc::new(Shared {
+            inner: inner.clone(),
+            events: events.clone(),
+        });
+        let app = axum::Router::new().fallback(handle).with_state(shared);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        Self {
+            addr,
+            inner,
+            events,
+        }
+    }
+
+    /// The URL a client named `who` uses.
+    pub fn url(&self, who: &str) -> String {
+        format!("http://{}/{who}", self.addr)
+    }
+
+    /// Creates or replaces an object directly (as another controller would).
+    pub fn put(&self, plural: &str, obj: Value) {
+        let shared = Shared {
+            inner: self.inner.clone(),
+            events: self.events.clone(),
+        };
+        let (ns, name) = (
+            obj["metadata"]["namespace"]
+                .as_str()
+                .unwrap_or("")
+                .to_owned(),
+            obj["metadata"]["name"].as_str().unwrap().to_owned(),
+        );
+        let key = (plural.to_owned(), ns, name);
+        let exists = self.inner.lock().unwrap().objects.contains_key(&key);
+        shared.store(key, obj, if exists { "MODIFIED" } else { "ADDED" });
+    }
+
+    /// Makes namespace `ns` absent (`true`) or present again (`false`).
+    pub fn set_namespace_missing(&self, ns: &str, missing: bool) {
+        let mut inner = self.inner.lock().unwrap();
+        inner.missing_namespaces.retain(|n| n != ns);
+        if missing {
+            inner.missing_namespaces.push(ns.to_owned());
+        }
+    }
+
+    pub fn delete(&self, plural: &str, ns: &str, name: &str) {
+        let shared = Shared {
+            inner: self.inner.clone(),
+            events: self.events.clone(),
+        };
+        shared.remove(&(plural.into(), ns.into(), name.into()));
+    }
+
+    pub fn get(&self, plural: &str, ns: &str, name: &str) -> Option<Value> {
+        self.inner
+            .lock()
+            .unwrap()
+            .objects
+            .get(&(plural.into(), ns.into(), name.into()))
+            .cloned()
+    }
+
+    pub fn names(&self, plural: &str) -> Vec<String> {
+        let inner = self.inner.lock().unwrap();
+        inner
+            .objects
+            .keys()
+            .filter(|k| k.0 == plural)
+            .map(|k| format!("{}/{}", k.1, k.2))
+            .collect()
+    }
+
+    /// Clients that wrote `plural` objects, in order, deduplicated.
+    pub fn writers(&self, plural: &str) -> Vec<String> {
+        let inner = self.inner.lock().unwrap();
+        let mut who: Vec<String> = inner
+            .writes
+            .iter()
+            .filter(|w| w.2 == plural)
+            .map(|w| w.0.clone())
+            .collect();
+        who.dedup();
+        who
+    }
+}
+
+impl Shared {
+    /// Stores `obj` at a new resourceVersion and tells the watchers.
+    fn store(&self, key: Key, mut obj: Value, kind: &'static str) -> Value {
+        let mut inner = self.inner.lock().unwrap();
+        inner.rv += 1;
+        let rv = inner.rv;
+        let (api_version, k) = type_of(&key.0);
+        obj["apiVersion"] = json!(api_version);
+        obj["kind"] = json!(k);
+        obj["metadata"]["resourceVersion"] = json!(rv.to_string());
+        if obj["metadata"]["uid"].is_null() {
+            obj["metadata"]["uid"] = json!(format!("uid-{rv}"));
+        }
+        if obj["metadata"]["creationTimestamp"].is_null() {
+            obj["metadata"]["creationTimestamp"] = json!("2026-01-01T00:00:00Z");
+        }
+        inner.objects.insert(key.clone(), obj.clone());
+        let ev = Event {
+            rv,
+            plural: key.0,
+            kind,
+            obj: obj.clone(),
+        };
+        inner.history.push(ev.clone());
+        let _ = self.events.send(ev);
+        obj
+    }
+
+    fn remove(&self, key: &Key) -> Option<Value> {
+        let mut inner = self.inner.lock().unwrap();
+        let obj = inner.objects.remove(key)?;
+        inner.rv += 1;
+        let ev = Event {
+            rv: inner.rv,
+            plural: key.0.clone(),
+            kind: "DELETED",
+            obj: obj.clone(),
+        };
+        inner.history.push(ev.clone());
+        let _ = self.events.send(ev);
+        Some(obj)
+    }
+}
+
+/// A parsed request path.
+struct Target {
+    client: String,
+    plural: String,
+    ns: Option<String>,
+    name: Option<String>,
+    status: bool,
+}
+
+fn parse(path: &str) -> Option<Target> {
+    let mut seg: Vec<&str> = path.trim_matches('/').split('/').collect();
+    let client = if matches!(seg.first(), Some(&"api" | &"apis")) {
+        "default".to_owned()
+    } else {
+        seg.remove(0).to_owned()
+    };
+    let rest = match seg.first()? {
+        &"api" => &seg[2..],
+        _ => seg.get(3..)?,
+    };
+    let (ns, rest) = match rest {
+        ["namespaces", ns, rest @ ..] if !rest.is_empty() => (Some((*ns).to_owned()), rest),
+        _ => (None, rest),
+    };
+    Some(Target {
+        client,
+        plural: (*rest.first()?).to_owned(),
+        ns,
+        name: rest.get(1).map(|s| (*s).to_owned()),
+        status: rest.get(2) == Some(&"status"),
+    })
+}
+
+fn status(code: u16, reason: &str, message: String) -> Response {
+    let body = json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure", "message": message, "reason": reason, "code": code});
+    reply(StatusCode::from_u16(code).unwrap(), &body)
+}
+
+fn reply(code: StatusCode, body: &Value) -> Response {
+    Response::builder()
+        .status(code)
+        .header("content-type", "application/json")
+        .body(Body::from(body.to_string()))
+        .unwrap()
+}
+
+async fn handle(State(s): State<Arc<Shared>>, method: Method, uri: Uri, body: Bytes) -> Response {
+    let Some(t) = parse(uri.path()) else {
+        return status(404, "NotFound", format!("no route {}", uri.path()));
+    };
+    let query: BTreeMap<String, String> = uri
+        .query()
+        .unwrap_or("")
+        .split('&')
+        .filter_map(|kv| kv.split_once('='))
+        .map(|(k, v)| {
+            (
+                k.to_owned(),
+                v.replace("%3D", "=")
+                    .replace("%2C", ",")
+                    .replace("%2F", "/"),
+            )
+        })
+        .collect();
+    let body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    if method != Method::GET {
+        let name = t
+            .name
+            .clone()
+            .or_else(|| body["metadata"]["name"].as_str().map(Into::into))
+            .unwrap_or_default();
+        s.inner.lock().unwrap().writes.push((
+            t.client.clone(),
+            method.to_string(),
+            t.plural.clone(),
+            name,
+        ));
+    }
+    match (method, &t.name) {
+        (Method::GET, None) if query.get("watch").is_some_and(|w| w == "true" || w == "1") => {
+            select::watch(&s, &t, &query)
+        }
+        (Method::GET, None) => select::list(&s, &t, &query),
+        (Method::GET, Some(name)) => match s.inner.lock().unwrap().objects.get(&key(&t, name)) {
+            Some(o) => reply(StatusCode::OK, o),
+            None => status(404, "NotFound", format!("{} {name} not found", t.plural)),
+        },
+        (Method::POST, None) => create(&s, &t, body),
+        (Method::PUT, Some(name)) => update(&s, &t, name, |_| body.clone(), true),
+        (Method::PATCH, Some(name)) => update(&s, &t, name, |cur| merge(cur, &body), false),
+        (Method::DELETE, Some(name)) => match s.remove(&key(&t, name)) {
+            Some(o) => reply(StatusCode::OK, &o),
+            None => status(404, "NotFound", format!("{} {name} not found", t.plural)),
+        },
+        (m, _) => status(405, "MethodNotAllowed", format!("{m} not supported here")),
+    }
+}
+
+fn key(t: &Target, name: &str) -> Key {
+    (
+        t.plural.clone(),
+        t.ns.clone().unwrap_or_default(),
+        name.to_owned(),
+    )
+}
+
+fn create(s: &Shared, t: &Target, mut body: Value) -> Response {
+    let Some(name) = body["metadata"]["name"].as_str().map(str::to_owned) else {
+        return status(422, "Invalid", "metadata.name is required".into());
+    };
+    let k = key(t, &name);
+    if s.inner.lock().unwrap().missing_namespaces.contains(&k.1) {
+        return status(404, "NotFound", format!("namespaces \"{}\" not found", k.1));
+    }
+    if s.inner.lock().unwrap().objects.contains_key(&k) {
+        return status(
+            409,
+            "AlreadyExists",
+            format!("{} {name} already exists", t.plural),
+        );
+    }
+    body["metadata"]["namespace"] = json!(k.1);
+    if let Some(m) = body["metadata"].as_object_mut() {
+        m.remove("uid");
+        m.remove("resourceVersion");
+    }
+    if has_status_subresource(&t.plural)
+        && let Some(o) = body.as_object_mut()
+    {
+        o.remove("status");
+    }
+    reply(StatusCode::CREATED, &s.store(k, body, "ADDED"))
+}
+
+/// PUT (`check_rv`: a stale resourceVersion is a 409) or PATCH of an object
+/// or, for the MCS kinds, of its status only.
+fn update(
+    s: &Shared,
+    t: &Target,
+    name: &str,
+    f: impl FnOnce(&Value) -> Value,
+    check_rv: bool,
+) -> Response {
+    let k = key(t, name);
+    let Some(cur) = s.inner.lock().unwrap().objects.get(&k).cloned() else {
+        return status(404, "NotFound", format!("{} {name} not found", t.plural));
+    };
+    let mut next = f(&cur);
+    let sent_rv = next["metadata"]["resourceVersion"]
+        .as_str()
+        .map(str::to_owned);
+    if check_rv
+        && sent_rv
+            .is_some_and(|rv| Some(rv.as_str()) != cur["metadata"]["resourceVersion"].as_str())
+    {
+        return status(
+            409,
+            "Conflict",
+            format!("the object has been modified; {} {name}", t.plural),
+        );
+    }
+    if has_status_subresource(&t.plural) {
+        let keep = if t.status { cur.clone() } else { next.clone() };
+        let status = if t.status {
+            next["status"].clone()
+        } else {
+            cur["status"].clone()
+        };
+        next = keep;
+        next["status"] = status;
+    }
+    next["metadata"]["uid"] = cur["metadata"]["uid"].clone();
+    next["metadata"]["creationTimestamp"] = cur["metadata"]["creationTimestamp"].clone();
+    reply(StatusCode::OK, &s.store(k, next, "MODIFIED"))
+}
+
+/// RFC 7386 JSON merge patch.
+fn merge(target: &Value, patch: &Value) -> Value {
+    let Some(p) = patch.as_object() else {
+        return patch.clone();
+    };
+    let mut out = target.as_object().cloned().unwrap_or_default();
+    for (k, v) in p {
+        if v.is_null() {
+            out.remove(k);
+        } else {
+            let merged = merge(out.get(k).unwrap_or(&Value::Null), v);
+            out.insert(k.clone(), merged);
+        }
+    }
+    Value::Object(out)
+}

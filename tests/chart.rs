@@ -1,0 +1,125 @@
+//! The Helm chart's rendered causeway.yaml loads with `causeway config check`,
+//! with certificates made by `causeway ca` laid out as the chart mounts them.
+//! Needs `helm` on PATH (CI installs it); skipped with a reason otherwise.
+
+#![allow(clippy::unwrap_used)]
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+fn causeway(args: &[&str]) -> Output {
+    let out = Command::new(env!("CARGO_BIN_EXE_causeway"))
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "causeway {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+/// `helm template` of the chart with its CI values, or None when helm is missing.
+fn render() -> Option<String> {
+    let chart = Path::new(env!("CARGO_MANIFEST_DIR")).join("charts/causeway");
+    let values = chart.join("ci/test-values.yaml");
+    let out = Command::new("helm")
+        .args(["template", "t", "--namespace", "causeway"])
+        .arg(&chart)
+        .arg("-f")
+        .arg(&values)
+        .args(["--show-only", "templates/configmap.yaml"])
+        .output();
+    let out = match out {
+        Ok(o) => o,
+        Err(e) => {
+            eprintln!("skipping: helm is not on PATH ({e}); .ci/run installs it");
+            return None;
+        }
+    };
+    assert!(
+        out.status.success(),
+        "helm template: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Some(String::from_utf8(out.stdout).unwrap())
+}
+
+/// The `causeway.yaml: |` block of the rendered ConfigMap, dedented.
+fn config_of(manifest: &str) -> String {
+    let (_, block) = manifest.split_once("causeway.yaml: |\n").unwrap();
+    block
+        .lines()
+        .take_while(|l| l.is_empty() || l.starts_with("    "))
+        .map(|l| l.get(4..).unwrap_or(""))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// This cluster's certificates and the peer's CA, named as the chart mounts them.
+fn make_certs(dir: &Path) {
+    let d = |p: &str| dir.join(p).to_str().unwrap().to_owned();
+    for (cluster, td) in [
+        ("east", "east.demo.causeway"),
+        ("west", "west.demo.causeway"),
+    ] {
+        let ca = d(&format!("ca-{cluster}"));
+        causeway(&[
+            "ca",
+            "init",
+            "--cluster",
+            cluster,
+            "--trust-domain",
+            td,
+            "--out",
+            &ca,
+        ]);
+    }
+    for w in ["gateway", "federation"] {
+        causeway(&[
+            "ca",
+            "issue",
+            "--ca",
+            &d("ca-east"),
+            "--workload",
+            w,
+            "--out",
+            &d("certs"),
+        ]);
+    }
+    std::fs::copy(
+        dir.join("ca-west/ca.pem"),
+        dir.join("certs/peer-west-ca.pem"),
+    )
+    .unwrap();
+}
+
+#[test]
+fn the_chart_renders_a_config_causeway_accepts() {
+    let Some(manifest) = render() else {
+        return;
+    };
+    let text = config_of(&manifest);
+    assert!(text.contains("kubernetes:"), "{text}");
+    let dir = tempfile::tempdir().unwrap();
+    make_certs(dir.path());
+    let file = dir.path().join("causeway.yaml");
+    std::fs::write(&file, &text).unwrap();
+    let out = causeway(&["config", "check", file.to_str().unwrap()]);
+    let effective = String::from_utf8_lossy(&out.stdout);
+    assert!(effective.contains("gateway_selector"), "{effective}");
+    assert_eq!(
+        effective.matches("port_base: 20000").count(),
+        2,
+        "gateway and federation share the port range: {effective}"
+    );
+    assert!(effective.contains("name: west"), "{effective}");
+    // A broken render is caught: the same config without its certificates fails.
+    std::fs::remove_file(dir.path().join("certs/gateway.pem")).unwrap();
+    let bad = Command::new(env!("CARGO_BIN_EXE_causeway"))
+        .args(["config", "check", file.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(!bad.status.success());
+}
