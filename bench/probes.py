@@ -84,13 +84,13 @@ def who_handler(tag):
     return handle
 
 
-def pingpong(host, port, n=10000, msg=64):
+def pingpong(host, port, n=10000, msg=64, warm=500):
     s = socket.create_connection((host, port), timeout=10)
     s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     out = b"x" * msg
     xs = []
     t_end = time.time() + LIMIT_S
-    for _ in range(500):  # warm-up
+    for _ in range(warm):  # warm-up
         s.sendall(out)
         recv_exact(s, msg)
     for _ in range(n):
