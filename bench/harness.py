@@ -232,7 +232,7 @@ source:
 RELAY = 1000
 
 
-def start_relay(clusters, tcp=(), delay_ms=25):
+def start_relay(clusters, tcp=(), delay_ms=25, name="relay"):
     """`causeway dev delay` (from `causeway dev up`'s namespace harness, made for kernels without
     tc netem): DELAY ms each way in front of every cluster's federation and gateway."""
     argv = [CAUSEWAY, "dev", "delay", "--delay-ms", str(delay_ms)]
@@ -241,7 +241,7 @@ def start_relay(clusters, tcp=(), delay_ms=25):
                  "--udp", f"127.0.0.1:{c.gw + RELAY}=127.0.0.1:{c.gw}"]
     for listen, target in tcp:
         argv += ["--tcp", f"127.0.0.1:{listen}=127.0.0.1:{target}"]
-    PROCS.start("relay", argv)
+    PROCS.start(name, argv)
     for c in clusters:
         wait_until("relay up", lambda c=c: tcp_open(c.fed + RELAY))
 
@@ -660,7 +660,10 @@ def three_clusters(root, relay=False):
                       exports=[export("bench/who", 6000, 6002)], relay=relay),
     }
     if relay:
-        start_relay(cl.values())
+        # One relay per cluster: a restarted cluster gets a fresh relay too (the relay keeps a UDP
+        # client's upstream socket, which is dead after its target process was killed).
+        for c in cl.values():
+            start_relay([c], name=f"relay-{c.name}")
     for c in cl.values():
         c.write_exports([])
         c.start()
@@ -676,15 +679,22 @@ def section_failover(args, results, relay=False):
     vip = cl["fa"].vip("bench/who", clusters=2)
     runs = []
     res = {"load_start": loadavg(), "reps": args.failover_reps}
+    def restart_fb():
+        if relay:
+            PROCS.kill("relay-fb")
+            start_relay([cl["fb"]], name="relay-fb")
+        cl["fb"].start()
+
     for rep in range(args.failover_reps):
-        if f"causeway-fb" not in PROCS.procs:
-            cl["fb"].start()
+        if "causeway-fb" not in PROCS.procs:
+            restart_fb()
         # Wait until new connections go through fb again (it is first in fa's failover list).
         try:
             wait_until("traffic through fb", lambda: probes.who_once(vip, 6000, 1.0) == "fb",
                        timeout=30, every=0.1)
         except RuntimeError:
             runs.append({"rep": rep, "error": "fb never took traffic back"})
+            log(f"failover rep {rep + 1}: fb never took traffic back")
             continue
         time.sleep(0.3)
         # Attempts start every 20 ms, each on a new connection with a 5 s budget; the figure is the
@@ -716,7 +726,7 @@ def section_failover(args, results, relay=False):
     # Catalog propagation reuses the same three clusters.
     if "catalog" in args.only or relay:
         if "causeway-fb" not in PROCS.procs:
-            cl["fb"].start()
+            restart_fb()
         catalog_propagation(args, results, cl, "catalog" + sfx)
     PROCS.stop_all()
 
