@@ -92,9 +92,15 @@ impl VipAllocator {
             }
         }
         let mut errors = Vec::new();
+        // Once a family's ranges are full, nothing frees up during this loop:
+        // later keys of that family fail without probing (probing a full range
+        // walks all of it, which made a sync with more services than addresses
+        // take O(keys x range size); docs/benchmarks.md, "Catalog at scale").
+        let mut full = [false, false];
         for key in keys {
             for v4 in [true, false] {
-                if let Err(e) = self.ensure(key, v4) {
+                if let Err(e) = self.ensure(key, v4, full[usize::from(v4)]) {
+                    full[usize::from(v4)] = true;
                     errors.push(e);
                 }
             }
@@ -102,7 +108,7 @@ impl VipAllocator {
         errors
     }
 
-    fn ensure(&mut self, key: &ServiceKey, v4: bool) -> Result<(), VipError> {
+    fn ensure(&mut self, key: &ServiceKey, v4: bool, full: bool) -> Result<(), VipError> {
         let family: Vec<IpNet> = self
             .ranges
             .iter()
@@ -113,7 +119,11 @@ impl VipAllocator {
             return Ok(());
         }
         let hash = fnv1a(key.to_string().as_bytes());
-        let found = family.iter().find_map(|r| self.probe(*r, hash));
+        let found = if full {
+            None
+        } else {
+            family.iter().find_map(|r| self.probe(*r, hash))
+        };
         let ip = found.ok_or_else(|| VipError::Exhausted {
             key: key.clone(),
             family: if v4 { "IPv4" } else { "IPv6" },
@@ -218,6 +228,27 @@ mod tests {
         assert!(ips[0].is_ipv4() && ips[1].is_ipv6());
         assert!("127.77.1.0/24".parse::<IpNet>().unwrap().contains(&ips[0]));
         assert_ne!(ips[0], "127.77.1.0".parse::<IpAddr>().unwrap());
+    }
+
+    #[test]
+    fn every_key_past_a_full_range_gets_its_own_error() {
+        let mut a = alloc(&["127.77.1.0/24"]); // 254 usable hosts
+        let keys: Vec<ServiceKey> = (0..1000).map(|i| key(&format!("ns/s{i}"))).collect();
+        let errs = a.sync(&keys);
+        assert_eq!(errs.len(), 1000 - 254);
+        let unallocated: BTreeSet<String> = keys
+            .iter()
+            .filter(|k| a.get(k).is_empty())
+            .map(ToString::to_string)
+            .collect();
+        let named: BTreeSet<String> = errs
+            .iter()
+            .map(|e| match e {
+                VipError::Exhausted { key, .. } => key.to_string(),
+                other => panic!("{other}"),
+            })
+            .collect();
+        assert_eq!(named, unallocated);
     }
 
     #[test]

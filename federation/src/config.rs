@@ -280,9 +280,13 @@ impl SourceConfig {
 
 /// Each export valid, each service listed once.
 pub(crate) fn check_exports(exports: &[Export]) -> Result<(), ConfigError> {
-    for (i, e) in exports.iter().enumerate() {
+    // A set, not a scan of the earlier exports: the scan was quadratic and took
+    // most of the start-up (and of every reload) of a source with 10,000s of
+    // exports (docs/benchmarks.md, "Catalog at scale").
+    let mut seen = std::collections::HashSet::with_capacity(exports.len());
+    for e in exports {
         e.validate()?;
-        if exports[..i].iter().any(|o| o.key == e.key) {
+        if !seen.insert(&e.key) {
             return Err(ConfigError::DuplicateExport(e.key.to_string()));
         }
     }
@@ -292,6 +296,29 @@ pub(crate) fn check_exports(exports: &[Export]) -> Result<(), ConfigError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn export(key: &str) -> Export {
+        Export {
+            key: key.parse().unwrap(),
+            ports: vec![causeway_catalog::Port::tcp("http", 80)],
+            endpoints: Vec::new(),
+            export_to: causeway_catalog::ExportTo::All,
+            created_at: causeway_catalog::UnixMillis(0),
+            serve_stale: false,
+        }
+    }
+
+    #[test]
+    fn duplicate_exports_are_named() {
+        let mut list: Vec<Export> = (0..1000).map(|i| export(&format!("ns/s{i}"))).collect();
+        check_exports(&list).unwrap();
+        list.push(export("ns/s7"));
+        let e = check_exports(&list).unwrap_err();
+        assert!(
+            matches!(&e, ConfigError::DuplicateExport(k) if k == "ns/s7"),
+            "{e}"
+        );
+    }
 
     #[test]
     fn defaults_are_valid() {
