@@ -2,23 +2,17 @@
 //! start, the admin endpoint serves the catalog and peers, SIGTERM stops cleanly.
 #![allow(clippy::unwrap_used)]
 
+mod support;
+
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use causeway_catalog::ClusterId;
 use causeway_identity::{Ca, TrustDomain, Validity, Workload};
-
-struct Kill(Child);
-
-impl Drop for Kill {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
+use support::{BIN, Guard};
 
 fn certs(dir: &Path, name: &str) {
     let td: TrustDomain = format!("{name}.test").parse().unwrap();
@@ -93,13 +87,13 @@ peers:
     path
 }
 
-fn spawn(cmd: &str, config: &Path) -> Kill {
-    let child = Command::new(env!("CARGO_BIN_EXE_causeway"))
+fn spawn(cmd: &str, config: &Path) -> Guard {
+    let child = Command::new(BIN)
         .args([cmd, "--config", config.to_str().unwrap()])
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    Kill(child)
+    Guard(Some(child))
 }
 
 fn get(port: u16, path: &str) -> Option<String> {
@@ -117,11 +111,8 @@ fn get(port: u16, path: &str) -> Option<String> {
 }
 
 fn dig(port: u16, name: &str) -> Option<String> {
-    let port = port.to_string();
-    let args = ["+short", "+tries=3", "@127.0.0.1", "-p", &port, name];
-    let out = Command::new("dig").args(args).output().ok()?;
-    let text = String::from_utf8_lossy(&out.stdout).trim().to_owned();
-    (!text.is_empty()).then_some(text)
+    let dns = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    support::clients::dig(None, dns, name).into_iter().next()
 }
 
 fn wait_for<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
@@ -162,7 +153,7 @@ fn run_serves_admin_and_stops_on_sigterm() {
     let has = |m: &str| metrics.contains(m);
     assert!(has("causeway_gateway_") && has("causeway_dns_") && has("causeway_federation_"));
 
-    let pid = child.0.id().to_string();
+    let pid = child.pid().to_string();
     assert!(
         Command::new("kill")
             .args(["-TERM", &pid])
@@ -170,16 +161,12 @@ fn run_serves_admin_and_stops_on_sigterm() {
             .unwrap()
             .success()
     );
-    let status = wait_for("exit after SIGTERM", || child.0.try_wait().unwrap());
+    let proc = child.0.as_mut().unwrap();
+    let status = wait_for("exit after SIGTERM", || proc.try_wait().unwrap());
     assert!(status.success(), "exit status {status}");
     let mut log = String::new();
-    child
-        .0
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut log)
-        .unwrap();
+    let stderr = proc.stderr.as_mut().unwrap();
+    stderr.read_to_string(&mut log).unwrap();
     assert!(log.contains("causeway stopped cleanly"), "{log}");
     assert!(
         dir.path().join("state").read_dir().unwrap().count() > 0,
@@ -191,8 +178,11 @@ fn run_serves_admin_and_stops_on_sigterm() {
 /// DNS and the gateway follow it. Each process gets its own admin port.
 #[test]
 fn components_run_apart() {
-    if Command::new("dig").arg("-v").output().is_err() {
-        eprintln!("SKIPPED: dig is not installed (Debian: bind9-dnsutils)");
+    if !support::have("dig") {
+        support::skip(
+            "components_run_apart",
+            "dig is not installed (Debian: bind9-dnsutils)",
+        );
         return;
     }
     let dir = tempfile::tempdir().unwrap();

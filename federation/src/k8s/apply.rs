@@ -29,15 +29,28 @@ impl HasStatus for ServiceImport {
     }
 }
 
-pub async fn apply_one<K>(client: &Client, action: Action<K>) -> Result<(), KubeError>
-where
+/// A namespaced object the sink creates, updates and deletes.
+pub trait Owned:
+    Resource<DynamicType = (), Scope = NamespaceResourceScope>
+    + Clone
+    + std::fmt::Debug
+    + Serialize
+    + DeserializeOwned
+    + HasStatus
+{
+}
+
+impl<K> Owned for K where
     K: Resource<DynamicType = (), Scope = NamespaceResourceScope>
         + Clone
         + std::fmt::Debug
         + Serialize
         + DeserializeOwned
-        + HasStatus,
+        + HasStatus
 {
+}
+
+pub async fn apply_one<K: Owned>(client: &Client, action: Action<K>) -> Result<(), KubeError> {
     let kind = K::kind(&());
     let pp = PostParams::default();
     let (want, result) = match action {

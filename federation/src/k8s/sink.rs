@@ -9,15 +9,13 @@ use causeway_catalog::CatalogSnapshot;
 use k8s_openapi::api::core::v1::{Pod, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::api::{Api, ListParams};
-use kube::core::NamespaceResourceScope;
 use kube::{Client, Resource};
-use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use super::apply::{HasStatus, apply_one};
+use super::apply::{Owned, apply_one};
 use super::crd::ServiceImport;
 use super::desired::{
     MANAGED_BY, MANAGED_BY_VALUE, derived_service, derived_slice, service_imports,
@@ -203,15 +201,7 @@ impl KubeSink {
         Ok(ips)
     }
 
-    async fn apply<K>(&self, actions: Vec<Action<K>>) -> Result<(), KubeError>
-    where
-        K: Resource<DynamicType = (), Scope = NamespaceResourceScope>
-            + Clone
-            + std::fmt::Debug
-            + Serialize
-            + DeserializeOwned
-            + HasStatus,
-    {
+    async fn apply<K: Owned>(&self, actions: Vec<Action<K>>) -> Result<(), KubeError> {
         let mut first = Ok(());
         for action in actions {
             // One bad object (say, a namespace missing here) must not hold up the others.
