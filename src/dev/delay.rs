@@ -157,8 +157,15 @@ async fn upstream(
     });
     tokio::spawn(async move {
         let mut buf = vec![0; 65536];
-        while let Ok(n) = up.recv(&mut buf).await {
-            let _ = back_tx.try_send((Instant::now() + delay, buf[..n].to_vec()));
+        loop {
+            match up.recv(&mut buf).await {
+                Ok(n) => {
+                    let _ = back_tx.try_send((Instant::now() + delay, buf[..n].to_vec()));
+                }
+                // ICMP port unreachable: the target is restarting; keep listening for it.
+                Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => {}
+                Err(_) => return,
+            }
         }
     });
     Ok(tx)
@@ -243,6 +250,51 @@ mod tests {
             start.elapsed() >= Duration::from_millis(60),
             "{:?}",
             start.elapsed()
+        );
+    }
+
+    /// A restarted target behind the relay is heard again (ICMP port unreachable
+    /// while it was down must not end the relay's receive loop).
+    #[tokio::test]
+    async fn udp_survives_a_target_restart() {
+        let server = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let target = server.local_addr().unwrap();
+        let front = Arc::new(UdpSocket::bind("127.0.0.1:0").await.unwrap());
+        let addr = front.local_addr().unwrap();
+        tokio::spawn(udp_relay(front, target, Duration::from_millis(1)));
+        let client = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let mut buf = [0; 16];
+        client.send_to(b"one", addr).await.unwrap();
+        let (n, from) = server.recv_from(&mut buf).await.unwrap();
+        server.send_to(&buf[..n], from).await.unwrap();
+        assert_eq!(client.recv(&mut buf).await.unwrap(), 3);
+        drop(server);
+        // Sent while the target is down: the relay's upstream socket gets port unreachable.
+        for _ in 0..3 {
+            client.send_to(b"lost", addr).await.unwrap();
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let server = UdpSocket::bind(target).await.unwrap();
+        let answered = async {
+            loop {
+                client.send_to(b"two", addr).await.unwrap();
+                let got =
+                    tokio::time::timeout(Duration::from_millis(200), server.recv_from(&mut buf))
+                        .await;
+                let Ok(Ok((n, from))) = got else { continue };
+                if &buf[..n] != b"two" {
+                    continue;
+                }
+                server.send_to(b"back", from).await.unwrap();
+                let mut back = [0; 16];
+                let n = client.recv(&mut back).await.unwrap();
+                return back[..n].to_vec();
+            }
+        };
+        let back = tokio::time::timeout(Duration::from_secs(5), answered).await;
+        assert_eq!(
+            back.expect("relay stopped relaying after the restart"),
+            b"back"
         );
     }
 }
