@@ -64,6 +64,9 @@ pub async fn attempt(
     let header = protocol::encode_request(req)?;
     let exchange = async {
         let (mut send, mut recv) = conn.open_bi().await?;
+        // The header goes out ahead of other streams' bulk data, then this stream
+        // takes its fair turn like the rest.
+        let _ = send.set_priority(protocol::SETUP_PRIORITY);
         send.write_all(&header).await?;
         let mut head = [0u8; 3];
         recv.read_exact(&mut head).await?;
@@ -74,6 +77,7 @@ pub async fn attempt(
             let detail = String::from_utf8_lossy(&detail[..n]).into_owned();
             return Err(AttemptError::Status(status, detail));
         }
+        let _ = send.set_priority(0);
         Ok((send, recv))
     };
     tokio::time::timeout(limit, exchange)

@@ -151,7 +151,9 @@ pub struct Ejection {
 pub struct Transport {
     #[serde(default = "default_stream_window")]
     pub stream_receive_window: u32,
-    /// Per peer connection; bounds memory per peer.
+    /// Per peer connection: bounds what one peer can make us buffer. Stalled
+    /// tunnelled connections each hold up to a stream window of it; when they hold
+    /// all of it, new streams from that peer wait, so keep it many stream windows.
     #[serde(default = "default_conn_window")]
     pub receive_window: u32,
     #[serde(default = "default_send_window")]
@@ -216,7 +218,7 @@ fn default_stream_window() -> u32 {
     2 << 20
 }
 fn default_conn_window() -> u32 {
-    16 << 20
+    128 << 20
 }
 fn default_send_window() -> u32 {
     16 << 20

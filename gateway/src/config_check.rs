@@ -5,6 +5,9 @@ use std::time::Duration;
 
 use crate::config::Config;
 
+/// Stalled streams a connection receive window must hold before it blocks others.
+const MIN_STREAMS_PER_WINDOW: u32 = 8;
+
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum ConfigError {
@@ -170,6 +173,13 @@ impl Config {
             1200,
             gib,
         )?;
+        if t.receive_window / MIN_STREAMS_PER_WINDOW < t.stream_receive_window {
+            return Err(ConfigError::Number {
+                key: "transport.receive_window",
+                value: t.receive_window.into(),
+                valid: "use at least 8 x transport.stream_receive_window: each stalled tunnelled connection holds up to a stream window of it, and a full window stalls every new connection to that peer",
+            });
+        }
         within("transport.send_window", t.send_window.into(), 1200, gib)?;
         within(
             "transport.udp_socket_buffer",
@@ -269,6 +279,19 @@ mod tests {
                 .to_string()
                 .contains("timeouts.status")
         );
+    }
+
+    #[test]
+    fn a_connection_window_of_few_stream_windows_is_refused() {
+        let yaml = "listen: 127.0.0.1:1\ntransport: {stream_receive_window: 4194304, receive_window: 16777216}\n";
+        let msg = parse(yaml).unwrap().validate().unwrap_err().to_string();
+        assert!(
+            msg.contains("transport.receive_window is 16777216")
+                && msg.contains("8 x transport.stream_receive_window"),
+            "{msg}"
+        );
+        let yaml = "listen: 127.0.0.1:1\ntransport: {stream_receive_window: 2097152, receive_window: 16777216}\n";
+        parse(yaml).unwrap().validate().unwrap();
     }
 
     #[test]

@@ -32,9 +32,12 @@ pub async fn read_request(recv: &mut RecvStream, limit: Duration) -> Result<Requ
 
 /// Sends a status; for anything but ok, ends both directions of the stream.
 pub async fn respond(send: &mut SendStream, recv: &mut RecvStream, status: Status, detail: &str) {
+    // Ahead of other streams' bulk data: the caller is waiting on this to start.
+    let _ = send.set_priority(protocol::SETUP_PRIORITY);
     let _ = send
         .write_all(&protocol::encode_response(status, detail))
         .await;
+    let _ = send.set_priority(0);
     if status != Status::Ok {
         let _ = send.finish();
         let _ = recv.stop(stream_code::PROTOCOL);

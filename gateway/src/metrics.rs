@@ -9,6 +9,7 @@ use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue, LabelValueEn
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
 #[derive(Debug, Clone, Copy, Hash, PartialEq, Eq)]
@@ -89,7 +90,7 @@ pub struct ClusterLabel {
     pub cluster: String,
 }
 
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct Metrics {
     pub peer_connected: Family<PeerLabels, Gauge>,
     pub peer_rtt: Family<PeerLabels, Gauge<f64, AtomicU64>>,
@@ -103,6 +104,32 @@ pub struct Metrics {
     pub service_active: Family<ServiceLabels, Gauge>,
     pub service_bytes: Family<BytesLabels, Counter>,
     pub inbound_streams_open: Gauge,
+    pub stream_setup: Family<ClusterLabel, Histogram, fn() -> Histogram>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self {
+            peer_connected: Family::default(),
+            peer_rtt: Family::default(),
+            peer_lost_packets: Family::default(),
+            peer_congestion_events: Family::default(),
+            peer_handshakes: Family::default(),
+            inbound_handshakes: Family::default(),
+            cluster_ejected: Family::default(),
+            streams: Family::default(),
+            service_connections: Family::default(),
+            service_active: Family::default(),
+            service_bytes: Family::default(),
+            inbound_streams_open: Gauge::default(),
+            stream_setup: Family::new_with_constructor(setup_histogram),
+        }
+    }
+}
+
+/// 100 µs to ~26 s: loopback stream setup to a congested WAN.
+fn setup_histogram() -> Histogram {
+    Histogram::new(exponential_buckets(1e-4, 2.0, 19))
 }
 
 impl Metrics {
@@ -147,6 +174,11 @@ impl Metrics {
             "streams",
             "Streams by peer cluster, direction and status",
             self.streams.clone(),
+        );
+        r.register(
+            "stream_setup_seconds",
+            "Outbound: from opening a stream to the far side's ok status",
+            self.stream_setup.clone(),
         );
         self.register_services(r);
     }

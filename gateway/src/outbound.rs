@@ -11,7 +11,7 @@ use tracing::Instrument;
 
 use crate::attempt::attempt;
 use crate::lb::{self, Candidate, Policy};
-use crate::metrics::{ActiveGuard, Direction, ServiceHandles};
+use crate::metrics::{ActiveGuard, ClusterLabel, Direction, ServiceHandles};
 use crate::protocol::Request;
 use crate::shared::Shared;
 use crate::splice::{self, Counters};
@@ -167,6 +167,7 @@ async fn remote(
     let Some((_slot, conn)) = shared.pool.pick(cluster, max) else {
         return false;
     };
+    let started = Instant::now();
     let (mut send, mut recv) = match attempt(shared.cfg.timeouts.status, &conn, req).await {
         Ok(streams) => streams,
         Err(e) => {
@@ -181,6 +182,13 @@ async fn remote(
         }
     };
     shared.pool.success(shared, cluster);
+    shared
+        .metrics
+        .stream_setup
+        .get_or_create(&ClusterLabel {
+            cluster: cluster.to_string(),
+        })
+        .observe(started.elapsed().as_secs_f64());
     shared
         .metrics
         .stream(cluster.as_str(), Direction::Outbound, "ok");

@@ -13,6 +13,8 @@ pub const VERSION: u8 = 1;
 pub const MAX_HEADER: usize = 4096;
 pub const PREFIX_LEN: usize = 3;
 pub const ALPN: &[u8] = b"causeway/1";
+/// quinn send priority of stream headers and statuses (bulk data is 0).
+pub const SETUP_PRIORITY: i32 = 1;
 
 /// Stream reset / stop codes (QUIC application error codes on streams).
 pub mod stream_code {

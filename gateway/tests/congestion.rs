@@ -1,0 +1,138 @@
+//! One stuck service must not wedge the peer connection for every other service.
+#![allow(clippy::unwrap_used)]
+
+mod support;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use causeway_catalog::ExportTo;
+use support::*;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+/// Accepts connections and never reads from them: data for it piles up in the
+/// far gateway's stream buffers, holding connection-level flow-control credit.
+async fn stuck_server() -> SocketAddr {
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((s, _)) = l.accept().await {
+            held.push(s);
+        }
+    });
+    addr
+}
+
+/// Writes into `addr` until the tunnel stops taking bytes (bounded at 64 MiB),
+/// then counts itself in `stuck`.
+async fn push_until_stuck(addr: SocketAddr, stuck: Arc<AtomicUsize>) {
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    let chunk = vec![7u8; 256 << 10];
+    for _ in 0..256 {
+        match tokio::time::timeout(Duration::from_secs(2), s.write_all(&chunk)).await {
+            Ok(Ok(())) => {}
+            _ => break, // blocked: every buffer on the way is full
+        }
+    }
+    stuck.fetch_add(1, Ordering::SeqCst);
+    // Keep the connection (and the far side's buffered bytes) alive.
+    tokio::time::sleep(Duration::from_secs(60)).await;
+}
+
+async fn echo_once(addr: SocketAddr) -> Result<Vec<u8>, String> {
+    let go = async {
+        let mut s = TcpStream::connect(addr).await.map_err(|e| e.to_string())?;
+        s.write_all(b"still here")
+            .await
+            .map_err(|e| e.to_string())?;
+        let mut buf = [0u8; 10];
+        s.read_exact(&mut buf).await.map_err(|e| e.to_string())?;
+        Ok(buf.to_vec())
+    };
+    tokio::time::timeout(Duration::from_secs(10), go)
+        .await
+        .map_err(|_| "no echo within 10 s".to_string())?
+}
+
+fn streams(metrics: &str) -> String {
+    metrics
+        .lines()
+        .filter(|l| {
+            l.starts_with("gateway_streams_total") || l.starts_with("gateway_cluster_ejected")
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stuck_service_does_not_block_new_streams_to_the_same_peer() {
+    let mut mesh = Mesh::new(&[("a", "eu"), ("b", "eu")], "127.77.9.0/24");
+    let (echo, stuck) = (echo_server().await, stuck_server().await);
+    mesh.set_exports(
+        "b",
+        vec![
+            export("demo/echo", 7000, echo, ExportTo::All),
+            export("demo/stuck", 7001, stuck, ExportTo::All),
+        ],
+    );
+    let b = mesh.info("b").clone();
+    mesh.publish(
+        "a",
+        vec![
+            import("demo/echo", 7000, "127.77.9.1", &[&b]),
+            import("demo/stuck", 7001, "127.77.9.2", &[&b]),
+        ],
+    );
+    let (echo_vip, stuck_vip): (SocketAddr, SocketAddr) = (
+        "127.77.9.1:7000".parse().unwrap(),
+        "127.77.9.2:7001".parse().unwrap(),
+    );
+    wait_for("tunnel ready", Duration::from_secs(10), || async {
+        echo_once(echo_vip).await.ok()
+    })
+    .await;
+
+    // Enough stuck connections that their buffered bytes exceed the far side's
+    // connection receive window many times over.
+    const STUCK: usize = 32;
+    let stuck = Arc::new(AtomicUsize::new(0));
+    let pushers: Vec<_> = (0..STUCK)
+        .map(|_| tokio::spawn(push_until_stuck(stuck_vip, stuck.clone())))
+        .collect();
+    wait_for(
+        "every stuck connection blocked",
+        Duration::from_secs(60),
+        || {
+            let n = stuck.load(Ordering::SeqCst);
+            async move { (n == STUCK).then_some(()) }
+        },
+    )
+    .await;
+    let a = mesh.node("a");
+    let pushed = "gateway_service_bytes_total{service=\"demo/stuck\",direction=\"outbound\",flow=\"request\"}";
+    println!(
+        "{} MiB stuck in the tunnel",
+        a.metric(pushed) / f64::from(1 << 20)
+    );
+
+    for i in 0..5 {
+        let got = echo_once(echo_vip).await;
+        assert_eq!(
+            got.as_deref(),
+            Ok(&b"still here"[..]),
+            "new connection {i} to another service on the same peer; a: {}\nb: {}",
+            streams(&a.metrics()),
+            streams(&mesh.node("b").metrics())
+        );
+    }
+    let timeouts = "gateway_streams_total{cluster=\"b\",direction=\"outbound\",status=\"timeout\"}";
+    assert_eq!(a.metric(timeouts), 0.0, "{}", a.metrics());
+    assert_eq!(a.metric("gateway_cluster_ejected{cluster=\"b\"}"), 0.0);
+    for p in pushers {
+        p.abort();
+    }
+}
