@@ -822,6 +822,62 @@ def section_scale(args, results):
     results["scale"] = res
 
 
+def vm_kib(pid, key):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith(key + ":"):
+                return int(line.split()[1])
+    return 0
+
+
+def metric_value(port, name):
+    text = http_get(f"http://127.0.0.1:{port}/metrics") or ""
+    m = re.search(r"^" + re.escape(name) + r"(?:\{[^}]*\})? (\S+)$", text, re.M)
+    return float(m.group(1)) if m else None
+
+
+def fedproc_run(root, total, peers=5):
+    """peers `causeway federation` processes exporting total/peers services each, and one
+    subscriber process; returns the subscriber's full-sync time and memory."""
+    shutil.rmtree(root, ignore_errors=True)
+    os.makedirs(root, exist_ok=True)
+    per = total // peers
+    sub_stub = Cluster("sub", 30, root, "127.80.0.0/12")
+    exps = [Cluster(f"x{i}", 31 + i, root, f"127.{100 + i}.0.0/16", peers=[sub_stub]) for i in range(peers)]
+    sub = Cluster("sub", 30, root, "127.80.0.0/12", peers=exps)
+    for i, x in enumerate(exps):
+        x.write_exports([export(f"scale/s{i}-{j}", 80, 8080) for j in range(per)])
+        PROCS.start(f"fed-x{i}", [CAUSEWAY, "federation", "--config", x.cfg], cwd=root)
+    for x in exps:
+        wait_until(f"{x.name} exports loaded", lambda x=x: metric_value(x.admin, "causeway_federation_local_exports") == per,
+                   timeout=120, every=0.2)
+    t0 = time.perf_counter()
+    PROCS.start("fed-sub", [CAUSEWAY, "federation", "--config", sub.cfg], cwd=root)
+    pid = PROCS.pid("fed-sub")
+    wait_until("subscriber synced", lambda: metric_value(sub.admin, "causeway_federation_catalog_imports") == total,
+               timeout=300, every=0.02)
+    sync = time.perf_counter() - t0
+    time.sleep(1)  # let the post-sync state write and allocator settle
+    r = {"exports": total, "sync_s": sync, "sub_rss_mib": vm_kib(pid, "VmRSS") / 1024,
+         "sub_peak_mib": vm_kib(pid, "VmHWM") / 1024,
+         "exporter_rss_mib": max(vm_kib(PROCS.pid(f"fed-x{i}"), "VmRSS") for i in range(peers)) / 1024}
+    PROCS.stop_all()
+    return r
+
+
+def section_fedproc(args, results):
+    """Catalog at scale with every federation in its own process (the target is per process)."""
+    res = {"load_start": loadavg(), "runs": []}
+    for total in (1000, 10000, 100000):
+        for rep in range(args.scale_reps if total < 100000 else 1):
+            r = fedproc_run(os.path.join(WORK, "fedproc"), total)
+            r["rep"] = rep
+            log(f"fedproc {r}")
+            res["runs"].append(r)
+    res["load_end"] = loadavg()
+    results["fedproc"] = res
+
+
 # ---------------------------------------------------------------- report
 
 
@@ -1125,7 +1181,7 @@ def main():
     ap.add_argument("--failover-reps", type=int, default=20)
     ap.add_argument("--exports", type=int, default=100)
     ap.add_argument("--scale-reps", type=int, default=3)
-    ap.add_argument("--only", default="dataplane,dns,failover,catalog,scale,wan")
+    ap.add_argument("--only", default="dataplane,dns,failover,catalog,scale,fedproc,wan")
     ap.add_argument("--report-only", action="store_true")
     ap.add_argument("--out", default=os.path.join(ROOT, "docs", "benchmarks.md"))
     args = ap.parse_args()
@@ -1139,6 +1195,7 @@ def main():
             results["machine"] = machine()
             for name, fn in (("dataplane", section_dataplane), ("dns", section_dns),
                              ("failover", section_failover), ("scale", section_scale),
+                             ("fedproc", section_fedproc),
                              ("wan", section_wan)):
                 if name in args.only:
                     log(f"== {name} (load {loadavg()})")

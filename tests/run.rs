@@ -150,8 +150,12 @@ fn run_serves_admin_and_stops_on_sigterm() {
     });
     assert!(peers.contains("\"name\":\"west\""), "{peers}");
     let metrics = get(admin, "/metrics").unwrap();
-    let has = |m: &str| metrics.contains(m);
-    assert!(has("causeway_gateway_") && has("causeway_dns_") && has("causeway_federation_"));
+    let has = |m: &str| metrics.lines().any(|l| l.starts_with(m));
+    assert!(
+        has("causeway_gateway_") && has("causeway_dns_") && has("causeway_federation_"),
+        "{metrics}"
+    );
+    assert!(!metrics.contains("causeway_causeway_"), "{metrics}");
 
     let pid = child.pid().to_string();
     assert!(

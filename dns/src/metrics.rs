@@ -63,28 +63,16 @@ impl Metrics {
             imports_skipped: Gauge::default(),
         };
         let help = "DNS responses sent, by transport and response code";
-        registry.register("causeway_dns_responses", help, family);
+        registry.register("dns_responses", help, family);
         let help =
             "UDP responses truncated (TC bit set) because they exceeded the client's size limit";
-        registry.register(
-            "causeway_dns_truncated_responses",
-            help,
-            m.truncated.clone(),
-        );
+        registry.register("dns_truncated_responses", help, m.truncated.clone());
         let help = "Catalog snapshots applied to the DNS answer index";
-        registry.register(
-            "causeway_dns_catalog_updates",
-            help,
-            m.catalog_updates.clone(),
-        );
+        registry.register("dns_catalog_updates", help, m.catalog_updates.clone());
         let help = "Owner names in the DNS answer index";
-        registry.register("causeway_dns_index_names", help, m.index_names.clone());
+        registry.register("dns_index_names", help, m.index_names.clone());
         let help = "Imports left out of DNS in the last update because a name could not be built";
-        registry.register(
-            "causeway_dns_imports_skipped",
-            help,
-            m.imports_skipped.clone(),
-        );
+        registry.register("dns_imports_skipped", help, m.imports_skipped.clone());
         m
     }
 

@@ -266,13 +266,13 @@ async fn metrics_count_responses() {
     prometheus_client::encoding::text::encode(&mut text, registry).unwrap();
     let line = |l: &str| text.lines().any(|x| x == l);
     assert!(
-        line("causeway_dns_responses_total{transport=\"udp\",rcode=\"NOERROR\"} 1"),
+        line("dns_responses_total{transport=\"udp\",rcode=\"NOERROR\"} 1"),
         "{text}"
     );
     assert!(
-        line("causeway_dns_responses_total{transport=\"udp\",rcode=\"NXDOMAIN\"} 1"),
+        line("dns_responses_total{transport=\"udp\",rcode=\"NXDOMAIN\"} 1"),
         "{text}"
     );
-    assert!(line("causeway_dns_catalog_updates_total 1"), "{text}");
+    assert!(line("dns_catalog_updates_total 1"), "{text}");
     s.stop().await;
 }

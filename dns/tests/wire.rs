@@ -248,7 +248,7 @@ async fn serve_runs_until_shutdown_and_leaves_the_registry_free() {
     // The registry is usable (e.g. by /metrics) while DNS runs.
     let mut text = String::new();
     prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
-    assert!(text.contains("causeway_dns_responses_total"), "{text}");
+    assert!(text.contains("dns_responses_total"), "{text}");
     shutdown.cancel();
     let done = tokio::time::timeout(common::DEADLINE, task).await;
     done.unwrap().unwrap().unwrap();

@@ -1,5 +1,5 @@
-//! Federation metrics, registered under `causeway_federation_` in the
-//! registry the caller passes in.
+//! Federation metrics, registered under `federation_` in the
+//! registry the caller passes in (`causeway run` serves them as `causeway_federation_*`).
 
 use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue};
 use prometheus_client::metrics::counter::Counter;
@@ -57,7 +57,7 @@ pub struct Metrics {
 
 impl Metrics {
     pub fn register(&self, registry: &mut Registry) {
-        let r = registry.sub_registry_with_prefix("causeway_federation");
+        let r = registry.sub_registry_with_prefix("federation");
         r.register(
             "peer_session_state",
             "Subscriber session state per peer (1 = current)",

@@ -71,15 +71,15 @@ async fn an_export_added_to_a_reaches_b_and_c() {
     assert!(b.status("a").deltas >= 2);
     let metrics = b.metrics();
     for line in [
-        r#"causeway_federation_messages_received_total{peer="a",kind="Snapshot"} 1"#,
-        r#"causeway_federation_peer_session_state{peer="a",state="Connected"} 1"#,
-        "causeway_federation_catalog_imports 0",
+        r#"federation_messages_received_total{peer="a",kind="Snapshot"} 1"#,
+        r#"federation_peer_session_state{peer="a",state="Connected"} 1"#,
+        "federation_catalog_imports 0",
     ] {
         assert!(metrics.contains(line), "{line} missing from\n{metrics}");
     }
     assert!(
         a.metrics()
-            .contains(r#"causeway_federation_messages_sent_total{peer="b",kind="Delta"}"#)
+            .contains(r#"federation_messages_sent_total{peer="b",kind="Delta"}"#)
     );
     mesh.shutdown().await;
 }
@@ -98,14 +98,12 @@ async fn an_invalid_edit_leaves_exports_unchanged_everywhere() {
     // A typo: port 0. Then a YAML syntax error.
     a.write_exports(&good.replace("port: 80", "port: 0"));
     wait_until("a rejects the edit", LIMIT, || {
-        a.metrics()
-            .contains("causeway_federation_source_rejected_total 1")
+        a.metrics().contains("federation_source_rejected_total 1")
     })
     .await;
     a.write_exports("exports: [{service: demo/web");
     wait_until("a rejects the second edit", LIMIT, || {
-        a.metrics()
-            .contains("causeway_federation_source_rejected_total 2")
+        a.metrics().contains("federation_source_rejected_total 2")
     })
     .await;
     // Heartbeats keep flowing at the old version; nothing was withdrawn.
