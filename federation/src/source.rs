@@ -87,9 +87,11 @@ impl StaticSource {
         let mut all = self.inline.clone();
         if let (Some(path), Some(text)) = (&self.file, file_text) {
             let parsed: ExportFile =
-                serde_saphyr::from_str(text).map_err(|e| SourceError::Parse {
-                    path: path.clone(),
-                    message: e.to_string(),
+                serde_saphyr::from_str_with_options(text, export_file_options()).map_err(|e| {
+                    SourceError::Parse {
+                        path: path.clone(),
+                        message: e.to_string(),
+                    }
                 })?;
             all.extend(parsed.exports);
             check_exports(&all).map_err(|source| SourceError::Invalid {
@@ -162,6 +164,17 @@ fn read(path: &Path) -> Result<String, SourceError> {
     })
 }
 
+/// The parser's default budget (250,000 YAML nodes) caps an export file at about
+/// 16,000 exports; the file is the operator's own, so allow about a million.
+fn export_file_options() -> serde_saphyr::Options {
+    let mut budget = serde_saphyr::Budget::default();
+    budget.max_nodes = 16_000_000;
+    budget.max_events = 32_000_000;
+    let mut options = serde_saphyr::Options::default();
+    options.budget = Some(budget);
+    options
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -186,6 +199,20 @@ mod tests {
         assert_eq!(got.len(), 1);
         assert_eq!(got[0].key.to_string(), "demo/web");
         assert!(got[0].endpoints[0].ready);
+    }
+
+    #[test]
+    fn a_file_of_twenty_thousand_exports_loads() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("exports.yaml");
+        let mut text = String::from("exports:\n");
+        for i in 0..20_000 {
+            text.push_str(&format!(
+                "  - {{ service: scale/s{i}, ports: [{{ name: tcp, port: 80 }}], endpoints: [{{ addr: \"127.0.0.1:8080\" }}] }}\n"
+            ));
+        }
+        std::fs::write(&path, text).unwrap();
+        assert_eq!(source(&path).load().unwrap().len(), 20_000);
     }
 
     #[test]
