@@ -41,8 +41,8 @@ fn fallback(index: Index) -> Fallback {
 fn request(name: &str, qtype: RecordType, edns: Option<u16>, id: u16) -> Vec<u8> {
     let mut m = Message::new(id, MessageType::Query, OpCode::Query);
     m.add_query(Query::query(Name::from_ascii(name).unwrap(), qtype));
-    m.metadata.recursion_desired = id % 2 == 0;
-    m.metadata.checking_disabled = id % 3 == 0;
+    m.metadata.recursion_desired = id.is_multiple_of(2);
+    m.metadata.checking_disabled = id.is_multiple_of(3);
     if let Some(size) = edns {
         let mut e = Edns::new();
         e.set_max_payload(size);

@@ -135,7 +135,11 @@ impl DnsServer {
                 handler,
                 metrics: self.metrics.clone(),
             };
-            udp::spawn(self.udp, &shared, &workers_stop).map_err(DnsError::Workers)?
+            // Threads already started stop on the token if a later one fails to start.
+            udp::spawn(self.udp, &shared, &workers_stop).map_err(|e| {
+                workers_stop.cancel();
+                DnsError::Workers(e)
+            })?
         } else {
             info!(addr = ?self.local_addr().ok(), "dns: serving UDP and TCP (hickory)");
             for socket in self.udp {

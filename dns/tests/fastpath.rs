@@ -187,7 +187,11 @@ async fn fast_path_answers_as_hickory_does() {
         for asked in cases(name) {
             for t in TYPES {
                 for edns in EDNS {
-                    requests.push(query(&asked, t, edns).to_vec().unwrap());
+                    let mut q = query(&asked, t, edns);
+                    // Flags the response copies: RD and CD.
+                    q.metadata.recursion_desired = requests.len().is_multiple_of(2);
+                    q.metadata.checking_disabled = requests.len().is_multiple_of(3);
+                    requests.push(q.to_vec().unwrap());
                 }
             }
         }
