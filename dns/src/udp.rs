@@ -81,7 +81,11 @@ impl Worker {
         while !self.shutdown.is_cancelled() {
             let (len, src) = match self.socket.recv_from(&mut buf) {
                 Ok(got) => got,
-                Err(e) if is_idle(&e) => continue,
+                Err(e) if is_idle(&e) => {
+                    // Lets go of a replaced index even when no query comes.
+                    index.load();
+                    continue;
+                }
                 Err(error) => {
                     debug!(%error, worker = self.id, "dns: UDP receive failed");
                     continue;
