@@ -16,7 +16,7 @@ use hickory_proto::serialize::binary::BinEncoder;
 use tracing::warn;
 
 use crate::answer::{Answer, answer};
-use crate::index::Index;
+use crate::index::{Index, Node};
 
 /// Query types the fast path answers; any other type goes to hickory. Besides the
 /// types the index serves, a few common ones that can only get NODATA.
@@ -48,12 +48,16 @@ pub struct Wire {
     apexes: HashMap<Box<[u8]>, Arc<RecordSet>>,
 }
 
+/// Shared bytes: ANY often repeats another answer, and NODATA depends only on
+/// the zone and the name's length.
+type Bytes = Arc<[u8]>;
+
 #[derive(Debug)]
 struct WireNode {
     /// Per query type (ANY included) that has records: header + sections.
-    answers: Vec<(u16, Box<[u8]>)>,
+    answers: Vec<(u16, Bytes)>,
     /// NOERROR without records, the zone's SOA in authority.
-    nodata: Box<[u8]>,
+    nodata: Bytes,
 }
 
 /// What the fast path should send for one question.
@@ -100,17 +104,19 @@ pub fn build(index: &Index) -> Wire {
         .filter_map(|(name, node)| Some((to_wire(name), node.get(RecordType::SOA)?.clone())))
         .collect();
     let mut names = HashMap::with_capacity(index.name_count());
+    let mut nodatas: HashMap<(*const RecordSet, usize), Bytes> = HashMap::new();
     for (name, node) in index.nodes() {
         let key = to_wire(name);
         let Some(soa) = nearest_apex(&apexes, &key) else {
             continue;
         };
-        let types = node.rrsets.iter().map(|s| s.record_type());
-        let types = types.chain(node.rrsets.first().map(|_| RecordType::ANY));
-        let answers = types
-            .map(|t| Ok((u16::from(t), encode_answer(index, name, &key, t)?)))
-            .collect::<Result<Vec<_>, ProtoError>>();
-        let nodata = encode(&key, None, Some(soa), &[]);
+        let answers = node_answers(index, name, node, &key);
+        let nodata = match nodatas.get(&(Arc::as_ptr(soa), key.len())) {
+            Some(bytes) => Ok(bytes.clone()),
+            None => encode(&key, None, Some(soa), &[]).inspect(|bytes| {
+                nodatas.insert((Arc::as_ptr(soa), key.len()), bytes.clone());
+            }),
+        };
         match (answers, nodata) {
             (Ok(answers), Ok(nodata)) => {
                 names.insert(key, WireNode { answers, nodata });
@@ -124,6 +130,30 @@ pub fn build(index: &Index) -> Wire {
     Wire { names, apexes }
 }
 
+/// One answer per RRset of the node, and one for ANY.
+fn node_answers(
+    index: &Index,
+    name: &LowerName,
+    node: &Node,
+    key: &[u8],
+) -> Result<Vec<(u16, Bytes)>, ProtoError> {
+    let mut out = Vec::with_capacity(node.rrsets.len() + 1);
+    for set in &node.rrsets {
+        let t = set.record_type();
+        out.push((u16::from(t), encode_answer(index, name, key, t)?));
+    }
+    // ANY gets the first RRset (answer.rs): the same bytes, unless that type's
+    // answer carries more sections (SRV additionals, NS beside SOA).
+    if let Some((first, bytes)) = out.first() {
+        let any = match RecordType::from(*first) {
+            RecordType::SRV | RecordType::SOA => encode_answer(index, name, key, RecordType::ANY)?,
+            _ => bytes.clone(),
+        };
+        out.push((u16::from(RecordType::ANY), any));
+    }
+    Ok(out)
+}
+
 /// As hickory's `Catalog` answers: the RRset, SRV targets in additional, and the
 /// apex NS in authority for an SOA query.
 fn encode_answer(
@@ -131,7 +161,7 @@ fn encode_answer(
     name: &LowerName,
     key: &[u8],
     qtype: RecordType,
-) -> Result<Box<[u8]>, ProtoError> {
+) -> Result<Bytes, ProtoError> {
     let Answer::Records {
         answer: set,
         additionals,
@@ -153,7 +183,7 @@ fn encode(
     answer: Option<&RecordSet>,
     authority: Option<&RecordSet>,
     additionals: &[Arc<RecordSet>],
-) -> Result<Box<[u8]>, ProtoError> {
+) -> Result<Bytes, ProtoError> {
     let mut meta = Metadata::new(0, MessageType::Response, OpCode::Query);
     meta.authoritative = true;
     let mut question = qname.to_vec();
@@ -175,7 +205,7 @@ fn encode(
     let mut out = Vec::with_capacity(buf.len() - question.len());
     out.extend_from_slice(buf.get(..12).unwrap_or_default());
     out.extend_from_slice(buf.get(12 + question.len()..).unwrap_or_default());
-    Ok(out.into_boxed_slice())
+    Ok(out.into())
 }
 
 /// The question as hickory-server emits it: the request's bytes, registered as
