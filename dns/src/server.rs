@@ -127,28 +127,18 @@ impl DnsServer {
         };
         let mut server = Server::new(handler.clone());
         let workers_stop = shutdown.child_token();
-        let workers = if self.fast_path {
-            let n = self.udp.len();
-            info!(addr = ?self.local_addr().ok(), workers = n, "dns: serving UDP (fast path) and TCP");
-            let shared = udp::Shared {
-                index: self.index.clone(),
-                handler,
-                metrics: self.metrics.clone(),
-            };
-            // Threads already started stop on the token if a later one fails to start.
-            udp::spawn(self.udp, &shared, &workers_stop).map_err(|e| {
-                workers_stop.cancel();
-                DnsError::Workers(e)
-            })?
-        } else {
-            info!(addr = ?self.local_addr().ok(), "dns: serving UDP and TCP (hickory)");
-            for socket in self.udp {
-                socket.set_nonblocking(true).map_err(DnsError::Workers)?;
-                let socket = tokio::net::UdpSocket::from_std(socket).map_err(DnsError::Workers)?;
-                server.register_socket(socket);
-            }
-            Vec::new()
-        };
+        info!(
+            addr = ?self.local_addr().ok(),
+            fast_path = self.fast_path,
+            udp_sockets = self.udp.len(),
+            "dns: serving UDP and TCP"
+        );
+        let fast = self.fast_path.then(|| udp::Shared {
+            index: self.index.clone(),
+            handler,
+            metrics: self.metrics.clone(),
+        });
+        let workers = start_udp(self.udp, fast, &mut server, &workers_stop)?;
         server.register_listener(self.tcp, TCP_IDLE_TIMEOUT, TCP_RESPONSE_BUFFER);
         let updater = tokio::spawn(follow_catalog(
             self.catalog,
@@ -170,6 +160,7 @@ impl DnsServer {
         }
         drained.await
     }
+
     /// One handler per zone apex, all reading the same index.
     fn build_catalog(&self) -> Catalog {
         let mut catalog = Catalog::new();
@@ -197,6 +188,28 @@ pub fn serve(
         let server = DnsServer::bind_with(&cfg, catalog, metrics).await?;
         server.run(shutdown).await
     }
+}
+
+/// Starts the UDP workers, or without the fast path hands the socket to hickory.
+fn start_udp(
+    sockets: Vec<std::net::UdpSocket>,
+    fast: Option<udp::Shared>,
+    server: &mut Server<Handler>,
+    stop: &CancellationToken,
+) -> Result<Vec<std::thread::JoinHandle<()>>, DnsError> {
+    let Some(shared) = fast else {
+        for socket in sockets {
+            socket.set_nonblocking(true).map_err(DnsError::Workers)?;
+            let socket = tokio::net::UdpSocket::from_std(socket).map_err(DnsError::Workers)?;
+            server.register_socket(socket);
+        }
+        return Ok(Vec::new());
+    };
+    // Threads already started stop on the token if a later one fails to start.
+    udp::spawn(sockets, &shared, stop).map_err(|e| {
+        stop.cancel();
+        DnsError::Workers(e)
+    })
 }
 
 /// Waits (bounded) for TCP connections to finish and UDP workers to stop.
