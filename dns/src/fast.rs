@@ -44,7 +44,7 @@ pub fn respond(wire: &Wire, req: &[u8], out: &mut Vec<u8>) -> Option<ResponseCod
     let (q, key_len) = parse(req, &mut key)?;
     let qname = key.get(..key_len)?;
     let rcode = match wire.find(qname, q.qtype) {
-        Found::Answer(template) => prebuilt(&q, template, out),
+        Found::Answer(template) => prebuilt(&q, template, out)?,
         Found::NxDomain(soa) => nxdomain(&q, soa, out)?,
         Found::OutOfZone => refused(&q, out),
     };
@@ -135,18 +135,15 @@ fn finish_edns(q: &Query<'_>, out: &mut Vec<u8>) {
     out[10..12].copy_from_slice(&ar.to_be_bytes());
 }
 
-fn prebuilt(q: &Query<'_>, template: &[u8], out: &mut Vec<u8>) -> ResponseCode {
-    let (head, sections) = template.split_at(HEADER.min(template.len()));
-    let mut flags = [0u8; 2];
-    flags.copy_from_slice(head.get(2..4).unwrap_or(&[QR | AA, 0]));
-    let mut counts = [0u8; 8];
-    counts.copy_from_slice(head.get(4..).unwrap_or(&[0; 8]));
+fn prebuilt(q: &Query<'_>, template: &[u8], out: &mut Vec<u8>) -> Option<ResponseCode> {
+    let (head, sections) = (template.get(..HEADER)?, template.get(HEADER..)?);
+    let counts: [u8; 8] = head.get(4..)?.try_into().ok()?;
     out.clear();
-    out.extend_from_slice(&header(q, flags, counts));
+    out.extend_from_slice(&header(q, [head[2], head[3]], counts));
     out.extend_from_slice(q.question);
     out.extend_from_slice(sections);
     finish_edns(q, out);
-    ResponseCode::from_low(flags[1] & 0x0f)
+    Some(ResponseCode::from_low(head[3] & 0x0f))
 }
 
 /// NXDOMAIN with the zone's SOA in authority, encoded here because its
