@@ -4,6 +4,7 @@
 
 use std::io;
 use std::net::{SocketAddr, UdpSocket};
+use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -11,7 +12,7 @@ use std::time::Duration;
 use arc_swap::{ArcSwap, Cache};
 use socket2::{Domain, Protocol, Socket, Type};
 use tokio_util::sync::CancellationToken;
-use tracing::debug;
+use tracing::{debug, warn};
 
 use crate::fallback::Fallback;
 use crate::fast;
@@ -95,8 +96,16 @@ impl Worker {
             let Some(packet) = buf.get(..len) else {
                 continue;
             };
-            if answerable(src) {
-                self.answer(&index.load().wire, packet, src, &mut out);
+            if !answerable(src) {
+                continue;
+            }
+            // A bug triggered by one packet must not take this worker's share of clients down.
+            let wire = &index.load().wire;
+            let answered = catch_unwind(AssertUnwindSafe(|| {
+                self.answer(wire, packet, src, &mut out)
+            }));
+            if answered.is_err() {
+                warn!(%src, worker = self.id, "dns: answering a UDP packet panicked; dropped it");
             }
         }
     }
