@@ -1014,7 +1014,7 @@ def report(results, path):
         L += [f"One `causeway run` with {dn['names']:,} local exports (one named port each) serves the zone; the",
               "harness reads its catalog and writes the same A, SRV and PTR records (TTL 5 s, same SOA) as zone",
               "files for BIND (`named -g`, default worker threads = cores) and Knot (`knotd`, default workers);",
-              f"causeway's DNS runs on its current-thread runtime. Query file: the mix of `dns/examples/dnsperf.rs`",
+              f"causeway answers UDP on its DNS worker threads (`dns.udp_workers`, default one per core). Query file: the mix of `dns/examples/dnsperf.rs`",
               "(A, AAAA = NODATA, SRV for every name; PTR and a miss for every tenth).",
               f"`dnsperf -s 127.0.0.1 -p PORT -d queries.txt -c T -T T -l {dn['secs']}`, {dn['reps']} repetitions,",
               f"servers alternating. Load {dn['load_start']} -> {dn['load_end']}.", "",

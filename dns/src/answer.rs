@@ -52,4 +52,4 @@ pub fn answer(index: &Index, name: &LowerName, qtype: RecordType, qclass: DNSCla
 
 #[cfg(test)]
 #[path = "answer_tests.rs"]
-mod tests;
+pub(crate) mod tests;

@@ -30,6 +30,20 @@ pub struct Config {
     /// A/AAAA records for `nameserver` when it lies inside the zone (e.g. the DNS Service's IP).
     #[serde(default)]
     pub nameserver_addresses: Vec<IpAddr>,
+    /// Threads answering UDP, each with its own `SO_REUSEPORT` socket; default: one per core.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub udp_workers: Option<usize>,
+    /// Answer common UDP queries from precomputed wire-format answers (the default). `false`
+    /// serves UDP through hickory-server on the shared runtime, as before the fast path existed.
+    #[serde(default = "default_true")]
+    pub udp_fast_path: bool,
+}
+
+/// Upper bound for `udp_workers`: more threads than this only add contention.
+pub const MAX_UDP_WORKERS: usize = 64;
+
+fn default_true() -> bool {
+    true
 }
 
 fn default_listen() -> SocketAddr {
@@ -53,6 +67,8 @@ impl Default for Config {
             reverse_zones: Vec::new(),
             nameserver: None,
             nameserver_addresses: Vec::new(),
+            udp_workers: None,
+            udp_fast_path: true,
         }
     }
 }
@@ -82,6 +98,14 @@ pub enum ConfigError {
         "dns.nameserver_addresses is set but dns.nameserver {0:?} is outside zone {1:?}; addresses are only served for a nameserver inside the zone"
     )]
     NameserverOutside(String, String),
+    #[error(
+        "dns.udp_workers {0} must be between 1 and {MAX_UDP_WORKERS} (or left out: one per core)"
+    )]
+    UdpWorkers(usize),
+    #[error(
+        "dns.udp_workers is set but dns.udp_fast_path is false; the workers only run the fast path (remove one of the two)"
+    )]
+    UdpWorkersWithoutFastPath,
 }
 
 /// True for a name of 1-253 characters made of 1-63 character labels of letters, digits and '-'.
@@ -107,7 +131,23 @@ impl Config {
             return Err(ConfigError::Ttl(self.ttl));
         }
         self.validate_reverse_zones()?;
-        self.validate_nameserver()
+        self.validate_nameserver()?;
+        self.validate_udp_workers()
+    }
+
+    /// How many UDP worker threads to run: `udp_workers`, or one per available core.
+    pub fn udp_worker_count(&self) -> usize {
+        self.udp_workers.unwrap_or_else(|| {
+            std::thread::available_parallelism().map_or(1, |n| n.get().min(MAX_UDP_WORKERS))
+        })
+    }
+
+    fn validate_udp_workers(&self) -> Result<(), ConfigError> {
+        match self.udp_workers {
+            Some(n) if n == 0 || n > MAX_UDP_WORKERS => Err(ConfigError::UdpWorkers(n)),
+            Some(_) if !self.udp_fast_path => Err(ConfigError::UdpWorkersWithoutFastPath),
+            _ => Ok(()),
+        }
     }
 
     /// The NS target: `nameserver`, or `ns.dns.<zone>`.
@@ -172,7 +212,7 @@ mod tests {
     #[test]
     fn full_section_parses() {
         let c = parse(
-            "listen: 0.0.0.0:53\nzone: mesh.example\nttl: 30s\nreverse_zones: [10.96.0.0/16, 'fd00:77::/64']\nnameserver: ns.dns.mesh.example\nnameserver_addresses: [10.96.0.10]\n",
+            "listen: 0.0.0.0:53\nzone: mesh.example\nttl: 30s\nreverse_zones: [10.96.0.0/16, 'fd00:77::/64']\nnameserver: ns.dns.mesh.example\nnameserver_addresses: [10.96.0.10]\nudp_workers: 2\n",
         );
         c.validate().unwrap();
         assert_eq!(c.reverse_zones.len(), 2);
@@ -224,6 +264,24 @@ mod tests {
             c.nameserver_addresses = vec!["10.0.0.1".parse().unwrap()];
         });
         assert!(e.contains("outside zone"), "{e}");
+        let e = bad(|c| c.udp_workers = Some(0));
+        assert!(e.contains("dns.udp_workers 0"), "{e}");
+        let e = bad(|c| c.udp_workers = Some(65));
+        assert!(e.contains("between 1 and 64"), "{e}");
+        let e = bad(|c| {
+            c.udp_workers = Some(2);
+            c.udp_fast_path = false;
+        });
+        assert!(e.contains("udp_fast_path is false"), "{e}");
+    }
+
+    #[test]
+    fn udp_workers_default_to_the_cores() {
+        let c = parse("udp_workers: 3\n");
+        c.validate().unwrap();
+        assert_eq!(c.udp_worker_count(), 3);
+        assert!(Config::default().udp_worker_count() >= 1);
+        assert!(parse("udp_fast_path: false\n").validate().is_ok());
     }
 
     /// Every `yaml` block in docs/dns.md is a valid `dns:` section.

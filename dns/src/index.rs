@@ -13,6 +13,7 @@ use hickory_proto::rr::{LowerName, Name, RData, RecordSet, RecordType};
 use tracing::warn;
 
 use crate::names;
+use crate::wire::{self, Wire};
 use crate::zones::Zones;
 
 /// The MCS DNS schema version served at `dns-version.<zone>`.
@@ -42,6 +43,8 @@ pub struct Index {
     serial: u32,
     /// Imports left out because a name could not be built from them.
     pub skipped: usize,
+    /// The same answers, encoded for the UDP fast path.
+    pub wire: Wire,
 }
 
 impl Index {
@@ -55,6 +58,10 @@ impl Index {
 
     pub fn name_count(&self) -> usize {
         self.nodes.len()
+    }
+
+    pub fn nodes(&self) -> impl Iterator<Item = (&LowerName, &Node)> {
+        self.nodes.iter()
     }
 }
 
@@ -186,11 +193,14 @@ impl Builder<'_> {
         }
         nodes.shrink_to_fit();
         link_srv_targets(&mut nodes);
-        Index {
+        let mut index = Index {
             nodes,
             serial,
             skipped,
-        }
+            wire: Wire::default(),
+        };
+        index.wire = wire::build(&index);
+        index
     }
 }
 

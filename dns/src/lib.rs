@@ -4,14 +4,21 @@
 //! Layout: `names` (MCS owner names), `zones` (what config makes us
 //! authoritative for), `index` (catalog snapshot -> precomputed RRsets),
 //! `answer` (pure NXDOMAIN/NODATA/records decisions), `zone` (hickory
-//! `ZoneHandler`), `metrics` and `server` (sockets, catalog follower).
+//! `ZoneHandler`), `metrics` and `server` (sockets, catalog follower). The UDP
+//! fast path: `wire` (answers pre-encoded at index build), `fast` (one query to
+//! one response from them), `udp` (worker threads) and `fallback` (hickory for
+//! everything else, on the worker thread).
 
 mod answer;
 mod config;
+mod fallback;
+mod fast;
 mod index;
 mod metrics;
 mod names;
 mod server;
+mod udp;
+mod wire;
 mod zone;
 mod zones;
 

@@ -3,6 +3,8 @@
 //! Counters are created once per (transport, rcode) at start, so a query only
 //! increments an atomic: no label hashing, no lock on the answer path.
 
+use std::sync::Arc;
+
 use hickory_server::net::runtime::Time;
 use hickory_server::net::xfer::Protocol;
 use hickory_server::proto::op::ResponseCode;
@@ -31,12 +33,18 @@ struct ResponseLabels {
     rcode: &'static str,
 }
 
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct WorkerLabels {
+    worker: String,
+}
+
 /// The DNS server's metrics; cheap to clone (every metric is an `Arc` inside).
 #[derive(Debug, Clone)]
 pub struct Metrics {
     /// `[transport][rcode]`, the last rcode slot being `other`.
     responses: [[Counter; RCODES.len() + 1]; TRANSPORTS.len()],
     truncated: Counter,
+    worker_packets: Family<WorkerLabels, Counter>,
     pub(crate) catalog_updates: Counter,
     pub(crate) index_names: Gauge,
     pub(crate) imports_skipped: Gauge,
@@ -58,6 +66,7 @@ impl Metrics {
         let m = Self {
             responses,
             truncated: Counter::default(),
+            worker_packets: Family::default(),
             catalog_updates: Counter::default(),
             index_names: Gauge::default(),
             imports_skipped: Gauge::default(),
@@ -67,6 +76,8 @@ impl Metrics {
         let help =
             "UDP responses truncated (TC bit set) because they exceeded the client's size limit";
         registry.register("dns_truncated_responses", help, m.truncated.clone());
+        let help = "UDP datagrams received, by fast-path worker thread";
+        registry.register("dns_udp_worker_packets", help, m.worker_packets.clone());
         let help = "Catalog snapshots applied to the DNS answer index";
         registry.register("dns_catalog_updates", help, m.catalog_updates.clone());
         let help = "Owner names in the DNS answer index";
@@ -77,24 +88,42 @@ impl Metrics {
     }
 
     fn record(&self, protocol: Protocol, info: &ResponseInfo) {
-        let t = usize::from(protocol != Protocol::Udp);
-        let r = RCODES
-            .iter()
-            .position(|(c, _)| *c == info.response_code)
-            .unwrap_or(RCODES.len());
-        if let Some(counter) = self.responses.get(t).and_then(|row| row.get(r)) {
-            counter.inc();
-        }
+        self.count(usize::from(protocol != Protocol::Udp), info.response_code);
         if info.truncation {
             self.truncated.inc();
         }
+    }
+
+    /// A fast-path answer: UDP, never truncated.
+    pub(crate) fn record_udp(&self, rcode: ResponseCode) {
+        self.count(0, rcode);
+    }
+
+    fn count(&self, transport: usize, rcode: ResponseCode) {
+        let r = RCODES
+            .iter()
+            .position(|(c, _)| *c == rcode)
+            .unwrap_or(RCODES.len());
+        if let Some(counter) = self.responses.get(transport).and_then(|row| row.get(r)) {
+            counter.inc();
+        }
+    }
+
+    /// The packet counter of UDP worker `worker`.
+    pub(crate) fn worker_packets(&self, worker: usize) -> Counter {
+        let labels = WorkerLabels {
+            worker: worker.to_string(),
+        };
+        self.worker_packets.get_or_create(&labels).clone()
     }
 }
 
 /// The hickory `Catalog` (zone routing, REFUSED outside our zones, FORMERR for
 /// several questions, BADVERS, negative answers with SOA) plus metrics.
+/// Shared by the TCP server and every UDP worker's fallback.
+#[derive(Clone)]
 pub(crate) struct Handler {
-    pub catalog: Catalog,
+    pub catalog: Arc<Catalog>,
     pub metrics: Metrics,
 }
 

@@ -1,5 +1,6 @@
-//! The DNS server: sockets, the hickory `Server`, and the task that keeps the
-//! answer index in step with the catalog.
+//! The DNS server: sockets, the UDP workers, the hickory `Server` (TCP, and UDP
+//! when the fast path is off), and the task that keeps the answer index in step
+//! with the catalog.
 
 use std::io;
 use std::net::SocketAddr;
@@ -13,7 +14,7 @@ use hickory_server::net::NetError;
 use hickory_server::proto::rr::LowerName;
 use hickory_server::zone_handler::Catalog;
 use prometheus_client::registry::Registry;
-use tokio::net::{TcpListener, UdpSocket};
+use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
@@ -22,6 +23,7 @@ use crate::config::{Config, ConfigError};
 use crate::index::{self, Index};
 use crate::metrics::{Handler, Metrics};
 use crate::names::NameError;
+use crate::udp;
 use crate::zone::Zone;
 use crate::zones::Zones;
 
@@ -51,11 +53,15 @@ pub enum DnsError {
     Build(#[source] tokio::task::JoinError),
     #[error("dns: the server stopped unexpectedly: {0}")]
     Serve(#[source] NetError),
+    #[error("dns: cannot start the UDP worker threads: {0}")]
+    Workers(#[source] io::Error),
 }
 
 /// A bound DNS server; call [`DnsServer::run`] to answer queries.
 pub struct DnsServer {
-    udp: UdpSocket,
+    /// One socket per UDP worker (one for hickory without the fast path), same address.
+    udp: Vec<std::net::UdpSocket>,
+    fast_path: bool,
     tcp: TcpListener,
     zones: Arc<Zones>,
     index: Arc<ArcSwap<Index>>,
@@ -82,7 +88,12 @@ impl DnsServer {
         cfg.validate()?;
         info!(config = ?cfg, "dns: effective config");
         let zones = Arc::new(Zones::from_config(cfg)?);
-        let (udp, tcp) = bind_pair(cfg.listen).await?;
+        let workers = if cfg.udp_fast_path {
+            cfg.udp_worker_count()
+        } else {
+            1
+        };
+        let (udp, tcp) = bind_sockets(cfg.listen, workers).await?;
         let first = catalog.borrow_and_update().clone();
         let index = build_off_runtime(zones.clone(), first, initial_serial())
             .await
@@ -91,6 +102,7 @@ impl DnsServer {
         observe(&metrics, &index);
         Ok(Self {
             udp,
+            fast_path: cfg.udp_fast_path,
             tcp,
             zones,
             index: Arc::new(ArcSwap::from_pointee(index)),
@@ -101,19 +113,32 @@ impl DnsServer {
 
     /// The bound UDP address (TCP listens on the same address).
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
-        self.udp.local_addr()
+        match self.udp.first() {
+            Some(udp) => udp.local_addr(),
+            None => self.tcp.local_addr(),
+        }
     }
 
     /// Answers queries until `shutdown` is cancelled, then drains (bounded).
     pub async fn run(self, shutdown: CancellationToken) -> Result<(), DnsError> {
-        let catalog = self.build_catalog();
         let handler = Handler {
-            catalog,
+            catalog: Arc::new(self.build_catalog()),
             metrics: self.metrics.clone(),
         };
-        let mut server = Server::new(handler);
-        info!(addr = ?self.udp.local_addr().ok(), "dns: serving on UDP and TCP");
-        server.register_socket(self.udp);
+        let mut server = Server::new(handler.clone());
+        let workers_stop = shutdown.child_token();
+        info!(
+            addr = ?self.local_addr().ok(),
+            fast_path = self.fast_path,
+            udp_sockets = self.udp.len(),
+            "dns: serving UDP and TCP"
+        );
+        let fast = self.fast_path.then(|| udp::Shared {
+            index: self.index.clone(),
+            handler,
+            metrics: self.metrics.clone(),
+        });
+        let workers = start_udp(self.udp, fast, &mut server, &workers_stop)?;
         server.register_listener(self.tcp, TCP_IDLE_TIMEOUT, TCP_RESPONSE_BUFFER);
         let updater = tokio::spawn(follow_catalog(
             self.catalog,
@@ -127,16 +152,13 @@ impl DnsServer {
             r = server.block_until_done() => Some(r),
         };
         updater.abort();
+        workers_stop.cancel();
+        let drained = drain(server, workers);
         if let Some(result) = ended {
+            drained.await?;
             return result.map_err(DnsError::Serve);
         }
-        match tokio::time::timeout(DRAIN_TIMEOUT, server.shutdown_gracefully()).await {
-            Ok(result) => result.map_err(DnsError::Serve),
-            Err(_) => {
-                warn!("dns: drain timed out; closing remaining connections");
-                Ok(())
-            }
-        }
+        drained.await
     }
 
     /// One handler per zone apex, all reading the same index.
@@ -168,39 +190,82 @@ pub fn serve(
     }
 }
 
-/// Binds UDP then TCP on the same port; with port 0, retries until one port is free on both.
-async fn bind_pair(listen: SocketAddr) -> Result<(UdpSocket, TcpListener), DnsError> {
+/// Starts the UDP workers, or without the fast path hands the socket to hickory.
+fn start_udp(
+    sockets: Vec<std::net::UdpSocket>,
+    fast: Option<udp::Shared>,
+    server: &mut Server<Handler>,
+    stop: &CancellationToken,
+) -> Result<Vec<std::thread::JoinHandle<()>>, DnsError> {
+    let Some(shared) = fast else {
+        for socket in sockets {
+            socket.set_nonblocking(true).map_err(DnsError::Workers)?;
+            let socket = tokio::net::UdpSocket::from_std(socket).map_err(DnsError::Workers)?;
+            server.register_socket(socket);
+        }
+        return Ok(Vec::new());
+    };
+    // Threads already started stop on the token if a later one fails to start.
+    udp::spawn(sockets, &shared, stop).map_err(|e| {
+        stop.cancel();
+        DnsError::Workers(e)
+    })
+}
+
+/// Waits (bounded) for TCP connections to finish and UDP workers to stop.
+async fn drain(
+    mut server: Server<Handler>,
+    workers: Vec<std::thread::JoinHandle<()>>,
+) -> Result<(), DnsError> {
+    let joined = tokio::task::spawn_blocking(move || {
+        for worker in workers {
+            if worker.join().is_err() {
+                warn!("dns: a UDP worker thread panicked");
+            }
+        }
+    });
+    let both = async { tokio::join!(server.shutdown_gracefully(), joined).0 };
+    match tokio::time::timeout(DRAIN_TIMEOUT, both).await {
+        Ok(result) => result.map_err(DnsError::Serve),
+        Err(_) => {
+            warn!("dns: drain timed out; closing remaining connections");
+            Ok(())
+        }
+    }
+}
+
+/// Binds `udp` UDP sockets (`SO_REUSEPORT`) and a TCP listener on one address;
+/// with port 0, retries until one port is free on both.
+async fn bind_sockets(
+    listen: SocketAddr,
+    udp: usize,
+) -> Result<(Vec<std::net::UdpSocket>, TcpListener), DnsError> {
     let attempts = if listen.port() == 0 { BIND_ATTEMPTS } else { 1 };
     let mut last = None;
     for _ in 0..attempts {
-        let udp = UdpSocket::bind(listen)
-            .await
-            .map_err(|source| DnsError::Bind {
-                proto: "UDP",
-                addr: listen,
-                source,
-            })?;
-        let addr = udp.local_addr().map_err(|source| DnsError::Bind {
-            proto: "UDP",
-            addr: listen,
-            source,
-        })?;
+        let first = udp::bind(listen).map_err(bind_error("UDP", listen))?;
+        let addr = first.local_addr().map_err(bind_error("UDP", listen))?;
         match TcpListener::bind(addr).await {
-            Ok(tcp) => return Ok((udp, tcp)),
-            Err(source) => {
-                last = Some(DnsError::Bind {
-                    proto: "TCP",
-                    addr,
-                    source,
-                })
+            Ok(tcp) => {
+                let mut sockets = vec![first];
+                for _ in 1..udp {
+                    sockets.push(udp::bind(addr).map_err(bind_error("UDP", addr))?);
+                }
+                return Ok((sockets, tcp));
             }
+            Err(source) => last = Some(bind_error("TCP", addr)(source)),
         }
     }
-    Err(last.unwrap_or_else(|| DnsError::Bind {
-        proto: "TCP",
-        addr: listen,
-        source: io::Error::from(io::ErrorKind::AddrInUse),
-    }))
+    Err(last
+        .unwrap_or_else(|| bind_error("TCP", listen)(io::Error::from(io::ErrorKind::AddrInUse))))
+}
+
+fn bind_error(proto: &'static str, addr: SocketAddr) -> impl Fn(io::Error) -> DnsError {
+    move |source| DnsError::Bind {
+        proto,
+        addr,
+        source,
+    }
 }
 
 /// Rebuilds the index on every catalog change and swaps it in; queries keep

@@ -102,9 +102,13 @@ impl Running {
 }
 
 pub async fn start(snapshot: CatalogSnapshot) -> Running {
+    start_with(config(), snapshot).await
+}
+
+pub async fn start_with(cfg: Config, snapshot: CatalogSnapshot) -> Running {
     let (tx, rx) = watch::channel(Arc::new(snapshot));
     let mut registry = Registry::default();
-    let server = DnsServer::bind(&config(), rx, &mut registry).await.unwrap();
+    let server = DnsServer::bind(&cfg, rx, &mut registry).await.unwrap();
     let addr = server.local_addr().unwrap();
     let shutdown = CancellationToken::new();
     let task = tokio::spawn(server.run(shutdown.clone()));
