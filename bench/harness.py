@@ -14,6 +14,9 @@ Every process it starts is recorded and stopped by PID; every loop is bounded in
 all traffic stays on 127.0.0.0/8.
 """
 import argparse
+import atexit
+import contextlib
+import ctypes
 import json
 import os
 import platform
@@ -136,6 +139,43 @@ def sh(cmd, **kw):
     return subprocess.run(cmd, shell=True, capture_output=True, text=True, **kw).stdout.strip()
 
 
+# ---------------------------------------------------------------- network namespaces
+
+
+CLONE_NEWNET = 0x40000000
+_LIBC = ctypes.CDLL(None, use_errno=True)
+_NS_FDS = {}
+
+
+def _setns(fd):
+    if _LIBC.setns(fd, CLONE_NEWNET) != 0:
+        e = ctypes.get_errno()
+        raise OSError(e, os.strerror(e))
+
+
+@contextlib.contextmanager
+def in_ns(ns):
+    """Runs the block with this thread in network namespace NS (None: where it is). Sockets keep
+    the namespace they were made in; threads and child processes started inside inherit it."""
+    if not ns:
+        yield
+        return
+    if ns not in _NS_FDS:
+        _NS_FDS[ns] = os.open(f"/run/netns/{ns}", os.O_RDONLY)
+    prev = os.open("/proc/thread-self/ns/net", os.O_RDONLY)
+    _setns(_NS_FDS[ns])
+    try:
+        yield
+    finally:
+        _setns(prev)
+        os.close(prev)
+
+
+def in_ns_argv(ns, argv):
+    # `ip netns exec` execs without forking (outside batch mode): the PID is the program's.
+    return ["ip", "netns", "exec", ns] + argv if ns else argv
+
+
 # ---------------------------------------------------------------- causeway clusters
 
 
@@ -154,8 +194,10 @@ class Cluster:
     """One `causeway run` process on loopback, ports derived from its index."""
 
     def __init__(self, name, idx, root, vip_range, exports=(), peers=(), gateway_extra="",
-                 dns_extra="", poll="50ms", relay=False):
-        self.name, self.idx, self.root = name, idx, root
+                 dns_extra="", poll="50ms", relay=False, ns=None, host="127.0.0.1"):
+        # ns/host: run in network namespace NS, gateway and federation on HOST (its veth address);
+        # DNS and admin stay on the namespace's own 127.0.0.1.
+        self.name, self.idx, self.root, self.ns, self.host = name, idx, root, ns, host
         base = 21000 + idx * 100
         self.admin, self.fed, self.dns, self.gw = base, base + 10, base + 53, base + 43
         self.cfg = os.path.join(root, f"{name}.yaml")
@@ -167,7 +209,7 @@ class Cluster:
         # `causeway dev delay` on port + RELAY (see start_relay).
         off = RELAY if relay else 0
         peer_lines = "".join(
-            f"  - {{ name: {p.name}, ca: certs/{p.name}/ca.pem, federation: \"127.0.0.1:{p.fed + off}\" }}\n"
+            f"  - {{ name: {p.name}, ca: certs/{p.name}/ca.pem, federation: \"{p.host}:{p.fed + off}\" }}\n"
             for p in peers)
         if relay:
             gateway_extra += f"  advertise: [\"127.0.0.1:{self.gw + RELAY}\"]\n"
@@ -179,10 +221,10 @@ identity:
   gateway: {{ cert: certs/{name}/gateway.pem, key: certs/{name}/gateway-key.pem }}
   federation: {{ cert: certs/{name}/federation.pem, key: certs/{name}/federation-key.pem }}
 gateway:
-  listen: "127.0.0.1:{self.gw}"
+  listen: "{host}:{self.gw}"
   vip_ranges: [{vip_range}]
 {gateway_extra}federation:
-  listen: "127.0.0.1:{self.fed}"
+  listen: "{host}:{self.fed}"
   state_dir: state/{name}
   stale_after: 2s
   expire_after: 6s
@@ -207,8 +249,17 @@ source:
         os.replace(tmp, self.exports_file)
 
     def start(self):
-        PROCS.start(f"causeway-{self.name}", [CAUSEWAY, "run", "--config", self.cfg], cwd=self.root)
-        wait_until(f"{self.name} /readyz", lambda: http_get(f"http://127.0.0.1:{self.admin}/readyz"))
+        PROCS.start(f"causeway-{self.name}", in_ns_argv(self.ns, [CAUSEWAY, "run", "--config", self.cfg]),
+                    cwd=self.root)
+        wait_until(f"{self.name} /readyz", lambda: self.http(f"/readyz"))
+
+    def http(self, path):
+        with in_ns(self.ns):
+            return http_get(f"http://127.0.0.1:{self.admin}{path}")
+
+    def udp_socket(self):
+        with in_ns(self.ns):
+            return socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
 
     def stop(self, sig=signal.SIGTERM):
         PROCS.kill(f"causeway-{self.name}", sig)
@@ -218,7 +269,7 @@ source:
         return PROCS.pid(f"causeway-{self.name}")
 
     def catalog(self):
-        c = http_get(f"http://127.0.0.1:{self.admin}/v1/catalog")
+        c = self.http("/v1/catalog")
         return json.loads(c) if c else {"imports": {}}
 
     def vip(self, service, clusters=1):
@@ -255,7 +306,7 @@ def export(svc, port, ep_port, name="tcp"):
 # ---------------------------------------------------------------- Envoy pair
 
 
-def envoy_configs(d, services, b_port=15443):
+def envoy_configs(d, services, b_port=15443, b_host="127.0.0.1", b_listen="127.0.0.1"):
     """services: [(name, a_port, backend_port)]. Same topology as ../shared/bench/envoy-pair."""
     lst, clu, chains, back = [], [], [], []
     for i, (svc, a_port, be_port) in enumerate(services):
@@ -287,7 +338,7 @@ def envoy_configs(d, services, b_port=15443):
     connect_timeout: 2s
     load_assignment:
       cluster_name: b_{svc}
-      endpoints: [{{ lb_endpoints: [{{ endpoint: {{ address: {{ socket_address: {{ address: 127.0.0.1, port_value: {b_port} }} }} }} }}] }}]
+      endpoints: [{{ lb_endpoints: [{{ endpoint: {{ address: {{ socket_address: {{ address: {b_host}, port_value: {b_port} }} }} }} }}] }}]
     transport_socket:
       name: envoy.transport_sockets.tls
       typed_config:
@@ -335,23 +386,28 @@ def envoy_configs(d, services, b_port=15443):
     with open(os.path.join(d, "envoy-b.yaml"), "w") as f:
         f.write(hdr + "admin:\n  address: { socket_address: { address: 127.0.0.1, port_value: 9902 } }\n"
                 "static_resources:\n  listeners:\n  - name: mtls_in\n"
-                "    address: { socket_address: { address: 127.0.0.1, port_value: 15443 } }\n"
+                f"    address: {{ socket_address: {{ address: {b_listen}, port_value: 15443 }} }}\n"
                 "    listener_filters:\n    - name: envoy.filters.listener.tls_inspector\n"
                 "      typed_config:\n        \"@type\": type.googleapis.com/envoy.extensions.filters.listener.tls_inspector.v3.TlsInspector\n"
                 "    filter_chains:\n" + "".join(chains) + "  clusters:\n" + "".join(back))
 
 
-def start_envoy_pair(d, services, b_port=15443):
+def start_envoy_pair(d, services, b_port=15443, ns_a=None, ns_b=None, b_host="127.0.0.1"):
+    """ns_a/ns_b: run Envoy A/B in these network namespaces, A dialling B at B_HOST."""
     os.makedirs(d, exist_ok=True)
     if not os.path.exists(os.path.join(d, "certs", "ca.pem")):
         subprocess.run([os.path.join(HERE, "envoy", "gen-certs.sh"), os.path.join(d, "certs")],
                        check=True, capture_output=True)
-    envoy_configs(d, services, b_port)
-    for side, port in (("b", 9902), ("a", 9901)):
-        PROCS.start(f"envoy-{side}", [ENVOY, "-c", f"envoy-{side}.yaml", "--concurrency", "2",
-                                      "--disable-hot-restart", "--log-level", "warn",
-                                      "--base-id", str(40 + ord(side))], cwd=d)
-        wait_until(f"envoy {side} ready", lambda p=port: http_get(f"http://127.0.0.1:{p}/ready"))
+    envoy_configs(d, services, b_port, b_host, "0.0.0.0" if ns_b else "127.0.0.1")
+    for side, port, ns in (("b", 9902, ns_b), ("a", 9901, ns_a)):
+        PROCS.start(f"envoy-{side}", in_ns_argv(ns, [
+            ENVOY, "-c", f"envoy-{side}.yaml", "--concurrency", "2", "--disable-hot-restart",
+            "--log-level", "warn", "--base-id", str(40 + ord(side))]), cwd=d)
+
+        def ready(p=port, ns=ns):
+            with in_ns(ns):
+                return http_get(f"http://127.0.0.1:{p}/ready")
+        wait_until(f"envoy {side} ready", ready)
 
 
 # ---------------------------------------------------------------- measurements
@@ -644,21 +700,24 @@ zone:
     PROCS.stop_all()
 
 
-def three_clusters(root, relay=False):
+def three_clusters(root, relay=False, topo=None, b_exports=()):
+    """fa (client; failover list [fb, fc]), fb and fc exporting bench/who. topo: run each in its
+    namespace of that WanTopo; b_exports: more exports for fb."""
     shutil.rmtree(os.path.join(root, "state"), ignore_errors=True)
     os.makedirs(root, exist_ok=True)
     names = ["fa", "fb", "fc"]
-    stub = {n: Cluster(n, 10 + i, root, f"127.77.{20 + i}.0/24") for i, n in enumerate(names)}
+    kw = {n: dict(ns=topo.ns(n), host=topo.ip(n)) if topo else {} for n in names}
+    stub = {n: Cluster(n, 10 + i, root, f"127.77.{20 + i}.0/24", **kw[n]) for i, n in enumerate(names)}
     gw_a = ("  locality: { failover: { bench/who: [fb, fc] } }\n"
             "  ejection: { base_time: 1s, max_time: 2s }\n"
             "  connections: { backoff_max: 1s }\n")
     cl = {
         "fa": Cluster("fa", 10, root, "127.77.20.0/24", peers=[stub["fb"], stub["fc"]], gateway_extra=gw_a,
-                      relay=relay),
+                      relay=relay, **kw["fa"]),
         "fb": Cluster("fb", 11, root, "127.77.21.0/24", peers=[stub["fa"], stub["fc"]],
-                      exports=[export("bench/who", 6000, 6001)], relay=relay),
+                      exports=[export("bench/who", 6000, 6001)] + list(b_exports), relay=relay, **kw["fb"]),
         "fc": Cluster("fc", 12, root, "127.77.22.0/24", peers=[stub["fa"], stub["fb"]],
-                      exports=[export("bench/who", 6000, 6002)], relay=relay),
+                      exports=[export("bench/who", 6000, 6002)], relay=relay, **kw["fc"]),
     }
     if relay:
         # One relay per cluster: a restarted cluster gets a fresh relay too (the relay keeps a UDP
@@ -768,9 +827,9 @@ def section_wan(args, results):
     PROCS.stop_all()
 
 
-def catalog_propagation(args, results, cl, key="catalog"):
+def catalog_propagation(args, results, cl, key="catalog", prefix="new"):
     a, others = cl["fa"], [cl["fb"], cl["fc"]]
-    socks = [socket.socket(socket.AF_INET, socket.SOCK_DGRAM) for _ in others]
+    socks = [o.udp_socket() for o in others]
     wait_until("fb and fc answer DNS", lambda: all(
         probes.dns_answers(s, ("127.0.0.1", o.dns), "dns-version.clusterset.local") for s, o in zip(socks, others)))
     exports, runs = [], []
@@ -780,10 +839,10 @@ def catalog_propagation(args, results, cl, key="catalog"):
         # A random pause first: without it each write would follow the previous answer, which
         # comes right after a poll of the file, and every figure would be ~one poll interval.
         time.sleep(rng.uniform(0, 0.1))
-        exports.append(export(f"bench/new{i}", 7000, 7000))
+        exports.append(export(f"bench/{prefix}{i}", 7000, 7000))
         a.write_exports(exports)
         t0 = time.perf_counter()
-        name = f"new{i}.bench.svc.clusterset.local"
+        name = f"{prefix}{i}.bench.svc.clusterset.local"
         seen = [None] * len(others)
         while time.perf_counter() - t0 < 10 and None in seen:
             for j, (s, o) in enumerate(zip(socks, others)):
@@ -820,6 +879,286 @@ def section_scale(args, results):
     res["runs"] = runs
     res["load_end"] = loadavg()
     results["scale"] = res
+
+
+# ---------------------------------------------------------------- namespaces + packet-level WAN
+
+
+NS_PREFIX = "cwb"  # every namespace this harness makes is cwb-*; leftovers are deleted at start/exit
+WAN_TABLE = "100"
+
+
+def run_ip(*args, check=True):
+    r = subprocess.run(["ip", *args], capture_output=True, text=True)
+    if check and r.returncode != 0:
+        raise RuntimeError(f"ip {' '.join(args)}: {r.stderr.strip()}")
+    return r.stdout
+
+
+def sysctl(ns, *settings):
+    subprocess.run(in_ns_argv(ns, ["sysctl", "-q", "-w", *settings]), check=True, capture_output=True)
+
+
+def delete_netns_leftovers():
+    for fd in _NS_FDS.values():
+        os.close(fd)
+    _NS_FDS.clear()
+    if not shutil.which("ip"):
+        return
+    for line in run_ip("netns", "list", check=False).splitlines():
+        name = (line.split() or [""])[0]
+        if name.startswith(NS_PREFIX + "-"):
+            run_ip("netns", "del", name, check=False)
+
+
+def netns_unavailable():
+    """Why the namespace section cannot run here, if it cannot."""
+    if os.geteuid() != 0:
+        return "not root (network namespaces need CAP_SYS_ADMIN and CAP_NET_ADMIN)"
+    if not shutil.which("ip"):
+        return "`ip` is missing (apt-get install iproute2)"
+    if not os.path.exists("/dev/net/tun"):
+        return "no /dev/net/tun (the WAN emulator bench/wanem.py needs TUN)"
+    return None
+
+
+class WanTopo:
+    """Cluster namespaces cwb-NAME (eth0 10.77.N.2/24, default via 10.77.N.1), each linked by a
+    veth pair to the router namespace cwb-wan (cwb-vN, 10.77.N.1/24). The router sends whatever
+    it receives from a cluster veth (policy rule `iif cwb-vN lookup 100`, table 100: `default dev
+    wan0`) into the TUN device wan0, where bench/wanem.py delays and drops it and writes it back;
+    coming out of wan0 it takes the main table to the destination cluster's veth. So every packet
+    between clusters crosses the emulator exactly once per direction."""
+
+    def __init__(self, names):
+        self.names = list(names)
+        self.wan = f"{NS_PREFIX}-wan"
+        self.stats_path = os.path.join(WORK, "wanem.json")
+
+    def ns(self, name):
+        return f"{NS_PREFIX}-{name}"
+
+    def ip(self, name):
+        return f"10.77.{self.names.index(name) + 1}.2"
+
+    def veth(self, name):
+        return f"{NS_PREFIX}-v{self.names.index(name) + 1}"
+
+    def create(self):
+        delete_netns_leftovers()
+        w = self.wan
+        run_ip("netns", "add", w)
+        run_ip("-n", w, "link", "set", "lo", "up")
+        sysctl(w, "net.ipv4.ip_forward=1", "net.ipv4.conf.all.rp_filter=0",
+               "net.ipv4.conf.default.rp_filter=0")
+        run_ip("-n", w, "tuntap", "add", "dev", "wan0", "mode", "tun")
+        run_ip("-n", w, "link", "set", "wan0", "up")
+        run_ip("-n", w, "route", "add", "default", "dev", "wan0", "table", WAN_TABLE)
+        for i, name in enumerate(self.names):
+            ns, v, net = self.ns(name), self.veth(name), f"10.77.{i + 1}"
+            run_ip("netns", "add", ns)
+            run_ip("-n", ns, "link", "set", "lo", "up")
+            run_ip("link", "add", "eth0", "netns", ns, "type", "veth", "peer", "name", v, "netns", w)
+            run_ip("-n", ns, "addr", "add", f"{net}.2/24", "dev", "eth0")
+            run_ip("-n", ns, "link", "set", "eth0", "up")
+            run_ip("-n", ns, "route", "add", "default", "via", f"{net}.1")
+            run_ip("-n", w, "addr", "add", f"{net}.1/24", "dev", v)
+            run_ip("-n", w, "link", "set", v, "up")
+            run_ip("-n", w, "rule", "add", "iif", v, "lookup", WAN_TABLE)
+            # A cut link (see cut) must swallow packets like a dead link, not answer them with
+            # ICMP "network unreachable": a blackhole route below the connected one.
+            run_ip("-n", w, "route", "add", "blackhole", f"{net}.0/24", "metric", "1000")
+        sysctl(w, "net.ipv4.conf.wan0.rp_filter=0",
+               *[f"net.ipv4.conf.{self.veth(n)}.rp_filter=0" for n in self.names])
+
+    def destroy(self):
+        self.stop_emulator()
+        delete_netns_leftovers()
+
+    def start_emulator(self, delay_ms, loss):
+        self.stop_emulator()
+        if os.path.exists(self.stats_path):
+            os.remove(self.stats_path)
+        # SCHED_FIFO: netem runs in the kernel's softirq; a userspace stand-in competing with builds
+        # for the CPU would add scheduling delay to every packet.
+        PROCS.start("wanem", in_ns_argv(self.wan, ["chrt", "-f", "10",
+            sys.executable, os.path.join(HERE, "wanem.py"), "wan0", "--delay-ms", str(delay_ms),
+            "--loss", str(loss), "--stats", self.stats_path, "--max-s", "3600"]))
+        wait_until("wanem up", lambda: os.path.exists(self.stats_path), timeout=10)
+
+    def emulator_stats(self):
+        try:
+            with open(self.stats_path) as fh:
+                return json.load(fh)
+        except (OSError, ValueError):
+            return {}
+
+    def stop_emulator(self):
+        if "wanem" in PROCS.procs:
+            PROCS.kill("wanem")
+            return self.emulator_stats()
+        return None
+
+    def cut(self, name):
+        run_ip("-n", self.wan, "link", "set", self.veth(name), "down")
+
+    def restore(self, name):
+        run_ip("-n", self.wan, "link", "set", self.veth(name), "up")
+
+
+def netns_dataplane(args, topo, contenders):
+    """direct / causeway / envoy from cluster fa's namespace to fb's, alternating."""
+    runs, order = [], list(contenders)
+    wanem = PROCS.pid("wanem")
+    for rep in range(args.reps):
+        for k in order[rep % 3:] + order[:rep % 3]:
+            addr, pids = contenders[k]
+            r = {"rep": rep, "who": k}
+            with in_ns(topo.ns("fa")):
+                e0 = ticks(wanem)
+                r["bulk"] = m_bulk(*addr["iperf"], args.wan_secs, pids)
+                r["bulk"]["wanem_cores"] = (ticks(wanem) - e0) / HZ / args.wan_secs
+                r["rr"] = probes.pingpong(*addr["echo"], args.wan_rr, 64, 5)
+                r["connect"] = probes.connect(*addr["echo"], args.wan_conns)["first_byte"]
+            log(f"netns dataplane rep {rep + 1}/{args.reps}: {k}: bulk {r['bulk']['gbps'] * 1e3:.0f} Mbit/s, "
+                f"rr p50 {r['rr']['p50'] / 1e3:.1f} ms, connect p50 {r['connect']['p50'] / 1e3:.1f} ms")
+            runs.append(r)
+    return runs
+
+
+def netns_failover(args, topo, vip):
+    """Cut fb's link in the router; time from the cut to the first new connection (made in fa's
+    namespace) answered by fc. Restore between repetitions and wait until fb answers again."""
+    a_ns, runs = topo.ns("fa"), []
+
+    def who(timeout):
+        with in_ns(a_ns):
+            return probes.who_once(vip, 6000, timeout)
+    for rep in range(args.failover_reps):
+        topo.restore("fb")
+        t_restore = time.perf_counter()
+        try:
+            wait_until("traffic through fb", lambda: who(1.0) == "fb", timeout=30, every=0.1)
+        except RuntimeError:
+            runs.append({"rep": rep, "seconds": None, "error": "fb never took traffic back"})
+            log(f"netns failover rep {rep + 1}: fb never took traffic back")
+            continue
+        back = time.perf_counter() - t_restore
+        time.sleep(0.3)
+        first, lock = [], threading.Lock()
+
+        def attempt(t_cut):
+            tag = who(5.0)
+            if tag == "fc":
+                with lock:
+                    first.append(time.perf_counter() - t_cut)
+        t_cut = time.perf_counter()
+        topo.cut("fb")
+        threads = []
+        while time.perf_counter() - t_cut < 20 and not first and len(threads) < 1000:
+            t = threading.Thread(target=attempt, args=(t_cut,), daemon=True)
+            t.start()
+            threads.append(t)
+            time.sleep(0.02)
+        for t in threads:
+            t.join(6)
+        r = {"rep": rep, "seconds": min(first) if first else None, "fb_back_s": back}
+        log(f"netns failover rep {rep + 1}: {r}")
+        runs.append(r)
+    topo.restore("fb")
+    return runs
+
+
+def emulator_ceiling(args, topo):
+    """What the emulator itself can carry, as configured (25 ms, no loss): 4 parallel direct TCP
+    connections fa -> fb, with the emulator's own CPU."""
+    wanem = PROCS.pid("wanem")
+    s0, e0 = topo.emulator_stats(), ticks(wanem)
+    with in_ns(topo.ns("fa")):
+        bps, _ = iperf_json(topo.ip("fb"), 5201, args.wan_secs, 4)
+    e1 = ticks(wanem)
+    time.sleep(1.2)  # the emulator writes its counters every second
+    s1 = topo.emulator_stats()
+    r = {"gbps": bps / 1e9, "parallel": 4, "secs": args.wan_secs,
+         "wanem_cores": (e1 - e0) / HZ / args.wan_secs,
+         "overflow": s1.get("overflow", 0) - s0.get("overflow", 0), "max_queue": s1.get("max_queue")}
+    log(f"emulator ceiling: {r}")
+    return r
+
+
+def section_netns(args, results, save):
+    """Clusters in network namespaces behind a packet-level WAN emulator (bench/wanem.py): 25 ms
+    each way, each loss of --loss. Data plane (direct / causeway / Envoy), failover by link cut,
+    catalog propagation."""
+    why = netns_unavailable()
+    if why:
+        log(f"netns: skipped: {why}")
+        results["netns"] = {"skipped": why}
+        return
+    root = os.path.join(WORK, "netns")
+    topo = WanTopo(["fa", "fb", "fc"])
+    atexit.register(delete_netns_leftovers)
+    try:
+        topo.create()
+        res = {"started": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()), "load_start": loadavg(),
+               "delay_ms": args.wan_delay, "reps": args.reps, "secs": args.wan_secs, "rr_n": args.wan_rr,
+               "conns": args.wan_conns, "variants": {}}
+        results["netns"] = res
+        fb, fc = topo.ns("fb"), topo.ns("fc")
+        probe = [sys.executable, os.path.join(HERE, "probes.py")]
+        PROCS.start("ns-iperf3-5201", in_ns_argv(fb, ["iperf3", "-s", "-p", "5201"]))
+        PROCS.start("ns-echo-5203", in_ns_argv(fb, probe + ["echo", "5203", "3600", "0.0.0.0"]))
+        PROCS.start("ns-who-fb", in_ns_argv(fb, probe + ["who", "6001", "fb", "3600"]))
+        PROCS.start("ns-who-fc", in_ns_argv(fc, probe + ["who", "6002", "fc", "3600"]))
+        for ns, port in ((fb, 5201), (fb, 5203), (fb, 6001), (fc, 6002)):
+            def up(ns=ns, port=port):
+                with in_ns(ns):
+                    return tcp_open(port)
+            wait_until(f"backend {ns}:{port}", up)
+        services = [("iperf", 15001, 5201), ("echo", 15003, 5203)]
+        topo.start_emulator(args.wan_delay, 0.0)
+        cl = three_clusters(root, topo=topo, b_exports=[export(f"bench/{s}", be, be) for s, _, be in services])
+        vips = {s: cl["fa"].vip(f"bench/{s}") for s, _, _ in services}
+        who_vip = cl["fa"].vip("bench/who", clusters=2)
+        start_envoy_pair(os.path.join(root, "envoy"), services, ns_a=topo.ns("fa"), ns_b=fb,
+                         b_host=topo.ip("fb"))
+        contenders = {
+            "direct": ({s: (topo.ip("fb"), be) for s, _, be in services}, []),
+            "causeway": ({s: (vips[s], be) for s, _, be in services}, [cl["fa"].pid, cl["fb"].pid]),
+            "envoy": ({s: ("127.0.0.1", ap) for s, ap, _ in services},
+                      [PROCS.pid("envoy-a"), PROCS.pid("envoy-b")]),
+        }
+        res["idle_rss_mib"] = {k: sum(rss_kib(p) for p in pids) / 1024
+                               for k, (_, pids) in contenders.items() if pids}
+        for loss in args.loss:
+            topo.start_emulator(args.wan_delay, loss / 100)
+            v = {"loss_pct": loss, "load_start": loadavg()}
+            res["variants"][str(loss)] = v
+            with in_ns(topo.ns("fa")):  # sanity: a round trip through every contender
+                for k, (addr, _) in contenders.items():
+                    probes.pingpong(*addr["echo"], 3, 64, 1)
+            if loss == 0:
+                v["ceiling"] = emulator_ceiling(args, topo)
+            if "dataplane" in args.netns_parts:
+                v["dataplane"] = netns_dataplane(args, topo, contenders)
+                save()
+            if "failover" in args.netns_parts:
+                v["failover"] = netns_failover(args, topo, who_vip)
+                save()
+            if "catalog" in args.netns_parts:
+                tmp = {}
+                cl["fa"].write_exports([])
+                catalog_propagation(args, tmp, cl, "catalog", prefix=f"l{loss:g}x".replace(".", "p"))
+                v["catalog"] = tmp["catalog"]
+            time.sleep(1.2)
+            v["emulator"] = topo.emulator_stats()
+            v["load_end"] = loadavg()
+            log(f"netns loss {loss} %: emulator {v['emulator']}")
+            save()
+        res["load_end"] = loadavg()
+    finally:
+        PROCS.stop_all()
+        topo.destroy()
 
 
 # ---------------------------------------------------------------- report
@@ -1125,11 +1464,19 @@ def main():
     ap.add_argument("--failover-reps", type=int, default=20)
     ap.add_argument("--exports", type=int, default=100)
     ap.add_argument("--scale-reps", type=int, default=3)
-    ap.add_argument("--only", default="dataplane,dns,failover,catalog,scale,wan")
+    ap.add_argument("--only", default="dataplane,dns,failover,catalog,scale,wan,netns")
+    ap.add_argument("--loss", default="0,1", help="netns: loss variants, percent each way")
+    ap.add_argument("--wan-delay", type=float, default=25.0, help="netns: ms each way")
+    ap.add_argument("--wan-secs", type=int, default=8, help="netns: iperf3 seconds")
+    ap.add_argument("--wan-rr", type=int, default=200, help="netns: 64 B round trips per run")
+    ap.add_argument("--wan-conns", type=int, default=50, help="netns: new connections per run")
+    ap.add_argument("--netns-parts", default="dataplane,failover,catalog")
     ap.add_argument("--report-only", action="store_true")
     ap.add_argument("--out", default=os.path.join(ROOT, "docs", "benchmarks.md"))
     args = ap.parse_args()
     args.only = args.only.split(",")
+    args.loss = [float(x) for x in args.loss.split(",")]
+    args.netns_parts = args.netns_parts.split(",")
     os.makedirs(WORK, exist_ok=True)
     rpath = os.path.join(WORK, "results.json")
     results = json.load(open(rpath)) if os.path.exists(rpath) else {}
@@ -1168,6 +1515,17 @@ def main():
                     PROCS.stop_all()
                 with open(rpath, "w") as fh:
                     json.dump(results, fh, indent=1)
+            if "netns" in args.only:
+                log(f"== netns (load {loadavg()})")
+
+                def save():
+                    with open(rpath, "w") as fh:
+                        json.dump(results, fh, indent=1)
+                try:
+                    section_netns(args, results, save)
+                finally:
+                    PROCS.stop_all()
+                save()
         report(results, args.out)
         log(f"wrote {args.out}")
     finally:

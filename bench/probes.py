@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """Bounded TCP/DNS probes for the benchmark harness (loopback or harness-made namespaces only).
 
-  probes.py echo PORT [MAX_S]            threaded echo server on 127.0.0.1:PORT, exits after MAX_S
-  probes.py who PORT TAG [MAX_S]         reads 64 bytes, answers TAG padded to 64 bytes, closes
+  probes.py echo PORT [MAX_S] [HOST]     threaded echo server on HOST:PORT (127.0.0.1), exits after MAX_S
+  probes.py who PORT TAG [MAX_S] [HOST]  reads 64 bytes, answers TAG padded to 64 bytes, closes
   probes.py pingpong HOST PORT [N] [MSG] N round trips of MSG bytes on one connection (JSON, us)
   probes.py connect HOST PORT [N]        N new connections: connect + one 64 B round trip (JSON, us)
 
@@ -160,9 +160,11 @@ def main():
     mode = sys.argv[1]
     a = sys.argv[2:]
     if mode == "echo":
-        serve(int(a[0]), echo_handler, float(a[1]) if len(a) > 1 else 3600.0)
+        serve(int(a[0]), echo_handler, float(a[1]) if len(a) > 1 else 3600.0,
+              a[2] if len(a) > 2 else "127.0.0.1")
     elif mode == "who":
-        serve(int(a[0]), who_handler(a[1]), float(a[2]) if len(a) > 2 else 3600.0)
+        serve(int(a[0]), who_handler(a[1]), float(a[2]) if len(a) > 2 else 3600.0,
+              a[3] if len(a) > 3 else "127.0.0.1")
     elif mode == "pingpong":
         print(json.dumps(pingpong(a[0], int(a[1]), *[int(x) for x in a[2:]])))
     elif mode == "connect":
