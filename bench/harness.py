@@ -1031,6 +1031,8 @@ def netns_dataplane(args, topo, contenders):
                     r["bulk_cubic_gbps"] = iperf_json(*addr["iperf"], args.wan_secs, extra=("-C", "cubic"))[0] / 1e9
                 r["rr"] = probes.pingpong(*addr["echo"], args.wan_rr, 64, 5)
                 r["connect"] = probes.connect(*addr["echo"], args.wan_conns)["first_byte"]
+                if r["connect"]["errors"]:
+                    log(f"netns dataplane: {k}: {r['connect']['errors']} new connections failed")
             log(f"netns dataplane rep {rep + 1}/{args.reps}: {k}: bulk {r['bulk']['gbps'] * 1e3:.0f} Mbit/s, "
                 f"rr p50 {r['rr']['p50'] / 1e3:.1f} ms, connect p50 {r['connect']['p50'] / 1e3:.1f} ms")
             runs.append(r)
@@ -1111,10 +1113,13 @@ def section_netns(args, results, save):
     atexit.register(delete_netns_leftovers)
     try:
         topo.create()
+        # Variants of earlier runs whose loss is not re-measured now are kept.
+        old = {k: v for k, v in (results.get("netns") or {}).get("variants", {}).items()
+               if float(k) not in args.loss}
         res = {"started": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()), "load_start": loadavg(),
                "causeway": sh(f"cat {BIN}/REV"),
                "delay_ms": args.wan_delay, "reps": args.reps, "secs": args.wan_secs, "rr_n": args.wan_rr,
-               "conns": args.wan_conns, "variants": {}}
+               "conns": args.wan_conns, "variants": old}
         results["netns"] = res
         with in_ns(topo.ns("fa")):
             res["tcp_cc"] = open("/proc/sys/net/ipv4/tcp_congestion_control").read().strip()
@@ -1146,7 +1151,8 @@ def section_netns(args, results, save):
                                for k, (_, pids) in contenders.items() if pids}
         for loss in args.loss:
             topo.start_emulator(args.wan_delay, loss / 100)
-            v = {"loss_pct": loss, "load_start": loadavg()}
+            v = {"loss_pct": loss, "load_start": loadavg(), "causeway": res["causeway"],
+                 "started": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())}
             res["variants"][str(loss)] = v
             with in_ns(topo.ns("fa")):  # sanity: a round trip through every contender
                 for k, (addr, _) in contenders.items():

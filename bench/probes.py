@@ -27,6 +27,8 @@ def pct(xs, p):
 
 def summary(xs):
     us = [x * 1e6 for x in xs]
+    if not us:
+        return {"n": 0, "p50": None, "p90": None, "p99": None, "p999": None, "max": None}
     return {"n": len(us), "p50": pct(us, 50), "p90": pct(us, 90), "p99": pct(us, 99),
             "p999": pct(us, 99.9), "max": max(us)}
 
@@ -105,21 +107,27 @@ def pingpong(host, port, n=10000, msg=64, warm=500):
 
 
 def connect(host, port, n=300):
-    xs_c, xs_f = [], []
+    """Failed attempts (refused, reset, timed out) are counted in first_byte["errors"], not timed."""
+    xs_c, xs_f, errors = [], [], 0
     out = b"y" * 64
     t_end = time.time() + LIMIT_S
     for _ in range(n):
         if time.time() > t_end:
             break
         t = time.perf_counter()
-        s = socket.create_connection((host, port), timeout=10)
-        xs_c.append(time.perf_counter() - t)
-        s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        s.sendall(out)
-        recv_exact(s, 64)
-        xs_f.append(time.perf_counter() - t)
-        s.close()
-    return {"connect": summary(xs_c), "first_byte": summary(xs_f)}
+        try:
+            with socket.create_connection((host, port), timeout=10) as s:
+                xs_c.append(time.perf_counter() - t)
+                s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                s.settimeout(10)
+                s.sendall(out)
+                recv_exact(s, 64)
+                xs_f.append(time.perf_counter() - t)
+        except (OSError, ConnectionError):
+            errors += 1
+    r = {"connect": summary(xs_c), "first_byte": summary(xs_f)}
+    r["first_byte"]["errors"] = errors
+    return r
 
 
 def who_once(host, port, timeout):
