@@ -1013,6 +1013,15 @@ class WanTopo:
         run_ip("-n", self.wan, "link", "set", self.veth(name), "up")
 
 
+def guarded(what, fn):
+    """A measurement that failed (e.g. the connection was reset under loss) is recorded as such."""
+    try:
+        return fn()
+    except (RuntimeError, OSError, ValueError, KeyError) as e:
+        log(f"{what} failed: {e}")
+        return {"error": str(e)}
+
+
 def netns_dataplane(args, topo, contenders):
     """direct / causeway / envoy from cluster fa's namespace to fb's, alternating."""
     runs, order = [], list(contenders)
@@ -1023,18 +1032,20 @@ def netns_dataplane(args, topo, contenders):
             r = {"rep": rep, "who": k}
             with in_ns(topo.ns("fa")):
                 e0 = ticks(wanem)
-                r["bulk"] = m_bulk(*addr["iperf"], args.wan_secs, pids)
+                r["bulk"] = guarded(f"{k} bulk", lambda: m_bulk(*addr["iperf"], args.wan_secs, pids))
                 r["bulk"]["wanem_cores"] = (ticks(wanem) - e0) / HZ / args.wan_secs
                 if k == "direct":
                     # The host's TCP default here is BBR (see tcp_cc), which shrugs off random loss;
                     # quinn uses Cubic. Direct with Cubic too, for a like-for-like reference.
-                    r["bulk_cubic_gbps"] = iperf_json(*addr["iperf"], args.wan_secs, extra=("-C", "cubic"))[0] / 1e9
-                r["rr"] = probes.pingpong(*addr["echo"], args.wan_rr, 64, 5)
+                    r["bulk_cubic"] = guarded("direct cubic bulk", lambda: {"gbps": iperf_json(
+                        *addr["iperf"], args.wan_secs, extra=("-C", "cubic"))[0] / 1e9})
+                    time.sleep(1)  # iperf3's server takes a moment after a failed test
+                r["rr"] = guarded(f"{k} rr", lambda: probes.pingpong(*addr["echo"], args.wan_rr, 64, 5))
                 r["connect"] = probes.connect(*addr["echo"], args.wan_conns)["first_byte"]
                 if r["connect"]["errors"]:
                     log(f"netns dataplane: {k}: {r['connect']['errors']} new connections failed")
-            log(f"netns dataplane rep {rep + 1}/{args.reps}: {k}: bulk {r['bulk']['gbps'] * 1e3:.0f} Mbit/s, "
-                f"rr p50 {r['rr']['p50'] / 1e3:.1f} ms, connect p50 {r['connect']['p50'] / 1e3:.1f} ms")
+            log(f"netns dataplane rep {rep + 1}/{args.reps}: {k}: bulk {r['bulk'].get('gbps')} Gbit/s, "
+                f"rr p50 {r['rr'].get('p50')} us, connect p50 {r['connect'].get('p50')} us")
             runs.append(r)
     return runs
 
@@ -1383,7 +1394,7 @@ def netns_report(results):
           "server, `who` servers) in `cwb-fb` and `cwb-fc`; Envoy A in `cwb-fa` originating mutual TLS to",
           "Envoy B in `cwb-fb` (the loopback section's generated configs, B listening on its veth address);",
           "every client runs in `cwb-fa`.", "",
-          f"Started {ns['started']} (causeway {ns.get('causeway', '?')}), load {ns['load_start']} -> {ns.get('load_end', 'n/a')}.", ""]
+          f"causeway {ns.get('causeway', '?')} (release build). Each loss variant below gives its own time and load.", ""]
     v0 = ns["variants"].get("0.0") or ns["variants"].get("0")
     c = v0.get("ceiling") if v0 else None
     if c:
@@ -1404,20 +1415,25 @@ def netns_report(results):
           "- **direct**: client in `fa` -> 10.77.2.2 (backend in `fb`): TCP handshake across the WAN.",
           "- **causeway**: client -> ClusterSetIP in `fa` -> pooled QUIC connection -> `fb` -> backend.",
           "- **envoy**: client -> Envoy A (in `fa`) -> new TCP + TLS 1.3 per connection -> Envoy B (in `fb`) -> backend.", ""]
-    rows = [("bulk, 1 connection (Mbit/s)", lambda r: r["bulk"]["gbps"] * 1e3, "x"),
-            ("bulk, 1 connection, kernel TCP with Cubic (Mbit/s)",
-             lambda r: r["bulk_cubic_gbps"] * 1e3 if "bulk_cubic_gbps" in r else None, None),
-            ("bulk CPU s/GiB (both gateways)", lambda r: r["bulk"].get("cpu_s_per_gib"), "x"),
-            ("emulator CPU during bulk (cores)", lambda r: r["bulk"].get("wanem_cores"), None),
-            ("64 B RR p50 (ms)", lambda r: r["rr"]["p50"] / 1e3, "+"),
-            ("64 B RR p99 (ms)", lambda r: r["rr"]["p99"] / 1e3, "+"),
-            ("64 B RR p99.9 (ms)", lambda r: r["rr"]["p999"] / 1e3, "+"),
-            ("new conn to first byte p50 (ms)", lambda r: r["connect"]["p50"] / 1e3, "+"),
-            ("new conn to first byte p99 (ms)", lambda r: r["connect"]["p99"] / 1e3, "+")]
+    def g(part, key, scale=1.0):
+        def get(r):
+            x = (r.get(part) or {}).get(key)
+            return x * scale if x is not None else None
+        return get
+    rows = [("bulk, 1 connection (Mbit/s)", g("bulk", "gbps", 1e3), "x"),
+            ("bulk, 1 connection, kernel TCP with Cubic (Mbit/s)", g("bulk_cubic", "gbps", 1e3), None),
+            ("bulk CPU s/GiB (both gateways)", g("bulk", "cpu_s_per_gib"), "x"),
+            ("emulator CPU during bulk (cores)", g("bulk", "wanem_cores"), None),
+            ("64 B RR p50 (ms)", g("rr", "p50", 1e-3), "+"),
+            ("64 B RR p99 (ms)", g("rr", "p99", 1e-3), "+"),
+            ("64 B RR p99.9 (ms)", g("rr", "p999", 1e-3), "+"),
+            ("new conn to first byte p50 (ms)", g("connect", "p50", 1e-3), "+"),
+            ("new conn to first byte p99 (ms)", g("connect", "p99", 1e-3), "+")]
     meds = {}
     for key, v in sorted(ns["variants"].items(), key=lambda kv: float(kv[0])):
         loss = v["loss_pct"]
-        L += [f"### {loss:g} % loss each way", "", f"Load {v['load_start']} -> {v.get('load_end', 'n/a')}.", ""]
+        L += [f"### {loss:g} % loss each way", "",
+              f"Measured from {v.get('started', ns['started'])}, load {v['load_start']} -> {v.get('load_end', 'n/a')}.", ""]
         if v.get("dataplane"):
             by = {}
             for r in v["dataplane"]:
@@ -1439,6 +1455,13 @@ def netns_report(results):
                          f"{vs('causeway')} | {vs('envoy')} | {', '.join(f(x, '{:.1f}') for x in vals['causeway'])} | "
                          f"{', '.join(f(x, '{:.1f}') for x in vals['envoy'])} |")
             meds[loss] = md_all
+            errs = {k: sum(r["connect"].get("errors", 0) for r in by.get(k, [])) for k in ("direct", "causeway", "envoy")}
+            L += ["", "New connections that failed (reset or timed out; not in the timings): " +
+                  ", ".join(f"{k} {n}" for k, n in errs.items()) + f" (of {ns['conns'] * ns['reps']} each)."]
+            failed = [f"{r['who']} {part} (rep {r['rep'] + 1}: {r[part]['error']})" for r in v["dataplane"]
+                      for part in ("bulk", "bulk_cubic", "rr") if (r.get(part) or {}).get("error")]
+            if failed:
+                L += ["", "Measurements that failed (not in the medians): " + "; ".join(failed) + "."]
             L.append("")
         fo = v.get("failover")
         if fo:
