@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """Bounded TCP/DNS probes for the benchmark harness (loopback or harness-made namespaces only).
 
-  probes.py echo PORT [MAX_S]            threaded echo server on 127.0.0.1:PORT, exits after MAX_S
-  probes.py who PORT TAG [MAX_S]         reads 64 bytes, answers TAG padded to 64 bytes, closes
+  probes.py echo PORT [MAX_S] [HOST]     threaded echo server on HOST:PORT (127.0.0.1), exits after MAX_S
+  probes.py who PORT TAG [MAX_S] [HOST]  reads 64 bytes, answers TAG padded to 64 bytes, closes
   probes.py pingpong HOST PORT [N] [MSG] N round trips of MSG bytes on one connection (JSON, us)
   probes.py connect HOST PORT [N]        N new connections: connect + one 64 B round trip (JSON, us)
 
@@ -27,6 +27,8 @@ def pct(xs, p):
 
 def summary(xs):
     us = [x * 1e6 for x in xs]
+    if not us:
+        return {"n": 0, "p50": None, "p90": None, "p99": None, "p999": None, "max": None}
     return {"n": len(us), "p50": pct(us, 50), "p90": pct(us, 90), "p99": pct(us, 99),
             "p999": pct(us, 99.9), "max": max(us)}
 
@@ -105,21 +107,27 @@ def pingpong(host, port, n=10000, msg=64, warm=500):
 
 
 def connect(host, port, n=300):
-    xs_c, xs_f = [], []
+    """Failed attempts (refused, reset, timed out) are counted in first_byte["errors"], not timed."""
+    xs_c, xs_f, errors = [], [], 0
     out = b"y" * 64
     t_end = time.time() + LIMIT_S
     for _ in range(n):
         if time.time() > t_end:
             break
         t = time.perf_counter()
-        s = socket.create_connection((host, port), timeout=10)
-        xs_c.append(time.perf_counter() - t)
-        s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        s.sendall(out)
-        recv_exact(s, 64)
-        xs_f.append(time.perf_counter() - t)
-        s.close()
-    return {"connect": summary(xs_c), "first_byte": summary(xs_f)}
+        try:
+            with socket.create_connection((host, port), timeout=10) as s:
+                xs_c.append(time.perf_counter() - t)
+                s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                s.settimeout(10)
+                s.sendall(out)
+                recv_exact(s, 64)
+                xs_f.append(time.perf_counter() - t)
+        except (OSError, ConnectionError):
+            errors += 1
+    r = {"connect": summary(xs_c), "first_byte": summary(xs_f)}
+    r["first_byte"]["errors"] = errors
+    return r
 
 
 def who_once(host, port, timeout):
@@ -160,9 +168,11 @@ def main():
     mode = sys.argv[1]
     a = sys.argv[2:]
     if mode == "echo":
-        serve(int(a[0]), echo_handler, float(a[1]) if len(a) > 1 else 3600.0)
+        serve(int(a[0]), echo_handler, float(a[1]) if len(a) > 1 else 3600.0,
+              a[2] if len(a) > 2 else "127.0.0.1")
     elif mode == "who":
-        serve(int(a[0]), who_handler(a[1]), float(a[2]) if len(a) > 2 else 3600.0)
+        serve(int(a[0]), who_handler(a[1]), float(a[2]) if len(a) > 2 else 3600.0,
+              a[3] if len(a) > 3 else "127.0.0.1")
     elif mode == "pingpong":
         print(json.dumps(pingpong(a[0], int(a[1]), *[int(x) for x in a[2:]])))
     elif mode == "connect":
