@@ -164,6 +164,23 @@ pub struct Transport {
     /// Splice read buffer per direction of a tunnelled connection.
     #[serde(default = "default_splice_buffer")]
     pub splice_buffer: u32,
+    /// QUIC congestion controller of peer connections.
+    #[serde(default)]
+    pub congestion: Congestion,
+}
+
+/// Congestion control for peer connections. Every tunnelled connection to a peer
+/// shares its one QUIC connection's window, so on lossy links this decides the
+/// throughput of all of them (see docs/protocol.md).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Congestion {
+    /// quinn's default: fastest on clean, low-RTT links.
+    #[default]
+    Cubic,
+    /// quinn's experimental BBR: models bandwidth and RTT instead of reacting to each loss.
+    Bbr,
+    NewReno,
 }
 
 fn default_listen() -> SocketAddr {

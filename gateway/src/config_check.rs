@@ -295,6 +295,18 @@ mod tests {
     }
 
     #[test]
+    fn congestion_controllers_parse_and_unknown_ones_are_named() {
+        let c = parse("listen: 127.0.0.1:1\ntransport: {congestion: bbr}\n").unwrap();
+        assert_eq!(c.transport.congestion, crate::config::Congestion::Bbr);
+        assert_eq!(
+            parse("listen: 127.0.0.1:1\n").unwrap().transport.congestion,
+            crate::config::Congestion::Cubic
+        );
+        let msg = parse("listen: 127.0.0.1:1\ntransport: {congestion: vegas}\n").unwrap_err();
+        assert!(msg.contains("vegas") && msg.contains("bbr"), "{msg}");
+    }
+
+    #[test]
     fn duplicate_failover_entry_is_refused() {
         let c = parse("listen: 127.0.0.1:1\nlocality: {failover: {\"ns/web\": [b, b]}}\n").unwrap();
         let msg = c.validate().unwrap_err().to_string();

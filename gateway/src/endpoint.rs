@@ -9,10 +9,11 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use causeway_catalog::ClusterId;
+use quinn::congestion::{BbrConfig, CubicConfig, NewRenoConfig};
 use quinn::{IdleTimeout, TransportConfig, VarInt};
 use socket2::{Domain, Protocol, Socket, Type};
 
-use crate::config::Config;
+use crate::config::{Config, Congestion};
 use crate::tls::{Identity, TlsError};
 
 #[derive(Debug, thiserror::Error)]
@@ -47,6 +48,11 @@ pub fn transport(cfg: &Config) -> Result<Arc<TransportConfig>, EndpointError> {
         .send_window(t.send_window.into())
         .keep_alive_interval(Some(p.keep_alive))
         .max_idle_timeout(Some(idle));
+    match t.congestion {
+        Congestion::Cubic => tc.congestion_controller_factory(Arc::new(CubicConfig::default())),
+        Congestion::Bbr => tc.congestion_controller_factory(Arc::new(BbrConfig::default())),
+        Congestion::NewReno => tc.congestion_controller_factory(Arc::new(NewRenoConfig::default())),
+    };
     Ok(Arc::new(tc))
 }
 

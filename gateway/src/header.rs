@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use quinn::{RecvStream, SendStream};
 
+use crate::gate::SetupGate;
 use crate::protocol::{self, ProtoError, Request, Status, stream_code};
 
 #[derive(Debug, thiserror::Error)]
@@ -31,11 +32,17 @@ pub async fn read_request(recv: &mut RecvStream, limit: Duration) -> Result<Requ
 }
 
 /// Sends a status; for anything but ok, ends both directions of the stream.
-pub async fn respond(send: &mut SendStream, recv: &mut RecvStream, status: Status, detail: &str) {
+pub async fn respond(
+    send: &mut SendStream,
+    recv: &mut RecvStream,
+    gate: &SetupGate,
+    status: Status,
+    detail: &str,
+) {
     // Ahead of other streams' bulk data: the caller is waiting on this to start.
     let _ = send.set_priority(protocol::SETUP_PRIORITY);
-    let _ = send
-        .write_all(&protocol::encode_response(status, detail))
+    let _ = gate
+        .write_setup(send, &protocol::encode_response(status, detail))
         .await;
     let _ = send.set_priority(0);
     if status != Status::Ok {
@@ -46,7 +53,12 @@ pub async fn respond(send: &mut SendStream, recv: &mut RecvStream, status: Statu
 
 /// Answers a bad header; returns the metric label. Silence and truncation get a
 /// reset (there is nobody useful to answer), malformed headers a status.
-pub async fn refuse(send: &mut SendStream, recv: &mut RecvStream, e: &HeaderError) -> &'static str {
+pub async fn refuse(
+    send: &mut SendStream,
+    recv: &mut RecvStream,
+    gate: &SetupGate,
+    e: &HeaderError,
+) -> &'static str {
     let status = match e {
         HeaderError::Proto(ProtoError::Version(_)) => Status::UnsupportedVersion,
         HeaderError::Proto(_) => Status::BadRequest,
@@ -56,6 +68,6 @@ pub async fn refuse(send: &mut SendStream, recv: &mut RecvStream, e: &HeaderErro
             return "header_error";
         }
     };
-    respond(send, recv, status, &e.to_string()).await;
+    respond(send, recv, gate, status, &e.to_string()).await;
     status.as_str()
 }

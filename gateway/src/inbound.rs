@@ -6,6 +6,7 @@ use causeway_catalog::ClusterId;
 use quinn::{ConnectionError, RecvStream, SendStream};
 use tracing::Instrument;
 
+use crate::gate::SetupGate;
 use crate::header::{read_request, refuse, respond};
 use crate::metrics::{ActiveGuard, Direction, InboundHandshake};
 use crate::protocol::{Request, Status};
@@ -82,6 +83,7 @@ async fn connection(shared: Arc<Shared>, incoming: quinn::Incoming) {
         span.record("cluster", tracing::field::display(&cluster));
         span.record("peer_id", tracing::field::display(&peer_id));
         handshake_metric(&shared, "ok");
+        let gate = Arc::new(SetupGate::default());
         loop {
             let (send, recv) = tokio::select! {
                 s = conn.accept_bi() => match s {
@@ -96,7 +98,7 @@ async fn connection(shared: Arc<Shared>, incoming: quinn::Incoming) {
             let s = shared.clone();
             shared
                 .streams
-                .spawn(stream(s, cluster.clone(), send, recv).in_current_span());
+                .spawn(stream(s, cluster.clone(), gate.clone(), send, recv).in_current_span());
         }
     }
     .instrument(span)
@@ -106,6 +108,7 @@ async fn connection(shared: Arc<Shared>, incoming: quinn::Incoming) {
 async fn stream(
     shared: Arc<Shared>,
     cluster: ClusterId,
+    gate: Arc<SetupGate>,
     mut send: SendStream,
     mut recv: RecvStream,
 ) {
@@ -117,7 +120,7 @@ async fn stream(
             Ok(r) => r,
             Err(e) => {
                 tracing::info!(error = %e, "bad stream header");
-                let label = refuse(&mut send, &mut recv, &e).await;
+                let label = refuse(&mut send, &mut recv, &gate, &e).await;
                 metrics.stream(cluster.as_str(), Direction::Inbound, label);
                 return;
             }
@@ -127,7 +130,7 @@ async fn stream(
         if let Some(t) = &req.traceparent {
             span.record("trace", t.as_str());
         }
-        serve(&shared, &cluster, &req, send, recv).await;
+        serve(&shared, &cluster, &gate, &req, send, recv).await;
     }
     .instrument(span)
     .await
@@ -136,6 +139,7 @@ async fn stream(
 async fn serve(
     shared: &Arc<Shared>,
     cluster: &ClusterId,
+    gate: &SetupGate,
     req: &Request,
     mut send: SendStream,
     mut recv: RecvStream,
@@ -146,7 +150,7 @@ async fn serve(
     let (mut tcp, _load) = match admitted {
         Ok(x) => x,
         Err((status, detail)) => {
-            respond(&mut send, &mut recv, status, &detail).await;
+            respond(&mut send, &mut recv, gate, status, &detail).await;
             shared
                 .metrics
                 .stream(cluster.as_str(), Direction::Inbound, status.as_str());
@@ -154,7 +158,7 @@ async fn serve(
         }
     };
     let _active = ActiveGuard::new(&handles.active);
-    respond(&mut send, &mut recv, Status::Ok, "").await;
+    respond(&mut send, &mut recv, gate, Status::Ok, "").await;
     shared
         .metrics
         .stream(cluster.as_str(), Direction::Inbound, Status::Ok.as_str());
@@ -170,6 +174,7 @@ async fn serve(
         t.splice_buffer as usize,
         shared.cfg.timeouts.idle,
         counters,
+        gate,
     )
     .await;
     tracing::debug!(sent = out.sent, received = out.received, end = ?out.end, "stream done");

@@ -19,6 +19,7 @@ mod dial;
 mod direct;
 mod eject;
 mod endpoint;
+mod gate;
 mod gateway;
 mod header;
 mod inbound;
@@ -35,7 +36,8 @@ mod stats;
 mod tls;
 
 pub use config::{
-    Config, Connections, Ejection, KubernetesPorts, Limits, Locality, Timeouts, Transport,
+    Config, Congestion, Connections, Ejection, KubernetesPorts, Limits, Locality, Timeouts,
+    Transport,
 };
 pub use config_check::ConfigError;
 pub use endpoint::EndpointError;

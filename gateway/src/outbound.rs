@@ -164,23 +164,24 @@ async fn remote(
     h: &ServiceHandles,
 ) -> bool {
     let max = shared.cfg.limits.max_streams_per_peer as usize;
-    let Some((_slot, conn)) = shared.pool.pick(cluster, max) else {
+    let Some((slot, conn)) = shared.pool.pick(cluster, max) else {
         return false;
     };
     let started = Instant::now();
-    let (mut send, mut recv) = match attempt(shared.cfg.timeouts.status, &conn, req).await {
-        Ok(streams) => streams,
-        Err(e) => {
-            tracing::info!(%cluster, error = %e, "attempt failed; trying the next cluster");
-            shared
-                .metrics
-                .stream(cluster.as_str(), Direction::Outbound, e.status_label());
-            if e.counts_as_failure() {
-                shared.pool.failure(shared, cluster);
+    let (mut send, mut recv) =
+        match attempt(shared.cfg.timeouts.status, &conn, slot.gate(), req).await {
+            Ok(streams) => streams,
+            Err(e) => {
+                tracing::info!(%cluster, error = %e, "attempt failed; trying the next cluster");
+                shared
+                    .metrics
+                    .stream(cluster.as_str(), Direction::Outbound, e.status_label());
+                if e.counts_as_failure() {
+                    shared.pool.failure(shared, cluster);
+                }
+                return false;
             }
-            return false;
-        }
-    };
+        };
     shared.pool.success(shared, cluster);
     shared
         .metrics
@@ -205,6 +206,7 @@ async fn remote(
         buffer,
         shared.cfg.timeouts.idle,
         counters,
+        slot.gate(),
     )
     .await;
     tracing::debug!(sent = out.sent, received = out.received, end = ?out.end, "connection done");

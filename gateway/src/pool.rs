@@ -15,6 +15,7 @@ use quinn::Connection;
 use tokio_util::sync::CancellationToken;
 
 use crate::eject::OutlierState;
+use crate::gate::SetupGate;
 use crate::metrics::ClusterLabel;
 use crate::shared::Shared;
 
@@ -25,6 +26,8 @@ pub struct PeerConn {
     conn: Mutex<Option<Connection>>,
     /// Outbound streams open on this connection now.
     pub active: AtomicUsize,
+    /// Setup writes ahead of bulk writes on this peer's connection.
+    pub gate: SetupGate,
     cancel: CancellationToken,
 }
 
@@ -44,6 +47,12 @@ impl PeerConn {
 
 /// Holds one outbound stream slot on a peer connection.
 pub struct StreamSlot(Arc<PeerConn>);
+
+impl StreamSlot {
+    pub fn gate(&self) -> &SetupGate {
+        &self.0.gate
+    }
+}
 
 impl Drop for StreamSlot {
     fn drop(&mut self) {
@@ -108,6 +117,7 @@ impl Pool {
                 addr,
                 conn: Mutex::new(None),
                 active: AtomicUsize::new(0),
+                gate: SetupGate::default(),
                 cancel: shared.hard.child_token(),
             });
             peers.insert(addr, peer.clone());

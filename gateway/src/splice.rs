@@ -20,6 +20,7 @@ use tokio::net::TcpStream;
 use tokio::net::tcp::{ReadHalf, WriteHalf};
 use tokio::time::Instant;
 
+use crate::gate::SetupGate;
 use crate::protocol::stream_code;
 
 /// Why a splice ended.
@@ -76,6 +77,7 @@ pub async fn splice(
     buffer: usize,
     idle: Duration,
     counters: Counters<'_>,
+    gate: &SetupGate,
 ) -> Outcome {
     let act = Activity {
         start: Instant::now(),
@@ -90,6 +92,7 @@ pub async fn splice(
         let up = pin!(tcp_to_stream(
             &mut r,
             send,
+            gate,
             up_buf,
             &act,
             counters.sent,
@@ -154,6 +157,7 @@ fn finish(tcp: &TcpStream, send: &mut SendStream, recv: &mut RecvStream, end: En
 async fn tcp_to_stream(
     r: &mut ReadHalf<'_>,
     send: &mut SendStream,
+    gate: &SetupGate,
     buf: &mut [u8],
     act: &Activity,
     counter: &Counter,
@@ -168,7 +172,11 @@ async fn tcp_to_stream(
             Ok(n) => n,
             Err(_) => return Err(End::TcpReset),
         };
-        send.write_all(&buf[..n]).await.map_err(write_end)?;
+        let mut chunk = &buf[..n];
+        while !chunk.is_empty() {
+            let w = gate.write_bulk(send, chunk).await.map_err(write_end)?;
+            chunk = chunk.get(w..).unwrap_or_default();
+        }
         *total += n as u64;
         counter.inc_by(n as u64);
         act.touch();

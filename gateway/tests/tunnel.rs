@@ -125,6 +125,44 @@ async fn bulk_64_mib_both_ways_over_100_connections() {
     .await;
 }
 
+fn bbr(_: &str, c: &mut causeway_gateway::Config) {
+    c.transport.congestion = causeway_gateway::Congestion::Bbr;
+}
+
+fn new_reno(_: &str, c: &mut causeway_gateway::Config) {
+    c.transport.congestion = causeway_gateway::Congestion::NewReno;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn other_congestion_controllers_carry_bytes_intact() {
+    for (range, vip, tweak) in [
+        (
+            "127.77.3.0/24",
+            "127.77.3.1",
+            bbr as fn(&str, &mut causeway_gateway::Config),
+        ),
+        ("127.77.4.0/24", "127.77.4.1", new_reno),
+    ] {
+        let mut mesh = Mesh::with_config(&[("a", "eu"), ("b", "eu")], range, tweak);
+        let echo = echo_server().await;
+        mesh.set_exports("b", vec![export("demo/echo", 7000, echo, ExportTo::All)]);
+        let b = mesh.info("b").clone();
+        mesh.publish("a", vec![import("demo/echo", 7000, vip, &[&b])]);
+        let addr: SocketAddr = format!("{vip}:7000").parse().unwrap();
+        wait_ready(addr).await;
+        let data = pattern(7, 8 << 20);
+        let got = tokio::time::timeout(Duration::from_secs(60), echo_through(addr, data.clone()))
+            .await
+            .expect("8 MiB echo bounded in time");
+        assert!(
+            got == data,
+            "{range}: {} bytes back of {}",
+            got.len(),
+            data.len()
+        );
+    }
+}
+
 /// A server that reads everything first, then answers with the bytes reversed.
 async fn reverse_server() -> SocketAddr {
     let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
