@@ -1,25 +1,50 @@
-//! Lets stream headers and statuses ahead of bulk data for connection credit.
+//! Shares one QUIC connection's credit fairly among its streams' writes.
 //!
-//! All streams of a peer connection share QUIC's connection-level credit. With a
-//! thousand bulk streams writing, quinn hands freed credit to bulk writers and a
-//! new stream's header could wait past the status timeout (measured: 24-52 of
-//! 1,008 new streams per run, even when re-polling the write every 20 ms). So
-//! while any header or status is waiting, bulk writes on that connection stand
-//! back: they withdraw a pending write (quinn writes are cancel-safe) and wait.
+//! All streams of a peer connection share QUIC's connection-level credit. With
+//! hundreds of bulk streams writing, quinn hands freed credit to whichever
+//! blocked writer it wakes first, and some writers waited seconds: new streams'
+//! headers hit the 3 s status timeout (24-52 of 1,008 per benchmark run) and
+//! small writes of interactive connections stalled behind bulk ones. So:
+//! - while a header or status waits, bulk writes on that connection stand back
+//!   (they withdraw a pending write; quinn writes are cancel-safe);
+//! - bulk writes take turns: at most `BULK_WRITERS` wait inside quinn at once,
+//!   admitted first come first served, each for at most `TURN` before it goes to
+//!   the back of the line. A stream blocked by its own flow control (a slow
+//!   reader) therefore cannot hold a turn for long.
 
 use std::pin::pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use quinn::{SendStream, WriteError};
-use tokio::sync::Notify;
+use std::time::Duration;
 
-#[derive(Debug, Default)]
+use quinn::{SendStream, WriteError};
+use tokio::sync::{Notify, Semaphore};
+
+/// Bulk writes waiting inside quinn at once, per connection.
+const BULK_WRITERS: usize = 4;
+/// Longest a bulk write keeps its turn while blocked.
+const TURN: Duration = Duration::from_millis(10);
+
+#[derive(Debug)]
 pub struct SetupGate {
     waiting: AtomicUsize,
     /// Woken when the first setup write starts waiting.
     closed: Notify,
     /// Woken when the last waiting setup write is done.
     opened: Notify,
+    /// Turns for bulk writes (tokio's semaphore is fair: first come, first served).
+    turns: Semaphore,
+}
+
+impl Default for SetupGate {
+    fn default() -> Self {
+        Self {
+            waiting: AtomicUsize::new(0),
+            closed: Notify::new(),
+            opened: Notify::new(),
+            turns: Semaphore::new(BULK_WRITERS),
+        }
+    }
 }
 
 /// Held while a header or status is being written.
@@ -48,7 +73,8 @@ impl SetupGate {
         send.write_all(buf).await
     }
 
-    /// Writes some of `buf` as bulk data, standing back while setup writes wait.
+    /// Writes some of `buf` as bulk data, in turn with other bulk writes and
+    /// standing back while setup writes wait.
     pub async fn write_bulk(&self, send: &mut SendStream, buf: &[u8]) -> Result<usize, WriteError> {
         loop {
             let mut opened = pin!(self.opened.notified());
@@ -57,15 +83,20 @@ impl SetupGate {
                 opened.await;
                 continue;
             }
+            let Ok(_turn) = self.turns.acquire().await else {
+                return send.write(buf).await; // never closed; write without turns
+            };
             let mut closed = pin!(self.closed.notified());
             closed.as_mut().enable();
             if self.waiting.load(Ordering::Acquire) > 0 {
                 continue;
             }
+            // Withdrawing is safe: nothing of a cancelled write was sent.
             tokio::select! {
                 biased;
                 r = send.write(buf) => return r,
-                () = closed => {} // withdraw: nothing of a cancelled write was sent
+                () = closed => {}
+                () = tokio::time::sleep(TURN) => {}
             }
         }
     }

@@ -136,3 +136,82 @@ async fn a_stuck_service_does_not_block_new_streams_to_the_same_peer() {
         p.abort();
     }
 }
+
+/// A sink that reads and discards everything: bulk data flows as fast as the tunnel allows.
+async fn sink_server() -> SocketAddr {
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = l.accept().await {
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 64 << 10];
+                while matches!(s.read(&mut buf).await, Ok(n) if n > 0) {}
+            });
+        }
+    });
+    addr
+}
+
+/// Pushes bulk data into `addr` until `stop`, bounded at 30 s.
+async fn push_bulk(addr: SocketAddr, stop: Arc<AtomicUsize>) {
+    let Ok(mut s) = TcpStream::connect(addr).await else {
+        return;
+    };
+    let chunk = vec![3u8; 64 << 10];
+    let until = tokio::time::Instant::now() + Duration::from_secs(30);
+    while stop.load(Ordering::SeqCst) == 0 && tokio::time::Instant::now() < until {
+        if s.write_all(&chunk).await.is_err() {
+            return;
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn new_connections_get_through_while_hundreds_of_streams_move_bulk_data() {
+    let mut mesh = Mesh::new(&[("a", "eu"), ("b", "eu")], "127.77.10.0/24");
+    let (echo, sink) = (echo_server().await, sink_server().await);
+    mesh.set_exports(
+        "b",
+        vec![
+            export("demo/echo", 7000, echo, ExportTo::All),
+            export("demo/sink", 7001, sink, ExportTo::All),
+        ],
+    );
+    let b = mesh.info("b").clone();
+    mesh.publish(
+        "a",
+        vec![
+            import("demo/echo", 7000, "127.77.10.1", &[&b]),
+            import("demo/sink", 7001, "127.77.10.2", &[&b]),
+        ],
+    );
+    let echo_vip: SocketAddr = "127.77.10.1:7000".parse().unwrap();
+    let sink_vip: SocketAddr = "127.77.10.2:7001".parse().unwrap();
+    wait_for("tunnel ready", Duration::from_secs(10), || async {
+        echo_once(echo_vip).await.ok()
+    })
+    .await;
+    let stop = Arc::new(AtomicUsize::new(0));
+    let bulk: Vec<_> = (0..400)
+        .map(|_| tokio::spawn(push_bulk(sink_vip, stop.clone())))
+        .collect();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    // New connections in bursts while the bulk streams saturate the peer connection.
+    let mut failed = Vec::new();
+    for round in 0..5 {
+        let burst: Vec<_> = (0..40).map(|_| tokio::spawn(echo_once(echo_vip))).collect();
+        for (i, t) in burst.into_iter().enumerate() {
+            if let Err(e) = t.await.unwrap() {
+                failed.push(format!("round {round} connection {i}: {e}"));
+            }
+        }
+    }
+    stop.store(1, Ordering::SeqCst);
+    for t in bulk {
+        let _ = t.await;
+    }
+    let a = mesh.node("a");
+    assert!(failed.is_empty(), "{failed:?}\n{}", streams(&a.metrics()));
+    let timeouts = "gateway_streams_total{cluster=\"b\",direction=\"outbound\",status=\"timeout\"}";
+    assert_eq!(a.metric(timeouts), 0.0, "{}", streams(&a.metrics()));
+}
