@@ -19,14 +19,16 @@ VARIANTS = {
     "congestion bbr": "  transport: { congestion: bbr }\n",
     "bbr + 8 MiB stream window": "  transport: { congestion: bbr, stream_receive_window: 8388608 }\n",
 }
-t = h.WanTopo(["fa", "fb", "fc"])
 out = {"started": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()), "load_start": h.loadavg()}
-try:
-    t.create()
-    fb = t.ns("fb")
-    h.PROCS.start("ns-iperf3-5201", h.in_ns_argv(fb, ["iperf3", "-s", "-p", "5201"]))
-    t.start_emulator(25, 0.0)
-    for name, extra in VARIANTS.items():
+
+
+def variant(name, extra, losses):
+    """A fresh topology per variant, so one variant's failure cannot spoil the next."""
+    t = h.WanTopo(["fa", "fb", "fc"])
+    try:
+        t.create()
+        h.PROCS.start("ns-iperf3-5201", h.in_ns_argv(t.ns("fb"), ["iperf3", "-s", "-p", "5201"]))
+        t.start_emulator(25, 0.0)
         root = os.path.join(h.WORK, "transport", str(abs(hash(name))))
         shutil.rmtree(root, ignore_errors=True)
         os.makedirs(root)
@@ -38,7 +40,7 @@ try:
         b.start()
         a.start()
         vip = a.vip("bench/iperf")
-        for loss in (0.0, 1.0):
+        for loss in losses:
             t.start_emulator(25, loss)
             xs = []
             with h.in_ns(t.ns("fa")):
@@ -49,11 +51,13 @@ try:
                     xs.append(h.guarded("bulk", lambda: {"mbit": h.iperf_json(vip, 5201, 8)[0] / 1e6}).get("mbit"))
             out[f"{name}, loss {loss:g} %"] = xs
             print(time.strftime("%H:%M:%S"), name, loss, xs, flush=True)
-        a.stop()
-        b.stop()
-    out["load_end"] = h.loadavg()
-    with open(os.path.join(h.WORK, "netns_transport.json"), "w") as fh:
-        json.dump(out, fh, indent=1)
-finally:
-    h.PROCS.stop_all()
-    t.destroy()
+    finally:
+        h.PROCS.stop_all()
+        t.destroy()
+
+
+for name, extra in VARIANTS.items():
+    h.guarded(name, lambda: variant(name, extra, (0.0, 1.0)))
+out["load_end"] = h.loadavg()
+with open(os.path.join(h.WORK, "netns_transport.json"), "w") as fh:
+    json.dump(out, fh, indent=1)
