@@ -41,7 +41,7 @@ def variant(name, extra, losses):
         a.start()
         vip = a.vip("bench/iperf")
         for loss in losses:
-            t.start_emulator(25, loss)
+            t.start_emulator(25, loss / 100)  # wanem takes a fraction
             xs = []
             with h.in_ns(t.ns("fa")):
                 h.guarded("warm-up", lambda: h.iperf_json(vip, 5201, 3))
