@@ -4,8 +4,8 @@
 mod support;
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use causeway_catalog::ExportTo;
@@ -14,7 +14,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
 /// Both tests load the machine hard: run them one at a time.
-static HEAVY: Mutex<()> = Mutex::new(());
+static HEAVY: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 /// Accepts connections and never reads from them: data for it piles up in the
 /// far gateway's stream buffers, holding connection-level flow-control credit.
@@ -73,7 +73,7 @@ fn streams(metrics: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stuck_service_does_not_block_new_streams_to_the_same_peer() {
-    let _heavy = HEAVY.lock().unwrap_or_else(|p| p.into_inner());
+    let _heavy = HEAVY.lock().await;
     let mut mesh = Mesh::new(&[("a", "eu"), ("b", "eu")], "127.77.9.0/24");
     let (echo, stuck) = (echo_server().await, stuck_server().await);
     mesh.set_exports(
@@ -178,7 +178,7 @@ fn patient(_: &str, c: &mut causeway_gateway::Config) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn new_connections_get_through_while_hundreds_of_streams_move_bulk_data() {
-    let _heavy = HEAVY.lock().unwrap_or_else(|p| p.into_inner());
+    let _heavy = HEAVY.lock().await;
     // This test is about fair credit, not liveness: a debug build on a loaded CI
     // machine can stall for longer than the default dead-peer and connect timeouts.
     let mut mesh = Mesh::with_config(&[("a", "eu"), ("b", "eu")], "127.77.10.0/24", patient);
