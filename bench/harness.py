@@ -705,9 +705,11 @@ zone:
     PROCS.stop_all()
 
 
-def three_clusters(root, relay=False, topo=None, b_exports=()):
+def three_clusters(root, relay=False, topo=None, b_exports=(), transport=""):
     """fa (client; failover list [fb, fc]), fb and fc exporting bench/who. topo: run each in its
-    namespace of that WanTopo; b_exports: more exports for fb."""
+    namespace of that WanTopo; b_exports: more exports for fb; transport: a `gateway.transport`
+    flow mapping for all three (e.g. "{ congestion: bbr }")."""
+    tr = f"  transport: {transport}\n" if transport else ""
     shutil.rmtree(os.path.join(root, "state"), ignore_errors=True)
     os.makedirs(root, exist_ok=True)
     names = ["fa", "fb", "fc"]
@@ -717,11 +719,11 @@ def three_clusters(root, relay=False, topo=None, b_exports=()):
             "  ejection: { base_time: 1s, max_time: 2s }\n"
             "  connections: { backoff_max: 1s }\n")
     cl = {
-        "fa": Cluster("fa", 10, root, "127.77.20.0/24", peers=[stub["fb"], stub["fc"]], gateway_extra=gw_a,
+        "fa": Cluster("fa", 10, root, "127.77.20.0/24", peers=[stub["fb"], stub["fc"]], gateway_extra=gw_a + tr,
                       relay=relay, **kw["fa"]),
-        "fb": Cluster("fb", 11, root, "127.77.21.0/24", peers=[stub["fa"], stub["fc"]],
+        "fb": Cluster("fb", 11, root, "127.77.21.0/24", peers=[stub["fa"], stub["fc"]], gateway_extra=tr,
                       exports=[export("bench/who", 6000, 6001)] + list(b_exports), relay=relay, **kw["fb"]),
-        "fc": Cluster("fc", 12, root, "127.77.22.0/24", peers=[stub["fa"], stub["fb"]],
+        "fc": Cluster("fc", 12, root, "127.77.22.0/24", peers=[stub["fa"], stub["fb"]], gateway_extra=tr,
                       exports=[export("bench/who", 6000, 6002)], relay=relay, **kw["fc"]),
     }
     if relay:

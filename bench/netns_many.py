@@ -5,6 +5,8 @@ servers in cwb-fb, through direct TCP, causeway (fa -> fb) and the Envoy pair, o
 (alternating). Root; the netns section's topology (cwb-*). Writes $BENCH_WORK/netns_many.json.
 
     cd bench && BENCH_WORK=$PWD/.work python3 netns_many.py
+    cd bench && BENCH_WORK=$PWD/.work CW_ONLY=causeway \
+        CW_TRANSPORT="{ congestion: bbr, stream_receive_window: 8388608 }" python3 netns_many.py
 """
 import json
 import os
@@ -30,7 +32,10 @@ try:
     services = [(f"many{i}", 15011 + i, p) for i, p in enumerate(ports)]
     t.start_emulator(25, 0.0)
     root = os.path.join(h.WORK, "netns_many")
-    cl = h.three_clusters(root, topo=t, b_exports=[h.export(f"bench/{s}", be, be) for s, _, be in services])
+    transport = os.environ.get("CW_TRANSPORT", "")  # e.g. "{ congestion: bbr }": causeway only
+    out["causeway_transport"] = transport or "defaults"
+    cl = h.three_clusters(root, topo=t, b_exports=[h.export(f"bench/{s}", be, be) for s, _, be in services],
+                          transport=transport)
     vips = {s: cl["fa"].vip(f"bench/{s}") for s, _, _ in services}
     h.start_envoy_pair(os.path.join(root, "envoy"), services, ns_a=t.ns("fa"), ns_b=fb, b_host=t.ip("fb"))
     contenders = {
@@ -39,6 +44,9 @@ try:
         "envoy": ([("127.0.0.1", ap) for _, ap, _ in services], [h.PROCS.pid("envoy-a"), h.PROCS.pid("envoy-b")]),
     }
     admins = {"causeway": (cl["fa"].admin, cl["fb"].admin)}
+    only = os.environ.get("CW_ONLY")  # e.g. "causeway"
+    if only:
+        contenders = {k: v for k, v in contenders.items() if k in only.split(",")}
     for loss in (0.0, 1.0):
         t.start_emulator(25, loss / 100)  # wanem takes a fraction
         for k, (targets, pids) in contenders.items():
@@ -49,7 +57,8 @@ try:
             time.sleep(2)
     out["emulator"] = t.emulator_stats()
     out["load_end"] = h.loadavg()
-    with open(os.path.join(h.WORK, "netns_many.json"), "w") as fh:
+    name = "netns_many.json" if not transport else "netns_many_tuned.json"
+    with open(os.path.join(h.WORK, name), "w") as fh:
         json.dump(out, fh, indent=1)
 finally:
     h.PROCS.stop_all()
