@@ -1,8 +1,8 @@
 //! Opening an outbound stream: header out, status back, within a timeout.
 
-use std::sync::atomic::AtomicU8;
-use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
+
+use tokio::time::{Instant, timeout_at};
 
 use quinn::{
     Connection, ConnectionError, ReadError, ReadExactError, RecvStream, SendStream, WriteError,
@@ -62,19 +62,9 @@ impl AttemptError {
 /// (opening, sending) from a far side that never answered.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Phase {
-    Open = 0,
-    Header = 1,
-    Status = 2,
-}
-
-impl From<u8> for Phase {
-    fn from(v: u8) -> Self {
-        match v {
-            0 => Phase::Open,
-            1 => Phase::Header,
-            _ => Phase::Status,
-        }
-    }
+    Open,
+    Header,
+    Status,
 }
 
 impl std::fmt::Display for Phase {
@@ -87,7 +77,22 @@ impl std::fmt::Display for Phase {
     }
 }
 
-/// Opens a stream, sends the header and waits for the status.
+/// Runs one phase of an attempt against the attempt's deadline.
+async fn within<T, E>(
+    deadline: Instant,
+    phase: Phase,
+    step: impl Future<Output = Result<T, E>>,
+) -> Result<T, AttemptError>
+where
+    AttemptError: From<E>,
+{
+    match timeout_at(deadline, step).await {
+        Ok(r) => Ok(r?),
+        Err(_) => Err(AttemptError::Timeout(phase)),
+    }
+}
+
+/// Opens a stream, sends the header and waits for the status, all within `limit`.
 pub async fn attempt(
     limit: Duration,
     conn: &Connection,
@@ -95,32 +100,32 @@ pub async fn attempt(
     req: &Request,
 ) -> Result<(SendStream, RecvStream), AttemptError> {
     let header = protocol::encode_request(req)?;
-    // Read after the timeout drops the exchange; atomic only because the task is Send.
-    let phase = AtomicU8::new(Phase::Open as u8);
-    let exchange = async {
-        let (mut send, mut recv) = conn.open_bi().await?;
-        phase.store(Phase::Header as u8, Relaxed);
-        tracing::trace!(stream = %send.id(), "stream opened");
-        // The header goes out ahead of other streams' bulk data, then this stream
-        // takes its fair turn like the rest.
-        let _ = send.set_priority(protocol::SETUP_PRIORITY);
-        gate.write_setup(&mut send, &header).await?;
-        phase.store(Phase::Status as u8, Relaxed);
+    let deadline = Instant::now() + limit;
+    let (mut send, mut recv) = within(deadline, Phase::Open, conn.open_bi()).await?;
+    tracing::trace!(stream = %send.id(), "stream opened");
+    // The header goes out ahead of other streams' bulk data, then this stream
+    // takes its fair turn like the rest.
+    let _ = send.set_priority(protocol::SETUP_PRIORITY);
+    within(
+        deadline,
+        Phase::Header,
+        gate.write_setup(&mut send, &header),
+    )
+    .await?;
+    let status = async {
         let mut head = [0u8; 3];
         recv.read_exact(&mut head).await?;
         let (status, n) = protocol::decode_response_head(head)?;
         let mut detail = [0u8; 255];
         recv.read_exact(&mut detail[..n]).await?;
-        if status != Status::Ok {
-            let detail = String::from_utf8_lossy(&detail[..n]).into_owned();
-            return Err(AttemptError::Status(status, detail));
-        }
-        let _ = send.set_priority(0);
-        Ok((send, recv))
+        Ok::<_, AttemptError>((status, String::from_utf8_lossy(&detail[..n]).into_owned()))
     };
-    tokio::time::timeout(limit, exchange)
-        .await
-        .map_err(|_| AttemptError::Timeout(Phase::from(phase.load(Relaxed))))?
+    let (status, detail) = within(deadline, Phase::Status, status).await?;
+    if status != Status::Ok {
+        return Err(AttemptError::Status(status, detail));
+    }
+    let _ = send.set_priority(0);
+    Ok((send, recv))
 }
 
 #[cfg(test)]

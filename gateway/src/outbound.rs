@@ -186,6 +186,7 @@ async fn remote(
     shared
         .metrics
         .stream_setup
+        .0
         .get_or_create(&ClusterLabel {
             cluster: cluster.to_string(),
         })
