@@ -71,34 +71,48 @@ fn streams(metrics: &str) -> String {
         .join("\n")
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_stuck_service_does_not_block_new_streams_to_the_same_peer() {
-    let _heavy = HEAVY.lock().await;
-    let mut mesh = Mesh::new(&[("a", "eu"), ("b", "eu")], "127.77.9.0/24");
-    let (echo, stuck) = (echo_server().await, stuck_server().await);
+/// A pair A -> B: B exports `demo/echo` and `demo/load` (backed by `load`), A
+/// imports them at `PREFIX.1:7000` and `PREFIX.2:7001`. Returns once an echo works.
+async fn echo_and_load(
+    prefix: &str,
+    load: SocketAddr,
+    tweak: fn(&str, &mut causeway_gateway::Config),
+) -> (Mesh, SocketAddr, SocketAddr) {
+    let mut mesh = Mesh::with_config(
+        &[("a", "eu"), ("b", "eu")],
+        &format!("{prefix}.0/24"),
+        tweak,
+    );
+    let echo = echo_server().await;
     mesh.set_exports(
         "b",
         vec![
             export("demo/echo", 7000, echo, ExportTo::All),
-            export("demo/stuck", 7001, stuck, ExportTo::All),
+            export("demo/load", 7001, load, ExportTo::All),
         ],
     );
     let b = mesh.info("b").clone();
     mesh.publish(
         "a",
         vec![
-            import("demo/echo", 7000, "127.77.9.1", &[&b]),
-            import("demo/stuck", 7001, "127.77.9.2", &[&b]),
+            import("demo/echo", 7000, &format!("{prefix}.1"), &[&b]),
+            import("demo/load", 7001, &format!("{prefix}.2"), &[&b]),
         ],
     );
-    let (echo_vip, stuck_vip): (SocketAddr, SocketAddr) = (
-        "127.77.9.1:7000".parse().unwrap(),
-        "127.77.9.2:7001".parse().unwrap(),
-    );
+    let echo_vip: SocketAddr = format!("{prefix}.1:7000").parse().unwrap();
+    let load_vip: SocketAddr = format!("{prefix}.2:7001").parse().unwrap();
     wait_for("tunnel ready", Duration::from_secs(10), || async {
         echo_once(echo_vip).await.ok()
     })
     .await;
+    (mesh, echo_vip, load_vip)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stuck_service_does_not_block_new_streams_to_the_same_peer() {
+    let _heavy = HEAVY.lock().await;
+    let (mesh, echo_vip, stuck_vip) =
+        echo_and_load("127.77.9", stuck_server().await, |_, _| {}).await;
 
     // Enough stuck connections that their buffered bytes exceed the far side's
     // connection receive window many times over.
@@ -117,7 +131,7 @@ async fn a_stuck_service_does_not_block_new_streams_to_the_same_peer() {
     )
     .await;
     let a = mesh.node("a");
-    let pushed = "gateway_service_bytes_total{service=\"demo/stuck\",direction=\"outbound\",flow=\"request\"}";
+    let pushed = "gateway_service_bytes_total{service=\"demo/load\",direction=\"outbound\",flow=\"request\"}";
     println!(
         "{} MiB stuck in the tunnel",
         a.metric(pushed) / f64::from(1 << 20)
@@ -181,29 +195,7 @@ async fn new_connections_get_through_while_hundreds_of_streams_move_bulk_data() 
     let _heavy = HEAVY.lock().await;
     // This test is about fair credit, not liveness: a debug build on a loaded CI
     // machine can stall for longer than the default dead-peer and connect timeouts.
-    let mut mesh = Mesh::with_config(&[("a", "eu"), ("b", "eu")], "127.77.10.0/24", patient);
-    let (echo, sink) = (echo_server().await, sink_server().await);
-    mesh.set_exports(
-        "b",
-        vec![
-            export("demo/echo", 7000, echo, ExportTo::All),
-            export("demo/sink", 7001, sink, ExportTo::All),
-        ],
-    );
-    let b = mesh.info("b").clone();
-    mesh.publish(
-        "a",
-        vec![
-            import("demo/echo", 7000, "127.77.10.1", &[&b]),
-            import("demo/sink", 7001, "127.77.10.2", &[&b]),
-        ],
-    );
-    let echo_vip: SocketAddr = "127.77.10.1:7000".parse().unwrap();
-    let sink_vip: SocketAddr = "127.77.10.2:7001".parse().unwrap();
-    wait_for("tunnel ready", Duration::from_secs(10), || async {
-        echo_once(echo_vip).await.ok()
-    })
-    .await;
+    let (mesh, echo_vip, sink_vip) = echo_and_load("127.77.10", sink_server().await, patient).await;
     let stop = Arc::new(AtomicUsize::new(0));
     let bulk: Vec<_> = (0..400)
         .map(|_| tokio::spawn(push_bulk(sink_vip, stop.clone())))

@@ -13,7 +13,16 @@ use tokio::net::TcpStream;
 
 /// A pair A -> B with `demo/echo` exported by B and imported by A at `vip`.
 async fn echo_pair(range: &str, vip: &str) -> (Mesh, SocketAddr) {
-    let mut mesh = Mesh::new(&[("a", "eu"), ("b", "eu")], range);
+    echo_pair_with(range, vip, |_, _| {}).await
+}
+
+/// `echo_pair` with `tweak` applied to both gateways' configs.
+async fn echo_pair_with(
+    range: &str,
+    vip: &str,
+    tweak: fn(&str, &mut causeway_gateway::Config),
+) -> (Mesh, SocketAddr) {
+    let mut mesh = Mesh::with_config(&[("a", "eu"), ("b", "eu")], range, tweak);
     let echo = echo_server().await;
     mesh.set_exports("b", vec![export("demo/echo", 7000, echo, ExportTo::All)]);
     let b = mesh.info("b").clone();
@@ -143,13 +152,7 @@ async fn other_congestion_controllers_carry_bytes_intact() {
         ),
         ("127.77.4.0/24", "127.77.4.1", new_reno),
     ] {
-        let mut mesh = Mesh::with_config(&[("a", "eu"), ("b", "eu")], range, tweak);
-        let echo = echo_server().await;
-        mesh.set_exports("b", vec![export("demo/echo", 7000, echo, ExportTo::All)]);
-        let b = mesh.info("b").clone();
-        mesh.publish("a", vec![import("demo/echo", 7000, vip, &[&b])]);
-        let addr: SocketAddr = format!("{vip}:7000").parse().unwrap();
-        wait_ready(addr).await;
+        let (_mesh, addr) = echo_pair_with(range, vip, tweak).await;
         let data = pattern(7, 8 << 20);
         let got = tokio::time::timeout(Duration::from_secs(60), echo_through(addr, data.clone()))
             .await
