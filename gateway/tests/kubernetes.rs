@@ -11,22 +11,10 @@ use std::time::Duration;
 use causeway_catalog::{CatalogSnapshot, ExportTo, PortKey, Protocol, gateway_ports};
 use causeway_gateway::KubernetesPorts;
 use support::*;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 const BASE: u16 = 47300;
 const COUNT: u16 = 64;
-
-async fn round_trip(addr: SocketAddr) -> Option<()> {
-    let mut s = TcpStream::connect(addr).await.ok()?;
-    s.write_all(b"ping").await.ok()?;
-    let mut buf = [0u8; 4];
-    tokio::time::timeout(Duration::from_secs(1), s.read_exact(&mut buf))
-        .await
-        .ok()?
-        .ok()?;
-    (&buf == b"ping").then_some(())
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_import_is_served_on_its_gateway_port() {
@@ -56,7 +44,7 @@ async fn an_import_is_served_on_its_gateway_port() {
     wait_for(
         "the gateway port tunnels to b",
         Duration::from_secs(10),
-        || round_trip(addr),
+        || ping(addr),
     )
     .await;
     let vip = SocketAddr::from(([127, 77, 9, 1], 7000));

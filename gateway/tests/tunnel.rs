@@ -34,17 +34,7 @@ async fn echo_pair_with(
 
 /// Waits until a round trip through the tunnel works.
 async fn wait_ready(addr: SocketAddr) {
-    wait_for("tunnel ready", Duration::from_secs(10), || async move {
-        let mut s = TcpStream::connect(addr).await.ok()?;
-        s.write_all(b"ping").await.ok()?;
-        let mut buf = [0u8; 4];
-        tokio::time::timeout(Duration::from_secs(1), s.read_exact(&mut buf))
-            .await
-            .ok()?
-            .ok()?;
-        (&buf == b"ping").then_some(())
-    })
-    .await
+    wait_for("tunnel ready", Duration::from_secs(10), || ping(addr)).await
 }
 
 fn pattern(seed: u64, len: usize) -> Vec<u8> {

@@ -315,6 +315,18 @@ pub async fn tag_server(tag: &'static str) -> SocketAddr {
     addr
 }
 
+/// One "ping" echoed back through `addr` within a second, or None.
+pub async fn ping(addr: SocketAddr) -> Option<()> {
+    let mut s = TcpStream::connect(addr).await.ok()?;
+    s.write_all(b"ping").await.ok()?;
+    let mut buf = [0u8; 4];
+    tokio::time::timeout(Duration::from_secs(1), s.read_exact(&mut buf))
+        .await
+        .ok()?
+        .ok()?;
+    (&buf == b"ping").then_some(())
+}
+
 /// Connects and reads to EOF within `limit`.
 pub async fn fetch(addr: SocketAddr, limit: Duration) -> Result<String, String> {
     let go = async {
