@@ -73,16 +73,23 @@ impl SetupGate {
         send.write_all(buf).await
     }
 
+    /// Resolves once no setup write is waiting.
+    async fn no_setup_waiting(&self) {
+        loop {
+            let mut opened = pin!(self.opened.notified());
+            opened.as_mut().enable();
+            if self.waiting.load(Ordering::Acquire) == 0 {
+                return;
+            }
+            opened.await;
+        }
+    }
+
     /// Writes some of `buf` as bulk data, in turn with other bulk writes and
     /// standing back while setup writes wait.
     pub async fn write_bulk(&self, send: &mut SendStream, buf: &[u8]) -> Result<usize, WriteError> {
         loop {
-            let mut opened = pin!(self.opened.notified());
-            opened.as_mut().enable();
-            if self.waiting.load(Ordering::Acquire) > 0 {
-                opened.await;
-                continue;
-            }
+            self.no_setup_waiting().await;
             let Ok(_turn) = self.turns.acquire().await else {
                 return send.write(buf).await; // never closed; write without turns
             };
@@ -114,13 +121,7 @@ mod tests {
         let a = gate.setup();
         let b = gate.setup();
         let g = gate.clone();
-        let waiter = tokio::spawn(async move {
-            let mut opened = pin!(g.opened.notified());
-            opened.as_mut().enable();
-            if g.waiting.load(Ordering::Acquire) > 0 {
-                opened.await;
-            }
-        });
+        let waiter = tokio::spawn(async move { g.no_setup_waiting().await });
         drop(a);
         tokio::time::sleep(Duration::from_millis(20)).await;
         assert!(!waiter.is_finished(), "one setup still waits");
