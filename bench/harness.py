@@ -127,12 +127,16 @@ def ticks(pid):
     return int(fields[11]) + int(fields[12])  # utime + stime
 
 
-def rss_kib(pid):
+def vm_kib(pid, key):
     with open(f"/proc/{pid}/status") as f:
         for line in f:
-            if line.startswith("VmRSS:"):
+            if line.startswith(key + ":"):
                 return int(line.split()[1])
     return 0
+
+
+def rss_kib(pid):
+    return vm_kib(pid, "VmRSS")
 
 
 def loadavg():
@@ -886,14 +890,6 @@ def section_scale(args, results):
     res["runs"] = runs
     res["load_end"] = loadavg()
     results["scale"] = res
-
-
-def vm_kib(pid, key):
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith(key + ":"):
-                return int(line.split()[1])
-    return 0
 
 
 def metric_value(port, name):
