@@ -301,7 +301,14 @@ async fn with_two_replicas_only_the_leader_writes_and_the_other_takes_over() {
             .is_some()
     })
     .await;
-    tokio::time::sleep(Duration::from_millis(600)).await; // several renew rounds of both replicas
+    // Several renew rounds of both replicas (they run on the same interval).
+    let mut renewals = std::collections::BTreeSet::new();
+    wait_until("the leader renews three times", LIMIT, || {
+        let lease = east.kube.get("leases", "causeway", "causeway-federation");
+        renewals.extend(lease.map(|l| l["spec"]["renewTime"].to_string()));
+        renewals.len() > 3
+    })
+    .await;
     assert_eq!(east.kube.writers("serviceimports"), ["east-0"]);
     assert_eq!(leader_label(&east.kube, "east-0").as_deref(), Some("true"));
     assert_eq!(leader_label(&east.kube, "east-1"), None);

@@ -101,6 +101,9 @@ async fn export_to_b_reaches_b_and_never_c() {
     mesh.shutdown().await;
 }
 
+/// How late a timer may fire on a loaded 2-core CI machine running a debug build.
+const LOADED_SLACK: Duration = Duration::from_secs(3);
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dead_peer_goes_stale_then_expires_and_comes_back() {
     init_tracing();
@@ -134,10 +137,12 @@ async fn a_dead_peer_goes_stale_then_expires_and_comes_back() {
         "after killing b: stale at {stale:?}, withdrawn at {expired:?} (stale_after {STALE:?}, expire_after {EXPIRE:?}, heartbeat {HEARTBEAT:?})"
     );
     // Never early: the last heartbeat came at most one interval before the
-    // kill. The upper bounds only allow for a busy machine.
+    // kill. Never much later: the change is scheduled, not found by a sweep or
+    // the next message. The exact times are unit tests of catalog::lease; the
+    // slack is for a loaded CI machine, where timers fire late.
     assert!(stale + HEARTBEAT >= STALE, "stale too early: {stale:?}");
     assert!(
-        stale < STALE + Duration::from_millis(500),
+        stale < STALE + LOADED_SLACK,
         "stale too late: {stale:?}"
     );
     assert!(
@@ -145,7 +150,7 @@ async fn a_dead_peer_goes_stale_then_expires_and_comes_back() {
         "withdrawn too early: {expired:?}"
     );
     assert!(
-        expired < EXPIRE + Duration::from_millis(600),
+        expired < EXPIRE + LOADED_SLACK,
         "withdrawn too late: {expired:?}"
     );
     // B restarts (with its state): A has B's exports again, without a new snapshot.

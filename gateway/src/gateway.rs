@@ -61,6 +61,7 @@ impl Gateway {
         let metrics = Metrics::default();
         metrics.register(registry);
         tracing::info!(cluster = %inputs.local.name, listen = ?endpoint.local_addr().ok(), cfg = ?inputs.cfg, "gateway bound");
+        crate::listeners::warn_if_ephemeral(&inputs.cfg);
         let shared = Shared {
             cfg: inputs.cfg,
             local: inputs.local,

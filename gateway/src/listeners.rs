@@ -32,15 +32,20 @@ struct Listening {
 pub async fn watch_catalog(shared: Arc<Shared>) {
     let mut rx = shared.catalog.clone();
     let mut live: HashMap<SocketAddr, Listening> = HashMap::new();
+    let mut retry: Option<Duration> = None;
     loop {
         let snap = rx.borrow_and_update().clone();
         let clusters: Vec<_> = snap.clusters.values().collect();
         shared.pool.reconcile(&shared, &clusters);
-        let complete = reconcile(&shared, &mut live, &snap).await;
-        // A listener that failed to bind (address not up yet) is retried every few seconds.
-        let retry = if complete { Duration::MAX } else { BIND_RETRY };
+        // A listener that failed to bind (address not up yet, or the port held by
+        // another socket) is retried, soon at first, then every few seconds.
+        retry = if reconcile(&shared, &mut live, &snap).await {
+            None
+        } else {
+            Some(retry.map_or(BIND_RETRY_MIN, |r| (r * 2).min(BIND_RETRY_MAX)))
+        };
         tokio::select! {
-            () = tokio::time::sleep(retry) => {}
+            () = tokio::time::sleep(retry.unwrap_or(Duration::MAX)) => {}
             r = rx.changed() => if r.is_err() {
                 // Catalog source gone: keep serving what we have until shutdown.
                 shared.shutdown.cancelled().await;
@@ -90,7 +95,39 @@ fn desired(cfg: &Config, snap: &CatalogSnapshot) -> HashMap<SocketAddr, Target> 
     want
 }
 
-const BIND_RETRY: Duration = Duration::from_secs(5);
+/// Warns when the Kubernetes gateway ports overlap the kernel's ephemeral
+/// range: any outbound connection of the node (or pod) can then hold a port
+/// the gateway must listen on, and the import stays unserved until it closes.
+pub(crate) fn warn_if_ephemeral(cfg: &Config) {
+    let Some(k) = &cfg.kubernetes else { return };
+    let Ok(text) = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range") else {
+        return;
+    };
+    let gateway = (
+        u32::from(k.port_base),
+        u32::from(k.port_base) + u32::from(k.port_count),
+    );
+    if let Some((lo, hi)) = overlap(gateway, &text) {
+        tracing::warn!(
+            port_base = k.port_base,
+            port_count = k.port_count,
+            "gateway.kubernetes ports {lo}-{hi} are inside the kernel's ephemeral port range \
+             (net.ipv4.ip_local_port_range); outbound connections can take them and block \
+             listeners: move the range below it, or reserve it with net.ipv4.ip_local_reserved_ports"
+        );
+    }
+}
+
+/// The ports of `[base, end)` inside the ephemeral range `"lo\thi"`, if any.
+fn overlap((base, end): (u32, u32), ephemeral: &str) -> Option<(u32, u32)> {
+    let mut it = ephemeral.split_whitespace().map(str::parse::<u32>);
+    let (lo, hi) = (it.next()?.ok()?, it.next()?.ok()?);
+    let (from, to) = (base.max(lo), (end - 1).min(hi));
+    (end > base && from <= to).then_some((from, to))
+}
+
+const BIND_RETRY_MIN: Duration = Duration::from_millis(50);
+const BIND_RETRY_MAX: Duration = Duration::from_secs(5);
 
 /// Returns false when some listener could not be bound.
 async fn reconcile(
@@ -123,6 +160,7 @@ async fn reconcile(
             }
             Err(e) => {
                 complete = false;
+                shared.metrics.listener_bind_failures.inc();
                 tracing::error!(%addr, error = %e, "cannot bind outbound listener (is the VIP range on a local interface?); retrying");
             }
         }
@@ -184,6 +222,18 @@ mod tests {
             snap.imports.insert(key, import);
         }
         snap
+    }
+
+    #[test]
+    fn gateway_ports_inside_the_ephemeral_range_are_found() {
+        let linux = "32768\t60999\n";
+        assert_eq!(overlap((20000, 30000), linux), None, "the default range");
+        assert_eq!(overlap((47300, 47364), linux), Some((47300, 47363)));
+        assert_eq!(overlap((30000, 40000), linux), Some((32768, 39999)));
+        assert_eq!(overlap((60999, 61000), linux), Some((60999, 60999)));
+        assert_eq!(overlap((61000, 65536), linux), None);
+        assert_eq!(overlap((40000, 40000), linux), None, "no ports");
+        assert_eq!(overlap((40000, 40001), "garbage"), None);
     }
 
     #[test]

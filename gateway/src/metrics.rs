@@ -104,6 +104,7 @@ pub struct Metrics {
     pub service_active: Family<ServiceLabels, Gauge>,
     pub service_bytes: Family<BytesLabels, Counter>,
     pub inbound_streams_open: Gauge,
+    pub listener_bind_failures: Counter,
     pub stream_setup: SetupHistograms,
 }
 
@@ -122,6 +123,11 @@ impl Default for SetupHistograms {
 impl Metrics {
     pub fn register(&self, registry: &mut Registry) {
         let r = registry.sub_registry_with_prefix("gateway");
+        r.register(
+            "listener_bind_failures",
+            "Outbound listeners that could not be bound (retried with backoff)",
+            self.listener_bind_failures.clone(),
+        );
         r.register(
             "peer_connected",
             "1 while the connection to a peer gateway address is up",
