@@ -141,10 +141,7 @@ async fn a_dead_peer_goes_stale_then_expires_and_comes_back() {
     // the next message. The exact times are unit tests of catalog::lease; the
     // slack is for a loaded CI machine, where timers fire late.
     assert!(stale + HEARTBEAT >= STALE, "stale too early: {stale:?}");
-    assert!(
-        stale < STALE + LOADED_SLACK,
-        "stale too late: {stale:?}"
-    );
+    assert!(stale < STALE + LOADED_SLACK, "stale too late: {stale:?}");
     assert!(
         expired + HEARTBEAT >= EXPIRE,
         "withdrawn too early: {expired:?}"

@@ -25,6 +25,8 @@ pub enum AttemptError {
     Read(#[from] ReadExactError),
     #[error(transparent)]
     Proto(#[from] ProtoError),
+    #[error("the peer connection went silent before the far side answered")]
+    Silent,
 }
 
 impl AttemptError {
@@ -37,11 +39,14 @@ impl AttemptError {
                 "stream_error"
             }
             AttemptError::Proto(_) => "protocol_error",
+            AttemptError::Silent => "peer_silent",
         }
     }
     pub fn counts_as_failure(&self) -> bool {
         match self {
             AttemptError::Status(s, _) => s.counts_as_failure(),
+            // The connection is out of the running already.
+            AttemptError::Silent => false,
             _ => !self.peer_draining(),
         }
     }

@@ -38,6 +38,10 @@ pub struct Config {
     /// How long open streams may finish after a drain starts (SIGTERM).
     #[serde(default = "d10s", with = "humantime_serde")]
     pub drain_deadline: Duration,
+    /// Data-plane threads (each a current-thread runtime owning some peer
+    /// connections, listener sockets and streams). Default: every core available.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub workers: Option<u16>,
     /// Kubernetes mode: listen on one port per imported service port (from
     /// `causeway_catalog::gateway_ports`) instead of on ClusterSetIPs.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -87,7 +91,11 @@ pub struct Timeouts {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Limits {
-    /// Concurrent streams on one peer connection (QUIC stream credit).
+    /// Concurrent streams on one peer connection (the QUIC stream credit each
+    /// side grants); a full connection takes no new outbound streams.
+    #[serde(default = "default_per_connection")]
+    pub max_streams_per_connection: u32,
+    /// Concurrent outbound streams to one peer cluster, all its connections together.
     #[serde(default = "default_per_peer")]
     pub max_streams_per_peer: u32,
     /// Concurrent tunnelled connections per service, each direction.
@@ -102,15 +110,24 @@ pub struct Limits {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Connections {
-    /// QUIC keep-alive (PING) interval; must be below `idle_timeout`.
-    #[serde(default = "d150ms", with = "humantime_serde")]
+    /// QUIC connections to each peer gateway address, spread over the workers.
+    /// Default: one per worker, at most 4.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub per_peer: Option<u16>,
+    /// QUIC keep-alive (PING) interval; must be below `liveness`.
+    #[serde(default = "d500ms", with = "humantime_serde")]
     pub keep_alive: Duration,
-    /// A peer silent this long is dead: its connection closes and it is ejected.
-    /// A dead peer is noticed within `idle_timeout + keep_alive` (QUIC restarts the
-    /// idle timer on our first unacknowledged send): 850 ms by default, so failover
-    /// happens within 1 s. QUIC never uses less than 3 probe timeouts, so long-RTT
-    /// links stretch it by themselves.
-    #[serde(default = "d700ms", with = "humantime_serde")]
+    /// A connection that has received nothing for this long (stretched to
+    /// `keep_alive` + 3 RTT on long links) takes no new streams: a dead peer is
+    /// noticed within about this time. The connection stays up, so a peer that
+    /// was only stalled (CPU, GC, a busy node) carries on; if the silence lasts,
+    /// a replacement is dialled, and the old connection is retired once the peer
+    /// answers the new one.
+    #[serde(default = "d750ms", with = "humantime_serde")]
+    pub liveness: Duration,
+    /// A peer connection silent this long is closed (QUIC idle timeout); its
+    /// streams are reset.
+    #[serde(default = "d20s", with = "humantime_serde")]
     pub idle_timeout: Duration,
     /// First re-dial delay; doubles (with jitter) up to `backoff_max`.
     #[serde(default = "d100ms", with = "humantime_serde")]
@@ -161,7 +178,8 @@ pub struct Transport {
     /// SO_RCVBUF / SO_SNDBUF of the UDP socket.
     #[serde(default = "default_udp_buffer")]
     pub udp_socket_buffer: u32,
-    /// Splice read buffer per direction of a tunnelled connection.
+    /// Largest read from a tunnelled TCP connection, in bytes; the buffer is
+    /// allocated when data arrives and handed to QUIC without a copy.
     #[serde(default = "default_splice_buffer")]
     pub splice_buffer: u32,
     /// QUIC congestion controller of peer connections.
@@ -175,10 +193,10 @@ pub struct Transport {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Congestion {
-    /// quinn's default: fastest on clean, low-RTT links.
-    #[default]
+    /// quinn's default: reacts to each loss; collapses on lossy WAN links.
     Cubic,
-    /// quinn's experimental BBR: models bandwidth and RTT instead of reacting to each loss.
+    /// quinn's BBR: models bandwidth and RTT instead of reacting to each loss.
+    #[default]
     Bbr,
     NewReno,
 }
@@ -192,11 +210,11 @@ fn yes() -> bool {
 fn d100ms() -> Duration {
     Duration::from_millis(100)
 }
-fn d150ms() -> Duration {
-    Duration::from_millis(150)
+fn d500ms() -> Duration {
+    Duration::from_millis(500)
 }
-fn d700ms() -> Duration {
-    Duration::from_millis(700)
+fn d750ms() -> Duration {
+    Duration::from_millis(750)
 }
 fn d1s() -> Duration {
     Duration::from_secs(1)
@@ -213,11 +231,17 @@ fn d5s() -> Duration {
 fn d10s() -> Duration {
     Duration::from_secs(10)
 }
+fn d20s() -> Duration {
+    Duration::from_secs(20)
+}
 fn d60s() -> Duration {
     Duration::from_secs(60)
 }
 fn d1h() -> Duration {
     Duration::from_secs(3600)
+}
+fn default_per_connection() -> u32 {
+    1024
 }
 fn default_per_peer() -> u32 {
     4096
@@ -232,9 +256,13 @@ fn default_failures() -> u32 {
     3
 }
 fn default_stream_window() -> u32 {
-    2 << 20
+    // One tunnelled connection: 670 Mbit/s at 50 ms RTT, 335 at 100 ms. Larger
+    // windows let fewer stalled readers fill a connection's window (docs/protocol.md).
+    4 << 20
 }
 fn default_conn_window() -> u32 {
+    // 32 stream windows: 32 stalled readers before a connection stalls; 1 Gbit/s
+    // of streams together at up to 1 s RTT.
     128 << 20
 }
 fn default_send_window() -> u32 {

@@ -50,6 +50,8 @@ fn within(key: &'static str, value: u64, lo: u64, hi: u64) -> Result<(), ConfigE
     if value < lo || value > hi {
         let valid = match (lo, hi) {
             (1, 100) => "use 1 to 100",
+            (1, 64) => "use 1 to 64",
+            (1, 1024) => "use 1 to 1024",
             (1, 1_000_000) => "use 1 to 1000000",
             (1, 1_073_741_824) => "use 1 to 1073741824",
             (1200, _) => "use 1200 (1200 bytes, one QUIC packet) to 1073741824 (1 GiB)",
@@ -110,13 +112,19 @@ impl Config {
             });
         }
         let p = &self.connections;
-        positive("connections.idle_timeout", p.idle_timeout)?;
         positive("connections.backoff_initial", p.backoff_initial)?;
-        if p.keep_alive.is_zero() || p.keep_alive >= p.idle_timeout {
+        if p.keep_alive.is_zero() || p.keep_alive >= p.liveness {
             return Err(ConfigError::Duration {
                 key: "connections.keep_alive",
                 value: p.keep_alive,
-                valid: "use a duration above zero and below connections.idle_timeout (a third of it is typical)",
+                valid: "use a duration above zero and below connections.liveness (about half of it)",
+            });
+        }
+        if p.idle_timeout <= p.liveness || p.idle_timeout > Duration::from_secs(3600) {
+            return Err(ConfigError::Duration {
+                key: "connections.idle_timeout",
+                value: p.idle_timeout,
+                valid: "use a duration longer than connections.liveness and at most 1h (15s to 30s is typical)",
             });
         }
         if p.backoff_max < p.backoff_initial {
@@ -140,6 +148,15 @@ impl Config {
 
     fn check_limits(&self) -> Result<(), ConfigError> {
         let l = &self.limits;
+        within("workers", self.workers.map_or(1, u64::from), 1, 1024)?;
+        let per_peer = self.connections.per_peer.map_or(1, u64::from);
+        within("connections.per_peer", per_peer, 1, 64)?;
+        within(
+            "limits.max_streams_per_connection",
+            l.max_streams_per_connection.into(),
+            1,
+            1_000_000,
+        )?;
         within(
             "limits.max_streams_per_peer",
             l.max_streams_per_peer.into(),
@@ -209,6 +226,19 @@ impl Config {
         Ok(())
     }
 
+    /// Data-plane worker threads.
+    pub fn worker_count(&self) -> usize {
+        self.workers
+            .map_or_else(crate::workers::default_count, usize::from)
+    }
+
+    /// QUIC connections per peer gateway address.
+    pub fn connections_per_peer(&self) -> usize {
+        self.connections
+            .per_peer
+            .map_or_else(|| self.worker_count().min(4), usize::from)
+    }
+
     /// The addresses peers should dial.
     pub fn advertised(&self) -> Vec<SocketAddr> {
         if self.advertise.is_empty() {
@@ -236,19 +266,49 @@ mod tests {
         c.validate().unwrap();
         let parsed = parse("listen: 127.0.0.1:15443\n").unwrap();
         assert_eq!(parsed, c);
-        assert_eq!(c.connections.idle_timeout, Duration::from_millis(700));
+        assert_eq!(c.connections.idle_timeout, Duration::from_secs(20));
+        assert_eq!(c.connections.liveness, Duration::from_millis(750));
+        assert_eq!(c.transport.congestion, crate::config::Congestion::Bbr);
     }
 
     #[test]
     fn parses_every_section() {
         let yaml = "listen: 127.0.0.1:1\ntimeouts: {connect: 500ms, status: 2s}\n\
-            limits: {max_streams_per_peer: 10}\nconnections: {keep_alive: 100ms, idle_timeout: 400ms}\n\
+            limits: {max_streams_per_peer: 10}\nconnections: {keep_alive: 100ms, liveness: 300ms, idle_timeout: 10s, per_peer: 3}\n\
+            workers: 2\n\
             locality: {prefer_local: false, failover: {\"ns/web\": [b, c]}}\n\
             ejection: {base_time: 1s}\ntransport: {splice_buffer: 16384}\ndrain_deadline: 3s\n";
         let c = parse(yaml).unwrap();
         c.validate().unwrap();
         assert_eq!(c.timeouts.connect, Duration::from_millis(500));
         assert_eq!(c.locality.failover.values().next().unwrap().len(), 2);
+        assert_eq!((c.worker_count(), c.connections_per_peer()), (2, 3));
+    }
+
+    #[test]
+    fn connections_per_peer_default_to_one_per_worker_at_most_four() {
+        let mut c = parse("listen: 127.0.0.1:1\nworkers: 2\n").unwrap();
+        assert_eq!(c.connections_per_peer(), 2);
+        c.workers = Some(16);
+        assert_eq!(c.connections_per_peer(), 4);
+        c.workers = Some(0);
+        let msg = c.validate().unwrap_err().to_string();
+        assert!(msg.contains("gateway.workers is 0; use 1 to 1024"), "{msg}");
+    }
+
+    #[test]
+    fn a_liveness_timer_that_could_not_fire_is_refused() {
+        let mut c = parse("listen: 127.0.0.1:1\n").unwrap();
+        c.connections.idle_timeout = c.connections.liveness;
+        let msg = c.validate().unwrap_err().to_string();
+        assert!(
+            msg.contains("connections.idle_timeout")
+                && msg.contains("longer than connections.liveness"),
+            "{msg}"
+        );
+        let mut c = parse("listen: 127.0.0.1:1\n").unwrap();
+        c.connections.idle_timeout = Duration::from_secs(1 << 40);
+        assert!(c.validate().unwrap_err().to_string().contains("at most 1h"));
     }
 
     #[test]
@@ -299,7 +359,10 @@ mod tests {
         let c = parse("listen: 127.0.0.1:1\ntransport: {congestion: bbr}\n").unwrap();
         assert_eq!(c.transport.congestion, crate::config::Congestion::Bbr);
         assert_eq!(
-            parse("listen: 127.0.0.1:1\n").unwrap().transport.congestion,
+            parse("listen: 127.0.0.1:1\ntransport: {congestion: cubic}\n")
+                .unwrap()
+                .transport
+                .congestion,
             crate::config::Congestion::Cubic
         );
         let msg = parse("listen: 127.0.0.1:1\ntransport: {congestion: vegas}\n").unwrap_err();

@@ -1,16 +1,17 @@
 //! The dialler of one peer gateway address: connect, hold, re-dial with backoff.
 
+use std::pin::Pin;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use quinn::{Connection, ConnectionError};
 use rand::Rng;
 use tracing::Instrument;
 
 use crate::endpoint::{self, EndpointError};
-use crate::metrics::{PeerLabels, ResultLabels};
+use crate::metrics::ResultLabels;
 use crate::pool::PeerConn;
-use crate::protocol::CLOSE_DRAINING;
+use crate::protocol::{CLOSE_DRAINING, CLOSE_REPLACED};
 use crate::shared::Shared;
 
 #[derive(Debug, thiserror::Error)]
@@ -57,15 +58,19 @@ impl Backoff {
 }
 
 pub async fn run(shared: Arc<Shared>, peer: Arc<PeerConn>) {
-    let span = tracing::info_span!("peer", cluster = %peer.cluster, addr = %peer.addr);
+    let span =
+        tracing::info_span!("peer", cluster = %peer.cluster, addr = %peer.addr, slot = peer.slot);
     async move {
         let p = &shared.cfg.connections;
         let mut backoff = Backoff::new(p.backoff_initial, p.backoff_max);
         while !peer.cancelled().is_cancelled() && !shared.shutdown.is_cancelled() {
             match dial(&shared, &peer).await {
-                Ok(conn) => {
+                Ok(mut conn) => {
                     backoff.reset();
-                    hold(&shared, &peer, conn).await;
+                    handshake_metric(&shared, &peer, "ok");
+                    while let Some(next) = hold(&shared, &peer, conn).await {
+                        conn = next;
+                    }
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, "dialling peer gateway failed");
@@ -100,43 +105,167 @@ async fn dial(shared: &Shared, peer: &PeerConn) -> Result<Connection, DialError>
     }
 }
 
-/// Publishes the connection, keeps its stats fresh, and handles its end.
-async fn hold(shared: &Shared, peer: &PeerConn, conn: Connection) {
+/// How often a held connection's liveness is checked.
+const CHECK: Duration = Duration::from_millis(50);
+/// How often its stats are exported and its send rate sampled.
+const SAMPLE: Duration = Duration::from_secs(1);
+
+/// Why holding a connection ended.
+enum End {
+    Closed(ConnectionError),
+    Removed,
+    /// The peer answered a new connection while this one stayed silent.
+    Replaced(Connection),
+}
+
+/// Publishes the connection, watches its liveness and stats, and handles its
+/// end. Returns a replacement connection to hold next, if one took over.
+async fn hold(shared: &Shared, peer: &PeerConn, conn: Connection) -> Option<Connection> {
     tracing::info!("connected to peer gateway");
-    handshake_metric(shared, peer, "ok");
-    let labels = PeerLabels {
-        cluster: peer.cluster.to_string(),
-        address: peer.addr.to_string(),
-    };
+    let labels = peer.labels();
     shared.pool.publish(peer, Some(conn.clone()));
     shared.metrics.peer_connected.get_or_create(&labels).set(1);
     let mut stats = crate::stats::Tracker::new(shared.metrics.clone(), labels.clone());
-    let mut tick = tokio::time::interval(Duration::from_secs(1));
-    let reason = loop {
-        tokio::select! {
-            r = conn.closed() => break Some(r),
-            _ = tick.tick() => {
-                stats.update(&conn);
-                shared.pool.refresh_ejected(shared, &peer.cluster);
-            }
-            () = peer.cancelled().cancelled() => break None,
-        }
-    };
+    let end = watch(shared, peer, &conn, &mut stats).await;
     shared.pool.publish(peer, None);
     shared.metrics.peer_connected.get_or_create(&labels).set(0);
     stats.update(&conn);
-    match reason {
-        None => conn.close(0u32.into(), b"peer removed"),
-        Some(ConnectionError::ApplicationClosed(c)) if c.error_code == CLOSE_DRAINING => {
+    match end {
+        End::Removed => conn.close(0u32.into(), b"peer removed"),
+        End::Replaced(next) => {
+            tracing::warn!(
+                "peer answered a new connection while this one stayed silent (restarted?); replacing it"
+            );
+            conn.close(CLOSE_REPLACED, b"replaced");
+            return Some(next);
+        }
+        End::Closed(ConnectionError::ApplicationClosed(c)) if c.error_code == CLOSE_DRAINING => {
             // The peer asked us to go elsewhere: not a failure, no ejection.
             tracing::info!("peer gateway is draining");
         }
-        Some(e) => {
+        End::Closed(e) => {
             tracing::warn!(error = %e, "connection to peer gateway lost");
             if !shared.pool.any_live(&peer.cluster) {
                 shared.pool.connection_lost(shared, &peer.cluster);
             }
         }
+    }
+    None
+}
+
+/// Watches a held connection until it closes, is removed, or is replaced.
+/// Silence makes it suspect (no new streams); long silence dials a
+/// replacement, which takes over only if this one is still silent when the
+/// peer has answered the new handshake.
+async fn watch(
+    shared: &Shared,
+    peer: &PeerConn,
+    conn: &Connection,
+    stats: &mut crate::stats::Tracker,
+) -> End {
+    let cfg = &shared.cfg.connections;
+    let mut live = Liveness::new(cfg.liveness, cfg.keep_alive, Instant::now());
+    let mut check = tokio::time::interval(CHECK);
+    let mut sampled = Instant::now();
+    let mut replacing: Option<Dialling<'_>> = None;
+    loop {
+        tokio::select! {
+            e = conn.closed() => return End::Closed(e),
+            () = peer.cancelled().cancelled() => return End::Removed,
+            r = poll_opt(&mut replacing) => {
+                replacing = None;
+                match r {
+                    Ok(next) if peer.is_suspect() => return End::Replaced(next),
+                    Ok(next) => next.close(CLOSE_REPLACED, b"not needed"),
+                    Err(e) => tracing::info!(error = %e, "replacement dial for a silent connection failed"),
+                }
+            }
+            _ = check.tick() => {
+                let now = Instant::now();
+                let s = conn.stats();
+                let suspect = live.observe(s.udp_rx.datagrams, s.path.rtt, now);
+                if suspect != peer.is_suspect() {
+                    tracing::warn!(suspect, silent = ?live.silent(now), "peer connection liveness changed");
+                }
+                shared.pool.set_suspect(peer, suspect);
+                stats.suspect(suspect);
+                if live.wants_replacement(now) && replacing.is_none() {
+                    replacing = Some(Box::pin(dial(shared, peer)));
+                }
+                if now - sampled >= SAMPLE {
+                    peer.sample_rate((now - sampled).as_secs_f64());
+                    sampled = now;
+                    stats.update(conn);
+                    shared.pool.refresh_ejected(shared, &peer.cluster);
+                }
+            }
+        }
+    }
+}
+
+type Dialling<'a> = Pin<Box<dyn Future<Output = Result<Connection, DialError>> + Send + 'a>>;
+
+/// Awaits the dial in the slot; pending forever while the slot is empty.
+async fn poll_opt(slot: &mut Option<Dialling<'_>>) -> Result<Connection, DialError> {
+    match slot {
+        Some(f) => f.await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Whether a connection has been heard from recently: pure, fed the count of
+/// datagrams received so far (keep-alives and their acknowledgements included).
+#[derive(Debug)]
+pub struct Liveness {
+    limit: Duration,
+    keep_alive: Duration,
+    received: u64,
+    heard: Instant,
+    rtt: Duration,
+    /// Replacement dials so far in this silence (each waits twice as long).
+    replacements: u32,
+}
+
+impl Liveness {
+    pub fn new(limit: Duration, keep_alive: Duration, now: Instant) -> Self {
+        Self {
+            limit,
+            keep_alive,
+            received: 0,
+            heard: now,
+            rtt: Duration::ZERO,
+            replacements: 0,
+        }
+    }
+
+    /// Silence longer than this is suspect: the configured time, stretched on
+    /// long links so a keep-alive and its acknowledgement always fit.
+    fn threshold(&self) -> Duration {
+        self.limit.max(self.keep_alive + self.rtt * 3)
+    }
+
+    pub fn silent(&self, now: Instant) -> Duration {
+        now.saturating_duration_since(self.heard)
+    }
+
+    /// Takes the datagram count and RTT now; true while the connection is suspect.
+    pub fn observe(&mut self, received: u64, rtt: Duration, now: Instant) -> bool {
+        if received != self.received {
+            (self.received, self.heard, self.replacements) = (received, now, 0);
+            self.rtt = rtt;
+        }
+        self.silent(now) > self.threshold()
+    }
+
+    /// True once per doubling of the silence past twice the threshold: time to
+    /// dial a replacement (the peer may have restarted and forgotten us).
+    pub fn wants_replacement(&mut self, now: Instant) -> bool {
+        let due = self.threshold() * 2u32.saturating_pow(self.replacements + 1);
+        if self.silent(now) >= due {
+            self.replacements += 1;
+            return true;
+        }
+        false
     }
 }
 
@@ -168,5 +297,42 @@ mod tests {
         }
         b.reset();
         assert!(b.next(&mut rng) <= ms(100));
+    }
+
+    #[test]
+    fn silence_past_the_limit_is_suspect_until_a_datagram_arrives() {
+        let ms = Duration::from_millis;
+        let t0 = Instant::now();
+        let mut l = Liveness::new(ms(900), ms(500), t0);
+        assert!(!l.observe(5, ms(1), t0 + ms(100)));
+        assert!(
+            !l.observe(5, ms(1), t0 + ms(1000)),
+            "900 ms after the last datagram"
+        );
+        assert!(l.observe(5, ms(1), t0 + ms(1001)));
+        assert!(!l.observe(6, ms(1), t0 + ms(1500)), "heard again");
+        // On a 300 ms RTT link a keep-alive round trip takes longer than 900 ms.
+        let mut l = Liveness::new(ms(900), ms(500), t0);
+        assert!(!l.observe(1, ms(300), t0));
+        assert!(!l.observe(1, ms(300), t0 + ms(1400)));
+        assert!(l.observe(1, ms(300), t0 + ms(1401)));
+    }
+
+    #[test]
+    fn replacements_are_dialled_at_doubling_silences() {
+        let ms = Duration::from_millis;
+        let t0 = Instant::now();
+        let mut l = Liveness::new(ms(900), ms(500), t0);
+        let due: Vec<u64> = (0..100)
+            .map(|i| i * 100)
+            .filter(|&at| l.wants_replacement(t0 + ms(at)))
+            .collect();
+        assert_eq!(due, [1800, 3600, 7200]);
+        l.observe(1, ms(1), t0 + ms(9000));
+        assert!(
+            !l.wants_replacement(t0 + ms(9100)),
+            "heard from: the count starts over"
+        );
+        assert!(l.wants_replacement(t0 + ms(10800)));
     }
 }

@@ -10,10 +10,11 @@ use std::sync::Arc;
 
 use causeway_catalog::ClusterId;
 use quinn::congestion::{BbrConfig, CubicConfig, NewRenoConfig};
-use quinn::{IdleTimeout, TransportConfig, VarInt};
+use quinn::{IdleTimeout, Runtime, TransportConfig, VarInt};
 use socket2::{Domain, Protocol, Socket, Type};
 
 use crate::config::{Config, Congestion};
+use crate::metrics::{BufferDir, Metrics};
 use crate::tls::{Identity, TlsError};
 
 #[derive(Debug, thiserror::Error)]
@@ -41,7 +42,7 @@ pub fn transport(cfg: &Config) -> Result<Arc<TransportConfig>, EndpointError> {
     let idle = IdleTimeout::try_from(p.idle_timeout)
         .map_err(|_| EndpointError::IdleTimeout(p.idle_timeout))?;
     let mut tc = TransportConfig::default();
-    tc.max_concurrent_bidi_streams(VarInt::from_u32(l.max_streams_per_peer))
+    tc.max_concurrent_bidi_streams(VarInt::from_u32(l.max_streams_per_connection))
         .max_concurrent_uni_streams(VarInt::from_u32(0))
         .stream_receive_window(VarInt::from_u32(t.stream_receive_window))
         .receive_window(VarInt::from_u32(t.receive_window))
@@ -76,27 +77,74 @@ pub fn client_config(
 }
 
 /// Binds the UDP socket with large buffers, then the endpoint on it.
-pub fn bind(cfg: &Config, server: quinn::ServerConfig) -> Result<quinn::Endpoint, EndpointError> {
+pub fn bind(
+    cfg: &Config,
+    server: quinn::ServerConfig,
+    metrics: &Metrics,
+) -> Result<quinn::Endpoint, EndpointError> {
     let addr = cfg.listen;
     let err = |source| EndpointError::Bind { addr, source };
     let sock =
         Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP)).map_err(err)?;
-    let size = cfg.transport.udp_socket_buffer as usize;
-    // The kernel caps these at net.core.[rw]mem_max; a smaller buffer still works.
-    if let Err(e) = sock
-        .set_recv_buffer_size(size)
-        .and_then(|()| sock.set_send_buffer_size(size))
-    {
-        tracing::warn!(error = %e, size, "could not set UDP socket buffers; expect packet loss at high rates");
-    }
+    size_buffers(&sock, cfg.transport.udp_socket_buffer as usize, metrics);
     sock.bind(&addr.into()).map_err(err)?;
     sock.set_nonblocking(true).map_err(err)?;
     let runtime = Arc::new(quinn::TokioRuntime);
-    quinn::Endpoint::new(
-        quinn::EndpointConfig::default(),
-        Some(server),
-        sock.into(),
-        runtime,
-    )
-    .map_err(err)
+    let socket = runtime.wrap_udp_socket(sock.into()).map_err(err)?;
+    metrics
+        .udp_gso_segments
+        .set(socket.max_transmit_segments() as i64);
+    metrics
+        .udp_gro_segments
+        .set(socket.max_receive_segments() as i64);
+    let config = endpoint_config(cfg);
+    quinn::Endpoint::new_with_abstract_socket(config, Some(server), socket, runtime).map_err(err)
 }
+
+fn endpoint_config(_cfg: &Config) -> quinn::EndpointConfig {
+    quinn::EndpointConfig::default()
+}
+
+/// Sets SO_RCVBUF/SO_SNDBUF, reads back what the kernel granted, exports it,
+/// and warns when it is less than asked: the kernel silently caps both at
+/// net.core.rmem_max / wmem_max unless the process may force them (CAP_NET_ADMIN).
+fn size_buffers(sock: &Socket, want: usize, metrics: &Metrics) {
+    let _ = sock.set_recv_buffer_size(want);
+    let _ = sock.set_send_buffer_size(want);
+    let (mut rcv, mut snd) = granted(sock);
+    if rcv < want || snd < want {
+        force(sock, want);
+        (rcv, snd) = granted(sock);
+    }
+    metrics.udp_buffer(BufferDir::Receive).set(rcv as i64);
+    metrics.udp_buffer(BufferDir::Send).set(snd as i64);
+    if rcv < want || snd < want {
+        tracing::warn!(
+            wanted = want,
+            receive = rcv,
+            send = snd,
+            "the kernel capped the QUIC socket buffers (net.core.rmem_max / wmem_max); \
+             expect packet loss at high rates: raise those sysctls (docs/operations.md)"
+        );
+    }
+}
+
+/// The buffer sizes in effect: Linux reports twice the usable size (the rest is
+/// its bookkeeping), so halve it to compare with what was asked.
+fn granted(sock: &Socket) -> (usize, usize) {
+    let half = |r: std::io::Result<usize>| r.map_or(0, |v| v / 2);
+    (half(sock.recv_buffer_size()), half(sock.send_buffer_size()))
+}
+
+#[cfg(target_os = "linux")]
+fn force(sock: &Socket, want: usize) {
+    use rustix::net::sockopt;
+    let r = sockopt::set_socket_recv_buffer_size_force(sock, want)
+        .and_then(|()| sockopt::set_socket_send_buffer_size_force(sock, want));
+    if let Err(e) = r {
+        tracing::debug!(error = %e, "cannot force UDP socket buffers (needs CAP_NET_ADMIN)");
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn force(_: &Socket, _: usize) {}

@@ -1,22 +1,24 @@
 //! Shares one QUIC connection's credit fairly among its streams' writes.
 //!
-//! All streams of a peer connection share QUIC's connection-level credit. With
-//! hundreds of bulk streams writing, quinn hands freed credit to whichever
-//! blocked writer it wakes first, and some writers waited seconds: new streams'
-//! headers hit the 3 s status timeout (24-52 of 1,008 per benchmark run) and
-//! small writes of interactive connections stalled behind bulk ones. So:
+//! All streams of a peer connection share QUIC's connection-level credit, and
+//! quinn wakes every credit-blocked writer at once, last blocked first: with
+//! hundreds of bulk streams, some writers waited seconds, new streams' headers
+//! hit the status timeout and small interactive writes stalled. So:
 //! - while a header or status waits, bulk writes on that connection stand back
 //!   (they withdraw a pending write; quinn writes are cancel-safe);
 //! - bulk writes take turns: at most `BULK_WRITERS` wait inside quinn at once,
-//!   admitted first come first served, each for at most `TURN` before it goes to
-//!   the back of the line. A stream blocked by its own flow control (a slow
-//!   reader) therefore cannot hold a turn for long.
+//!   admitted first come first served, each for at most `TURN`;
+//! - a write still blocked when its turn ends is most likely blocked by its own
+//!   stream's flow control (a backend that does not read): it leaves the line
+//!   and waits for credit of its own by writing a single byte, then queues
+//!   again. So stuck streams never hold turns that healthy streams need.
 
 use std::pin::pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use std::time::Duration;
 
+use bytes::{Buf, Bytes};
 use quinn::{SendStream, WriteError};
 use tokio::sync::{Notify, Semaphore};
 
@@ -85,13 +87,18 @@ impl SetupGate {
         }
     }
 
-    /// Writes some of `buf` as bulk data, in turn with other bulk writes and
-    /// standing back while setup writes wait.
-    pub async fn write_bulk(&self, send: &mut SendStream, buf: &[u8]) -> Result<usize, WriteError> {
+    /// Writes some of `data` as bulk data (taking what was written off its
+    /// front, without a copy), in turn with other bulk writes and standing back
+    /// while setup writes wait. Returns the bytes written.
+    pub async fn write_bulk(
+        &self,
+        send: &mut SendStream,
+        data: &mut Bytes,
+    ) -> Result<usize, WriteError> {
         loop {
             self.no_setup_waiting().await;
-            let Ok(_turn) = self.turns.acquire().await else {
-                return send.write(buf).await; // never closed; write without turns
+            let Ok(turn) = self.turns.acquire().await else {
+                return write_some(send, data).await; // never closed; write without turns
             };
             let mut closed = pin!(self.closed.notified());
             closed.as_mut().enable();
@@ -101,12 +108,30 @@ impl SetupGate {
             // Withdrawing is safe: nothing of a cancelled write was sent.
             tokio::select! {
                 biased;
-                r = send.write(buf) => return r,
-                () = closed => {}
+                r = write_some(send, data) => return r,
+                () = closed.as_mut() => continue,
                 () = tokio::time::sleep(TURN) => {}
+            }
+            drop(turn);
+            // Blocked for a whole turn: wait for credit outside the line.
+            let mut one = data.slice(..1.min(data.len()));
+            tokio::select! {
+                biased;
+                r = write_some(send, &mut one) => {
+                    let n = r?;
+                    data.advance(n);
+                    return Ok(n);
+                }
+                () = closed => {}
             }
         }
     }
+}
+
+/// One write of as much of `data` as QUIC takes now; cancel-safe.
+async fn write_some(send: &mut SendStream, data: &mut Bytes) -> Result<usize, WriteError> {
+    let w = send.write_chunks(std::slice::from_mut(data)).await?;
+    Ok(w.bytes)
 }
 
 #[cfg(test)]

@@ -18,6 +18,7 @@ use crate::metrics::Metrics;
 use crate::protocol::CLOSE_DRAINING;
 use crate::shared::Shared;
 use crate::tls::Identity;
+use crate::workers::{Threads, Workers};
 
 /// Everything the gateway needs from the rest of the process.
 pub struct GatewayInputs {
@@ -43,10 +44,14 @@ pub enum Error {
     Config(#[from] ConfigError),
     #[error(transparent)]
     Endpoint(#[from] EndpointError),
+    #[error("cannot start the gateway's worker threads: {0}")]
+    Workers(#[source] std::io::Error),
 }
 
 pub struct Gateway {
     shared: Arc<Shared>,
+    /// Stops and joins the workers when the gateway is done or dropped.
+    threads: Threads,
 }
 
 impl Gateway {
@@ -57,9 +62,17 @@ impl Gateway {
             cert: inputs.cert,
             peers: inputs.peers,
         };
-        let endpoint = endpoint::bind(&inputs.cfg, endpoint::server_config(&inputs.cfg, &id)?)?;
+        let (workers, threads) =
+            Workers::start(inputs.cfg.worker_count()).map_err(Error::Workers)?;
         let metrics = Metrics::default();
         metrics.register(registry);
+        let server = endpoint::server_config(&inputs.cfg, &id)?;
+        // The endpoint's driver (every received datagram) runs on a worker, never
+        // on the runtime that merges catalogs.
+        let endpoint = {
+            let _worker = workers.handle(0).enter();
+            endpoint::bind(&inputs.cfg, server, &metrics)?
+        };
         tracing::info!(cluster = %inputs.local.name, listen = ?endpoint.local_addr().ok(), cfg = ?inputs.cfg, "gateway bound");
         crate::listeners::warn_if_ephemeral(&inputs.cfg);
         let shared = Shared {
@@ -68,6 +81,7 @@ impl Gateway {
             id,
             metrics,
             endpoint,
+            workers,
             pool: Default::default(),
             catalog: inputs.catalog,
             exports: inputs.local_exports,
@@ -79,6 +93,7 @@ impl Gateway {
         };
         Ok(Gateway {
             shared: Arc::new(shared),
+            threads,
         })
     }
 
@@ -90,10 +105,12 @@ impl Gateway {
     /// Serves until `shutdown` is cancelled, then drains.
     pub async fn run(self) -> Result<(), Error> {
         let s = self.shared;
-        s.tasks.spawn(crate::inbound::accept_loop(s.clone()));
+        let accept = crate::inbound::accept_loop(s.clone());
+        s.tasks.spawn_on(accept, s.workers.handle(0));
         s.tasks.spawn(crate::listeners::watch_catalog(s.clone()));
         s.shutdown.cancelled().await;
         drain(&s).await;
+        drop(self.threads);
         Ok(())
     }
 }

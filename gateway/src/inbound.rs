@@ -30,7 +30,14 @@ pub async fn accept_loop(shared: Arc<Shared>) {
             incoming.refuse();
             continue;
         }
-        shared.tasks.spawn(connection(shared.clone(), incoming));
+        // The worker that accepts drives the connection and runs its streams.
+        let w = shared.workers.least_loaded();
+        let s = shared.clone();
+        let task = async move {
+            connection(s.clone(), incoming).await;
+            s.workers.done(w);
+        };
+        shared.tasks.spawn_on(task, shared.workers.handle(w));
     }
 }
 
@@ -116,6 +123,7 @@ async fn stream(
     async move {
         let metrics = &shared.metrics;
         let _open = ActiveGuard::new(&metrics.inbound_streams_open);
+        metrics.worker_stream(shared.workers.current(), Direction::Inbound);
         let req = match read_request(&mut recv, shared.cfg.timeouts.header).await {
             Ok(r) => r,
             Err(e) => {
@@ -147,7 +155,7 @@ async fn serve(
     let service = req.service.to_string();
     let handles = shared.metrics.service(&service, Direction::Inbound);
     let admitted = admit(shared, cluster, req, handles.active.get()).await;
-    let (mut tcp, _load) = match admitted {
+    let (tcp, _load) = match admitted {
         Ok(x) => x,
         Err((status, detail)) => {
             respond(&mut send, &mut recv, gate, status, &detail).await;
@@ -166,9 +174,10 @@ async fn serve(
     let counters = Counters {
         sent: &handles.response,
         received: &handles.request,
+        load: None,
     };
     let out = splice::splice(
-        &mut tcp,
+        &tcp,
         &mut send,
         &mut recv,
         t.splice_buffer as usize,

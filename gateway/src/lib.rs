@@ -34,6 +34,7 @@ mod shared;
 mod splice;
 mod stats;
 mod tls;
+mod workers;
 
 pub use config::{
     Config, Congestion, Connections, Ejection, KubernetesPorts, Limits, Locality, Timeouts,

@@ -10,6 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use causeway_catalog::{CatalogSnapshot, Protocol, ServiceKey, gateway_ports};
+use socket2::{Domain, Socket, Type};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
@@ -149,31 +150,61 @@ async fn reconcile(
         if live.contains_key(&addr) {
             continue;
         }
-        match TcpListener::bind(addr).await {
-            Ok(listener) => {
-                tracing::info!(%addr, service = %target.service, "outbound listener up");
+        match bind_per_worker(addr, shared.workers.len()) {
+            Ok(sockets) => {
+                tracing::info!(%addr, service = %target.service, workers = sockets.len(), "outbound listener up");
                 let cancel = shared.shutdown.child_token();
-                let span = tracing::info_span!("listener", %addr, service = %target.service);
-                let task = accept_loop(shared.clone(), listener, target.clone(), cancel.clone());
-                shared.tasks.spawn(task.instrument(span));
+                for (w, socket) in sockets.into_iter().enumerate() {
+                    let span = tracing::info_span!("listener", %addr, service = %target.service, worker = w);
+                    let task = accept_loop(shared.clone(), socket, target.clone(), cancel.clone());
+                    shared
+                        .tasks
+                        .spawn_on(task.instrument(span), shared.workers.handle(w));
+                }
                 live.insert(addr, Listening { target, cancel });
             }
             Err(e) => {
                 complete = false;
                 shared.metrics.listener_bind_failures.inc();
-                tracing::error!(%addr, error = %e, "cannot bind outbound listener (is the VIP range on a local interface?); retrying");
+                tracing::error!(%addr, error = %e, "cannot bind outbound listener (is the VIP range on a local interface, or the port taken?); retrying");
             }
         }
     }
     complete
 }
 
+/// One listening socket per worker on `addr` (`SO_REUSEPORT`): the kernel
+/// spreads new connections over them, and each stays on the worker that
+/// accepted it. All or none: a port another socket holds fails the lot.
+fn bind_per_worker(
+    addr: SocketAddr,
+    workers: usize,
+) -> std::io::Result<Vec<std::net::TcpListener>> {
+    (0..workers.max(1))
+        .map(|_| {
+            let s = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
+            s.set_reuse_address(true)?;
+            #[cfg(unix)]
+            s.set_reuse_port(true)?;
+            s.set_nonblocking(true)?;
+            s.bind(&addr.into())?;
+            s.listen(1024)?;
+            Ok(s.into())
+        })
+        .collect()
+}
+
 async fn accept_loop(
     shared: Arc<Shared>,
-    listener: TcpListener,
+    socket: std::net::TcpListener,
     target: Target,
     cancel: CancellationToken,
 ) {
+    // Registered here, with this worker's reactor.
+    let listener = match TcpListener::from_std(socket) {
+        Ok(l) => l,
+        Err(e) => return tracing::error!(error = %e, "cannot register outbound listener"),
+    };
     loop {
         let accepted = tokio::select! {
             r = listener.accept() => r,

@@ -48,10 +48,39 @@ impl EncodeLabelValue for Flow {
     }
 }
 
+/// One pooled connection: a peer gateway address and the slot among its connections.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct PeerLabels {
     pub cluster: String,
     pub address: String,
+    pub slot: String,
+}
+
+#[derive(Debug, Clone, Copy, Hash, PartialEq, Eq)]
+pub enum BufferDir {
+    Receive,
+    Send,
+}
+
+impl EncodeLabelValue for BufferDir {
+    fn encode(&self, e: &mut LabelValueEncoder<'_>) -> Result<(), std::fmt::Error> {
+        let s = match self {
+            BufferDir::Receive => "receive",
+            BufferDir::Send => "send",
+        };
+        EncodeLabelValue::encode(&s, e)
+    }
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct BufferLabel {
+    pub direction: BufferDir,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct WorkerLabels {
+    pub worker: String,
+    pub direction: Direction,
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -105,6 +134,15 @@ pub struct Metrics {
     pub service_bytes: Family<BytesLabels, Counter>,
     pub inbound_streams_open: Gauge,
     pub listener_bind_failures: Counter,
+    pub udp_buffer: Family<BufferLabel, Gauge>,
+    /// Datagrams per send / receive call the socket supports (GSO / GRO).
+    pub udp_gso_segments: Gauge,
+    pub udp_gro_segments: Gauge,
+    pub peer_datagrams_sent: Family<PeerLabels, Counter>,
+    pub peer_send_calls: Family<PeerLabels, Counter>,
+    pub peer_suspect: Family<PeerLabels, Gauge>,
+    pub peer_streams: Family<PeerLabels, Counter>,
+    pub worker_streams: Family<WorkerLabels, Counter>,
     pub stream_setup: SetupHistograms,
 }
 
@@ -174,6 +212,62 @@ impl Metrics {
             self.stream_setup.0.clone(),
         );
         self.register_services(r);
+        self.register_data_plane(r);
+    }
+
+    fn register_data_plane(&self, r: &mut Registry) {
+        r.register(
+            "udp_socket_buffer_bytes",
+            "QUIC socket buffer the kernel granted, by direction (compare with transport.udp_socket_buffer)",
+            self.udp_buffer.clone(),
+        );
+        r.register(
+            "udp_gso_segments",
+            "Datagrams one send call may carry (1: no GSO)",
+            self.udp_gso_segments.clone(),
+        );
+        r.register(
+            "udp_gro_segments",
+            "Datagrams one receive call may return (1: no GRO)",
+            self.udp_gro_segments.clone(),
+        );
+        r.register(
+            "peer_datagrams_sent",
+            "UDP datagrams sent on a peer connection",
+            self.peer_datagrams_sent.clone(),
+        );
+        r.register(
+            "peer_send_calls",
+            "UDP send calls on a peer connection (datagrams / calls = GSO batch)",
+            self.peer_send_calls.clone(),
+        );
+        r.register(
+            "peer_suspect",
+            "1 while a peer connection has been silent past connections.liveness (no new streams)",
+            self.peer_suspect.clone(),
+        );
+        r.register(
+            "peer_streams",
+            "Outbound streams opened on a pooled peer connection",
+            self.peer_streams.clone(),
+        );
+        r.register(
+            "worker_streams",
+            "Streams handled by a data-plane worker, by direction",
+            self.worker_streams.clone(),
+        );
+    }
+
+    pub fn udp_buffer(&self, direction: BufferDir) -> Gauge {
+        self.udp_buffer
+            .get_or_create_owned(&BufferLabel { direction })
+    }
+
+    pub fn worker_stream(&self, worker: Option<usize>, direction: Direction) {
+        let worker = worker.map_or_else(|| "none".to_owned(), |w| w.to_string());
+        self.worker_streams
+            .get_or_create(&WorkerLabels { worker, direction })
+            .inc();
     }
 
     fn register_services(&self, r: &mut Registry) {

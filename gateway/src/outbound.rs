@@ -9,9 +9,10 @@ use rand::Rng;
 use tokio::net::TcpStream;
 use tracing::Instrument;
 
-use crate::attempt::attempt;
+use crate::attempt::{AttemptError, attempt};
 use crate::lb::{self, Candidate, Policy};
 use crate::metrics::{ActiveGuard, ClusterLabel, Direction, ServiceHandles};
+use crate::pool::Caps;
 use crate::protocol::Request;
 use crate::shared::Shared;
 use crate::splice::{self, Counters};
@@ -163,25 +164,35 @@ async fn remote(
     req: &Request,
     h: &ServiceHandles,
 ) -> bool {
-    let max = shared.cfg.limits.max_streams_per_peer as usize;
-    let Some((slot, conn)) = shared.pool.pick(cluster, max) else {
+    let l = &shared.cfg.limits;
+    let caps = Caps {
+        per_connection: l.max_streams_per_connection as usize,
+        per_peer: l.max_streams_per_peer as usize,
+    };
+    let worker = shared.workers.current();
+    let Some((slot, conn)) = shared.pool.pick(cluster, worker, &caps) else {
         return false;
     };
     let started = Instant::now();
-    let (mut send, mut recv) =
-        match attempt(shared.cfg.timeouts.status, &conn, slot.gate(), req).await {
-            Ok(streams) => streams,
-            Err(e) => {
-                tracing::info!(%cluster, error = %e, "attempt failed; trying the next cluster");
-                shared
-                    .metrics
-                    .stream(cluster.as_str(), Direction::Outbound, e.status_label());
-                if e.counts_as_failure() {
-                    shared.pool.failure(shared, cluster);
-                }
-                return false;
+    // No byte has reached the client yet: if the connection turns silent, give
+    // up on it now and try the next cluster instead of waiting for the timeout.
+    let tried = tokio::select! {
+        r = attempt(shared.cfg.timeouts.status, &conn, slot.gate(), req) => r,
+        () = slot.silent(&shared.pool) => Err(AttemptError::Silent),
+    };
+    let (mut send, mut recv) = match tried {
+        Ok(streams) => streams,
+        Err(e) => {
+            tracing::info!(%cluster, error = %e, "attempt failed; trying the next cluster");
+            shared
+                .metrics
+                .stream(cluster.as_str(), Direction::Outbound, e.status_label());
+            if e.counts_as_failure() {
+                shared.pool.failure(shared, cluster);
             }
-        };
+            return false;
+        }
+    };
     shared.pool.success(shared, cluster);
     shared
         .metrics
@@ -191,13 +202,15 @@ async fn remote(
             cluster: cluster.to_string(),
         })
         .observe(started.elapsed().as_secs_f64());
-    shared
-        .metrics
-        .stream(cluster.as_str(), Direction::Outbound, "ok");
+    let m = &shared.metrics;
+    m.stream(cluster.as_str(), Direction::Outbound, "ok");
+    m.worker_stream(worker, Direction::Outbound);
+    m.peer_streams.get_or_create(&slot.labels()).inc();
     tracing::debug!(%cluster, "stream open");
     let counters = Counters {
         sent: &h.request,
         received: &h.response,
+        load: Some(slot.sent()),
     };
     let buffer = shared.cfg.transport.splice_buffer as usize;
     let out = splice::splice(

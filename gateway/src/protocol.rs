@@ -29,6 +29,8 @@ pub mod stream_code {
 
 /// Connection close code meaning "I am draining, go elsewhere"; not a failure.
 pub const CLOSE_DRAINING: VarInt = VarInt::from_u32(0x10);
+/// Connection close: a new connection to the same peer took this one's place.
+pub const CLOSE_REPLACED: VarInt = VarInt::from_u32(0x12);
 
 /// What the far side answers before any byte flows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]

@@ -12,6 +12,7 @@ use crate::local::EndpointLoads;
 use crate::metrics::Metrics;
 use crate::pool::Pool;
 use crate::tls::Identity;
+use crate::workers::Workers;
 
 pub struct Shared {
     pub cfg: Config,
@@ -19,6 +20,8 @@ pub struct Shared {
     pub id: Identity,
     pub metrics: Metrics,
     pub endpoint: quinn::Endpoint,
+    /// The data-plane runtimes; connections, listeners and streams run there.
+    pub workers: Arc<Workers>,
     pub pool: Pool,
     pub catalog: watch::Receiver<Arc<CatalogSnapshot>>,
     pub exports: watch::Receiver<Arc<Vec<Export>>>,

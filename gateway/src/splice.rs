@@ -1,23 +1,25 @@
 //! Copies bytes between a TCP connection and a QUIC stream, both ways at once.
 //!
-//! Both directions run as two futures polled by one task (no spawn, no channel):
-//! each chunk is one read and one write with no hand-off between tasks.
-//! Hot path allocations: none of ours; each stream allocates one buffer per
-//! direction when it starts. QUIC→TCP copies quinn's per-packet chunks into its
-//! buffer so each TCP write carries many packets' worth (measured: fewer syscalls
-//! beat the saved copy, see docs/protocol.md).
+//! Both directions run as two futures polled by one task (no spawn, no channel).
+//! TCP → QUIC: a read into a `BytesMut` allocated when data arrives (nothing
+//! is held by an idle connection), frozen and handed to quinn as is, with no
+//! copy. QUIC → TCP: quinn's received chunks (one per packet) go out in one
+//! vectored write, again with no copy.
 //! TCP EOF becomes stream FIN and FIN becomes a TCP write shutdown, so half-closed
-//! connections keep working; a TCP reset becomes a stream reset and back.
+//! connections keep working. A TCP reset becomes a stream reset and back; a
+//! lost QUIC connection or an idle timeout resets the TCP connection, so a
+//! transfer cut short never looks complete.
 
 use std::pin::pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use std::io::{ErrorKind, IoSlice};
+
+use bytes::{Buf, Bytes, BytesMut};
 use prometheus_client::metrics::counter::Counter;
 use quinn::{ReadError, RecvStream, SendStream, VarInt, WriteError};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio::net::tcp::{ReadHalf, WriteHalf};
 use tokio::time::Instant;
 
 use crate::gate::SetupGate;
@@ -47,11 +49,21 @@ pub struct Outcome {
     pub end: End,
 }
 
-/// Per-direction byte counters (metrics), bumped once per chunk.
+/// Per-direction byte counters (metrics), bumped once per chunk; `load`
+/// also counts bytes sent, for choosing among a peer's connections.
 pub struct Counters<'a> {
     pub sent: &'a Counter,
     pub received: &'a Counter,
+    pub load: Option<&'a AtomicU64>,
 }
+
+/// First TCP read size; doubles while reads fill the buffer, up to the
+/// configured chunk, so small exchanges allocate little.
+const FIRST_READ: usize = 16 << 10;
+/// Longest a finished stream waits for the peer to acknowledge its end.
+const FIN_ACK_WAIT: Duration = Duration::from_secs(2);
+/// QUIC chunks (about a packet each) per vectored TCP write.
+const CHUNKS: usize = 32;
 
 /// Time of the last byte either way, as milliseconds since the splice began.
 struct Activity {
@@ -71,10 +83,10 @@ impl Activity {
 
 /// Splices until both directions end, one fails, or the idle timeout passes.
 pub async fn splice(
-    tcp: &mut TcpStream,
+    tcp: &TcpStream,
     send: &mut SendStream,
     recv: &mut RecvStream,
-    buffer: usize,
+    chunk: usize,
     idle: Duration,
     counters: Counters<'_>,
     gate: &SetupGate,
@@ -85,29 +97,24 @@ pub async fn splice(
     };
     let (mut sent, mut received) = (0u64, 0u64);
     let end = {
-        let (mut r, mut w) = tcp.split();
-        // One allocation per stream for both directions.
-        let mut bufs = vec![0u8; buffer * 2];
-        let (up_buf, down_buf) = bufs.split_at_mut(buffer);
         let up = pin!(tcp_to_stream(
-            &mut r,
-            send,
-            gate,
-            up_buf,
-            &act,
-            counters.sent,
-            &mut sent
+            tcp, send, gate, chunk, &act, &counters, &mut sent
         ));
         let down = pin!(stream_to_tcp(
             recv,
-            &mut w,
-            down_buf,
+            tcp,
             &act,
             counters.received,
             &mut received
         ));
         both(up, down, idle_watch(&act, idle)).await
     };
+    if end == End::Done {
+        // Stay until the peer has our FIN: a connection closed right after
+        // (a drain ending) would otherwise lose it, and the far client would
+        // see a reset instead of a complete transfer.
+        let _ = tokio::time::timeout(FIN_ACK_WAIT, send.stopped()).await;
+    }
     finish(tcp, send, recv, end);
     Outcome {
         sent,
@@ -139,15 +146,15 @@ async fn both(
 
 /// Tells the other sides how the splice ended.
 fn finish(tcp: &TcpStream, send: &mut SendStream, recv: &mut RecvStream, end: End) {
+    if !matches!(end, End::Done | End::TcpReset) {
+        // Cut short: a zero linger makes the close send RST, never a clean FIN.
+        let _ = tcp.set_zero_linger();
+    }
     let code = match end {
         End::Done | End::ConnectionLost => return,
         End::TcpReset => stream_code::TCP_RESET,
         End::Idle => stream_code::IDLE,
-        End::StreamReset(code) => {
-            // Carry the reset to the TCP peer: a zero linger makes close send RST.
-            let _ = tcp.set_zero_linger();
-            code
-        }
+        End::StreamReset(code) => code,
     };
     // Errors here mean the stream is already closed that way, which is fine.
     let _ = send.reset(code);
@@ -155,61 +162,100 @@ fn finish(tcp: &TcpStream, send: &mut SendStream, recv: &mut RecvStream, end: En
 }
 
 async fn tcp_to_stream(
-    r: &mut ReadHalf<'_>,
+    tcp: &TcpStream,
     send: &mut SendStream,
     gate: &SetupGate,
-    buf: &mut [u8],
+    chunk: usize,
     act: &Activity,
-    counter: &Counter,
+    counters: &Counters<'_>,
     total: &mut u64,
 ) -> Result<(), End> {
+    let mut size = FIRST_READ.min(chunk);
     loop {
-        let n = match r.read(buf).await {
+        tcp.readable().await.map_err(|_| End::TcpReset)?;
+        let mut buf = BytesMut::with_capacity(size);
+        let n = match tcp.try_read_buf(&mut buf) {
             Ok(0) => {
                 let _ = send.finish();
                 return Ok(());
             }
             Ok(n) => n,
+            Err(e) if e.kind() == ErrorKind::WouldBlock => continue,
             Err(_) => return Err(End::TcpReset),
         };
-        let mut chunk = &buf[..n];
-        while !chunk.is_empty() {
-            let w = gate.write_bulk(send, chunk).await.map_err(write_end)?;
-            chunk = chunk.get(w..).unwrap_or_default();
+        if n == size {
+            size = (size * 2).min(chunk);
+        }
+        let mut data = buf.freeze();
+        while !data.is_empty() {
+            gate.write_bulk(send, &mut data).await.map_err(write_end)?;
         }
         *total += n as u64;
-        counter.inc_by(n as u64);
+        counters.sent.inc_by(n as u64);
+        if let Some(load) = counters.load {
+            load.fetch_add(n as u64, Ordering::Relaxed);
+        }
         act.touch();
     }
 }
 
 async fn stream_to_tcp(
     recv: &mut RecvStream,
-    w: &mut WriteHalf<'_>,
-    buf: &mut [u8],
+    tcp: &TcpStream,
     act: &Activity,
     counter: &Counter,
     total: &mut u64,
 ) -> Result<(), End> {
+    let mut chunks: [Bytes; CHUNKS] = Default::default();
     loop {
-        // `read` gathers every chunk already received (one per QUIC packet, ~1.2 KB)
-        // into the buffer, so a TCP write carries up to a buffer's worth, not a packet's.
-        match recv.read(buf).await {
-            Ok(Some(n)) => {
-                w.write_all(&buf[..n]).await.map_err(|_| End::TcpReset)?;
+        match recv.read_chunks(&mut chunks).await {
+            Ok(Some(k)) => {
+                let n = write_all_vectored(tcp, &mut chunks[..k]).await?;
                 *total += n as u64;
                 counter.inc_by(n as u64);
                 act.touch();
             }
             Ok(None) => {
                 // FIN: half-close the TCP side; the other direction may continue.
-                let _ = w.shutdown().await;
+                let _ = socket2::SockRef::from(tcp).shutdown(std::net::Shutdown::Write);
                 return Ok(());
             }
             Err(ReadError::Reset(code)) => return Err(End::StreamReset(code)),
             Err(_) => return Err(End::ConnectionLost),
         }
     }
+}
+
+/// Writes every chunk to `tcp`, several per system call; empties them.
+async fn write_all_vectored(tcp: &TcpStream, chunks: &mut [Bytes]) -> Result<usize, End> {
+    let total = chunks.iter().map(Bytes::len).sum();
+    let mut first = 0;
+    while first < chunks.len() {
+        let mut slices = [IoSlice::new(&[]); CHUNKS];
+        let live = &chunks[first..];
+        for (slot, c) in slices.iter_mut().zip(live) {
+            *slot = IoSlice::new(c);
+        }
+        tcp.writable().await.map_err(|_| End::TcpReset)?;
+        let mut n = match tcp.try_write_vectored(&slices[..live.len()]) {
+            Ok(n) => n,
+            Err(e) if e.kind() == ErrorKind::WouldBlock => continue,
+            Err(_) => return Err(End::TcpReset),
+        };
+        while n > 0 {
+            let c = &mut chunks[first];
+            let k = n.min(c.len());
+            c.advance(k);
+            n -= k;
+            if c.is_empty() {
+                first += 1;
+            }
+        }
+        while chunks.get(first).is_some_and(Bytes::is_empty) {
+            first += 1;
+        }
+    }
+    Ok(total)
 }
 
 fn write_end(e: WriteError) -> End {

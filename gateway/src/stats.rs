@@ -8,6 +8,8 @@ pub struct Tracker {
     labels: PeerLabels,
     lost: u64,
     congestion: u64,
+    datagrams: u64,
+    sends: u64,
 }
 
 impl Tracker {
@@ -17,11 +19,19 @@ impl Tracker {
             labels,
             lost: 0,
             congestion: 0,
+            datagrams: 0,
+            sends: 0,
         }
     }
 
+    pub fn suspect(&self, suspect: bool) {
+        let g = self.metrics.peer_suspect.get_or_create(&self.labels);
+        g.set(i64::from(suspect));
+    }
+
     pub fn update(&mut self, conn: &quinn::Connection) {
-        let path = conn.stats().path;
+        let stats = conn.stats();
+        let (path, tx) = (stats.path, stats.udp_tx);
         let m = &self.metrics;
         m.peer_rtt
             .get_or_create(&self.labels)
@@ -32,7 +42,15 @@ impl Tracker {
         m.peer_congestion_events
             .get_or_create(&self.labels)
             .inc_by(path.congestion_events.saturating_sub(self.congestion));
+        m.peer_datagrams_sent
+            .get_or_create(&self.labels)
+            .inc_by(tx.datagrams.saturating_sub(self.datagrams));
+        m.peer_send_calls
+            .get_or_create(&self.labels)
+            .inc_by(tx.ios.saturating_sub(self.sends));
         self.lost = self.lost.max(path.lost_packets);
         self.congestion = self.congestion.max(path.congestion_events);
+        self.datagrams = self.datagrams.max(tx.datagrams);
+        self.sends = self.sends.max(tx.ios);
     }
 }

@@ -63,13 +63,18 @@ async fn failover_to_another_region_and_back() {
     );
 
     let a = mesh.node("a");
-    wait_for("A marks B down", Duration::from_secs(2), || async {
-        let text = a.metrics();
-        let mut b = text
-            .lines()
-            .filter(|l| l.starts_with("gateway_peer_connected{cluster=\"b\""));
-        b.all(|l| l.ends_with(" 0")).then_some(())
-    })
+    wait_for(
+        "A marks every connection to B silent",
+        Duration::from_secs(2),
+        || async {
+            let text = a.metrics();
+            let mut b = text
+                .lines()
+                .filter(|l| l.starts_with("gateway_peer_suspect{cluster=\"b\""))
+                .peekable();
+            (b.peek().is_some() && b.all(|l| l.ends_with(" 1"))).then_some(())
+        },
+    )
     .await;
     // B comes back: new connections prefer it again.
     let restarted = Instant::now();
@@ -123,12 +128,7 @@ async fn refused_endpoint_moves_on_to_the_next_cluster() {
     // Wait until both peer connections are up, so B (same region) is tried first.
     let a = mesh.node("a");
     wait_for("peers connected", Duration::from_secs(10), || async {
-        let up = a
-            .metrics()
-            .lines()
-            .filter(|l| l.starts_with("gateway_peer_connected{") && l.ends_with(" 1"))
-            .count();
-        (up == 2).then_some(())
+        (a.connected("b").len() == 1 && a.connected("c").len() == 1).then_some(())
     })
     .await;
     let got = fetch(vip, Duration::from_secs(5)).await.unwrap();
@@ -213,16 +213,7 @@ async fn every_replica_of_a_peer_cluster_is_used() {
     wait_for(
         "both replicas connected",
         Duration::from_secs(10),
-        || async {
-            let up = a
-                .metrics()
-                .lines()
-                .filter(|l| {
-                    l.starts_with("gateway_peer_connected{cluster=\"b\"") && l.ends_with(" 1")
-                })
-                .count();
-            (up == 2).then_some(())
-        },
+        || async { (a.connected("b").len() == 2).then_some(()) },
     )
     .await;
     let vip: SocketAddr = "127.77.14.1:7013".parse().unwrap();
@@ -377,12 +368,7 @@ async fn explicit_failover_list_overrides_region_order() {
     let limit = Duration::from_secs(3);
     let a = mesh.node("a");
     wait_for("both peers connected", Duration::from_secs(10), || async {
-        let up = a
-            .metrics()
-            .lines()
-            .filter(|l| l.starts_with("gateway_peer_connected{") && l.ends_with(" 1"))
-            .count();
-        (up == 2).then_some(())
+        (a.connected("b").len() == 1 && a.connected("c").len() == 1).then_some(())
     })
     .await;
     for _ in 0..10 {

@@ -214,6 +214,21 @@ impl Node {
         out
     }
 
+    /// Addresses of `cluster`'s gateways with at least one pooled connection up.
+    pub fn connected(&self, cluster: &str) -> std::collections::BTreeSet<String> {
+        let prefix = format!("gateway_peer_connected{{cluster=\"{cluster}\",address=\"");
+        self.metrics()
+            .lines()
+            .filter(|l| l.ends_with(" 1"))
+            .filter_map(|l| {
+                l.strip_prefix(&prefix)?
+                    .split('"')
+                    .next()
+                    .map(str::to_owned)
+            })
+            .collect()
+    }
+
     /// The value of one sample, e.g. `gateway_streams_total{cluster="a",...}`; 0 if absent.
     pub fn metric(&self, sample: &str) -> f64 {
         self.metrics()
