@@ -126,6 +126,8 @@ async fn hold(shared: &Shared, peer: &PeerConn, conn: Connection) -> Option<Conn
     shared.pool.publish(peer, Some(conn.clone()));
     shared.metrics.peer_connected.get_or_create(&labels).set(1);
     let mut stats = crate::stats::Tracker::new(shared.metrics.clone(), labels.clone());
+    stats.controller(&conn);
+    stats.update(&conn);
     let end = watch(shared, peer, &conn, &mut stats).await;
     shared.pool.publish(peer, None);
     shared.metrics.peer_connected.get_or_create(&labels).set(0);

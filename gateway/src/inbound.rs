@@ -178,8 +178,8 @@ async fn serve(
     };
     let out = splice::splice(
         &tcp,
-        &mut send,
-        &mut recv,
+        send,
+        recv,
         t.splice_buffer as usize,
         shared.cfg.timeouts.idle,
         counters,

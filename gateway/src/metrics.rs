@@ -77,6 +77,14 @@ pub struct BufferLabel {
     pub direction: BufferDir,
 }
 
+/// A pooled connection and the congestion controller quinn runs on it.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ControllerLabels {
+    pub cluster: String,
+    pub slot: String,
+    pub controller: String,
+}
+
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct WorkerLabels {
     pub worker: String,
@@ -141,6 +149,8 @@ pub struct Metrics {
     pub peer_datagrams_sent: Family<PeerLabels, Counter>,
     pub peer_send_calls: Family<PeerLabels, Counter>,
     pub peer_suspect: Family<PeerLabels, Gauge>,
+    pub peer_cwnd: Family<PeerLabels, Gauge>,
+    pub peer_controller: Family<ControllerLabels, Gauge>,
     pub peer_streams: Family<PeerLabels, Counter>,
     pub worker_streams: Family<WorkerLabels, Counter>,
     pub stream_setup: SetupHistograms,
@@ -245,6 +255,16 @@ impl Metrics {
             "peer_suspect",
             "1 while a peer connection has been silent past connections.liveness (no new streams)",
             self.peer_suspect.clone(),
+        );
+        r.register(
+            "peer_congestion_window_bytes",
+            "Congestion window of a peer connection (quinn's path stats)",
+            self.peer_cwnd.clone(),
+        );
+        r.register(
+            "peer_congestion_controller",
+            "1 for the congestion controller in effect on a peer connection (read from quinn)",
+            self.peer_controller.clone(),
         );
         r.register(
             "peer_streams",

@@ -180,7 +180,7 @@ async fn remote(
         r = attempt(shared.cfg.timeouts.status, &conn, slot.gate(), req) => r,
         () = slot.silent(&shared.pool) => Err(AttemptError::Silent),
     };
-    let (mut send, mut recv) = match tried {
+    let (send, recv) = match tried {
         Ok(streams) => streams,
         Err(e) => {
             tracing::info!(%cluster, error = %e, "attempt failed; trying the next cluster");
@@ -215,8 +215,8 @@ async fn remote(
     let buffer = shared.cfg.transport.splice_buffer as usize;
     let out = splice::splice(
         tcp,
-        &mut send,
-        &mut recv,
+        send,
+        recv,
         buffer,
         shared.cfg.timeouts.idle,
         counters,

@@ -25,6 +25,8 @@ pub mod stream_code {
     pub const IDLE: VarInt = VarInt::from_u32(2);
     /// The header was malformed, too large or too slow.
     pub const PROTOCOL: VarInt = VarInt::from_u32(3);
+    /// The gateway stopped carrying the stream before it ended (shutting down).
+    pub const ABORTED: VarInt = VarInt::from_u32(4);
 }
 
 /// Connection close code meaning "I am draining, go elsewhere"; not a failure.

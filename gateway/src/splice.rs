@@ -38,6 +38,8 @@ pub enum End {
     Idle,
     /// The QUIC connection went away.
     ConnectionLost,
+    /// The splice was dropped before it ended (its task aborted).
+    Aborted,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -84,8 +86,8 @@ impl Activity {
 /// Splices until both directions end, one fails, or the idle timeout passes.
 pub async fn splice(
     tcp: &TcpStream,
-    send: &mut SendStream,
-    recv: &mut RecvStream,
+    send: SendStream,
+    recv: RecvStream,
     chunk: usize,
     idle: Duration,
     counters: Counters<'_>,
@@ -95,13 +97,25 @@ pub async fn splice(
         start: Instant::now(),
         last_ms: AtomicU64::new(0),
     };
+    let mut s = Unfinished {
+        tcp,
+        send,
+        recv,
+        ended: false,
+    };
     let (mut sent, mut received) = (0u64, 0u64);
     let end = {
         let up = pin!(tcp_to_stream(
-            tcp, send, gate, chunk, &act, &counters, &mut sent
+            tcp,
+            &mut s.send,
+            gate,
+            chunk,
+            &act,
+            &counters,
+            &mut sent
         ));
         let down = pin!(stream_to_tcp(
-            recv,
+            &mut s.recv,
             tcp,
             &act,
             counters.received,
@@ -113,13 +127,33 @@ pub async fn splice(
         // Stay until the peer has our FIN: a connection closed right after
         // (a drain ending) would otherwise lose it, and the far client would
         // see a reset instead of a complete transfer.
-        let _ = tokio::time::timeout(FIN_ACK_WAIT, send.stopped()).await;
+        let _ = tokio::time::timeout(FIN_ACK_WAIT, s.send.stopped()).await;
     }
-    finish(tcp, send, recv, end);
+    finish(tcp, &mut s.send, &mut s.recv, end);
+    s.ended = true;
     Outcome {
         sent,
         received,
         end,
+    }
+}
+
+/// A splice in progress. If it is dropped before it ends on its own (its task
+/// aborted, its runtime shut down), both sides are reset: quinn finishes a
+/// dropped stream and a dropped socket closes with FIN, and either would make
+/// a transfer cut short look complete.
+struct Unfinished<'a> {
+    tcp: &'a TcpStream,
+    send: SendStream,
+    recv: RecvStream,
+    ended: bool,
+}
+
+impl Drop for Unfinished<'_> {
+    fn drop(&mut self) {
+        if !self.ended {
+            finish(self.tcp, &mut self.send, &mut self.recv, End::Aborted);
+        }
     }
 }
 
@@ -155,6 +189,7 @@ fn finish(tcp: &TcpStream, send: &mut SendStream, recv: &mut RecvStream, end: En
         End::TcpReset => stream_code::TCP_RESET,
         End::Idle => stream_code::IDLE,
         End::StreamReset(code) => code,
+        End::Aborted => stream_code::ABORTED,
     };
     // Errors here mean the stream is already closed that way, which is fine.
     let _ = send.reset(code);

@@ -1,6 +1,8 @@
 //! Copies a peer connection's QUIC stats into metrics (once a second, off the hot path).
 
-use crate::metrics::{Metrics, PeerLabels};
+use quinn::congestion;
+
+use crate::metrics::{ControllerLabels, Metrics, PeerLabels};
 
 /// Remembers what was last exported so cumulative stats become counter increments.
 pub struct Tracker {
@@ -24,6 +26,27 @@ impl Tracker {
         }
     }
 
+    /// Exports which congestion controller quinn runs on the connection, read
+    /// from the connection itself (not from config).
+    pub fn controller(&self, conn: &quinn::Connection) {
+        let any = conn.congestion_state().into_any();
+        let name = if any.is::<congestion::Bbr>() {
+            "bbr"
+        } else if any.is::<congestion::Cubic>() {
+            "cubic"
+        } else if any.is::<congestion::NewReno>() {
+            "new_reno"
+        } else {
+            "other"
+        };
+        let labels = ControllerLabels {
+            cluster: self.labels.cluster.clone(),
+            slot: self.labels.slot.clone(),
+            controller: name.to_owned(),
+        };
+        self.metrics.peer_controller.get_or_create(&labels).set(1);
+    }
+
     pub fn suspect(&self, suspect: bool) {
         let g = self.metrics.peer_suspect.get_or_create(&self.labels);
         g.set(i64::from(suspect));
@@ -42,6 +65,9 @@ impl Tracker {
         m.peer_congestion_events
             .get_or_create(&self.labels)
             .inc_by(path.congestion_events.saturating_sub(self.congestion));
+        m.peer_cwnd
+            .get_or_create(&self.labels)
+            .set(i64::try_from(path.cwnd).unwrap_or(i64::MAX));
         m.peer_datagrams_sent
             .get_or_create(&self.labels)
             .inc_by(tx.datagrams.saturating_sub(self.datagrams));

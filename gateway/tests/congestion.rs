@@ -5,7 +5,7 @@ mod support;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use causeway_catalog::ExportTo;
@@ -155,19 +155,25 @@ async fn a_stuck_service_does_not_block_new_streams_to_the_same_peer() {
     }
 }
 
-/// A sink that reads and discards everything: bulk data flows as fast as the tunnel allows.
-async fn sink_server() -> SocketAddr {
+/// A sink that reads and discards everything, counting the bytes: bulk data
+/// flows as fast as the tunnel allows.
+async fn counting_sink() -> (SocketAddr, Arc<AtomicU64>) {
     let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = l.local_addr().unwrap();
+    let count = Arc::new(AtomicU64::new(0));
+    let c = count.clone();
     tokio::spawn(async move {
         while let Ok((mut s, _)) = l.accept().await {
+            let c = c.clone();
             tokio::spawn(async move {
                 let mut buf = vec![0u8; 64 << 10];
-                while matches!(s.read(&mut buf).await, Ok(n) if n > 0) {}
+                while let Ok(n @ 1..) = s.read(&mut buf).await {
+                    c.fetch_add(n as u64, Ordering::SeqCst);
+                }
             });
         }
     });
-    addr
+    (addr, count)
 }
 
 /// Pushes bulk data into `addr` until `stop`, bounded at 30 s.
@@ -184,7 +190,18 @@ async fn push_bulk(addr: SocketAddr, stop: Arc<AtomicUsize>) {
     }
 }
 
+/// Waits (bounded) until `count` has grown by `by` bytes: the load is flowing.
+async fn flowing(what: &str, count: &AtomicU64, by: u64) -> u64 {
+    let from = count.load(Ordering::SeqCst);
+    wait_for(what, Duration::from_secs(30), || async {
+        let now = count.load(Ordering::SeqCst);
+        (now >= from + by).then_some(now)
+    })
+    .await
+}
+
 fn patient(_: &str, c: &mut causeway_gateway::Config) {
+    c.connections.liveness = Duration::from_secs(3);
     c.connections.idle_timeout = Duration::from_secs(10);
     c.timeouts.connect = Duration::from_secs(5);
     c.timeouts.status = Duration::from_secs(8);
@@ -195,12 +212,13 @@ async fn new_connections_get_through_while_hundreds_of_streams_move_bulk_data() 
     let _heavy = HEAVY.lock().await;
     // This test is about fair credit, not liveness: a debug build on a loaded CI
     // machine can stall for longer than the default dead-peer and connect timeouts.
-    let (mesh, echo_vip, sink_vip) = echo_and_load("127.77.10", sink_server().await, patient).await;
+    let (sink, moved) = counting_sink().await;
+    let (mesh, echo_vip, sink_vip) = echo_and_load("127.77.10", sink, patient).await;
     let stop = Arc::new(AtomicUsize::new(0));
     let bulk: Vec<_> = (0..400)
         .map(|_| tokio::spawn(push_bulk(sink_vip, stop.clone())))
         .collect();
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    let before = flowing("bulk data flowing", &moved, 64 << 20).await;
     // New connections in bursts while the bulk streams saturate the peer connection.
     let mut failed = Vec::new();
     for round in 0..5 {
@@ -211,12 +229,135 @@ async fn new_connections_get_through_while_hundreds_of_streams_move_bulk_data() 
             }
         }
     }
+    let during = moved.load(Ordering::SeqCst) - before;
     stop.store(1, Ordering::SeqCst);
     for t in bulk {
         let _ = t.await;
     }
     let a = mesh.node("a");
     assert!(failed.is_empty(), "{failed:?}\n{}", streams(&a.metrics()));
+    assert!(during > 0, "bulk data kept moving during the bursts");
     let timeouts = "gateway_streams_total{cluster=\"b\",direction=\"outbound\",status=\"timeout\"}";
     assert_eq!(a.metric(timeouts), 0.0, "{}", streams(&a.metrics()));
+}
+
+/// Bytes per second the sink receives from one bulk connection while `during`
+/// runs (at least `at_least`), after the stream got going.
+async fn bulk_rate<F: Future>(
+    vip: SocketAddr,
+    moved: &AtomicU64,
+    at_least: Duration,
+    during: F,
+) -> (f64, F::Output) {
+    let stop = Arc::new(AtomicUsize::new(0));
+    let pusher = tokio::spawn(push_bulk(vip, stop.clone()));
+    let from = flowing("the healthy bulk stream flowing", moved, 4 << 20).await;
+    let t0 = tokio::time::Instant::now();
+    let (out, ()) = tokio::join!(during, tokio::time::sleep(at_least));
+    let rate = (moved.load(Ordering::SeqCst) - from) as f64 / t0.elapsed().as_secs_f64();
+    stop.store(1, Ordering::SeqCst);
+    let _ = pusher.await;
+    (rate, out)
+}
+
+/// New echo connections one after another; their setup-to-echo times, sorted.
+async fn echo_times(vip: SocketAddr, n: usize) -> Vec<Duration> {
+    let mut times = Vec::with_capacity(n);
+    for _ in 0..n {
+        let t = tokio::time::Instant::now();
+        echo_once(vip).await.unwrap();
+        times.push(t.elapsed());
+    }
+    times.sort();
+    times
+}
+
+fn two_workers(_: &str, c: &mut causeway_gateway::Config) {
+    c.workers = Some(2);
+    c.connections.per_peer = Some(2);
+}
+
+/// 32 connections whose backends never read, and one healthy bulk stream to
+/// the same peer: the stuck streams must not take turns from the healthy one
+/// (head-of-line blocking), and new connections still open quickly.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stuck_readers_do_not_slow_a_healthy_bulk_stream() {
+    let _heavy = HEAVY.lock().await;
+    let (sink, moved) = counting_sink().await;
+    let mut mesh = Mesh::with_config(&[("a", "eu"), ("b", "eu")], "127.77.11.0/24", two_workers);
+    let echo = echo_server().await;
+    let services = [
+        ("echo", 7000, echo),
+        ("stuck", 7001, stuck_server().await),
+        ("bulk", 7002, sink),
+    ];
+    mesh.set_exports(
+        "b",
+        services
+            .iter()
+            .map(|(n, port, at)| export(&format!("demo/{n}"), *port, *at, ExportTo::All))
+            .collect(),
+    );
+    let b = mesh.info("b").clone();
+    let imports = services
+        .iter()
+        .enumerate()
+        .map(|(i, (n, port, _))| {
+            import(
+                &format!("demo/{n}"),
+                *port,
+                &format!("127.77.11.{}", i + 1),
+                &[&b],
+            )
+        })
+        .collect();
+    mesh.publish("a", imports);
+    let vip = |i: usize, port: u16| SocketAddr::from(([127, 77, 11, i as u8], port));
+    let (echo_vip, stuck_vip, bulk_vip) = (vip(1, 7000), vip(2, 7001), vip(3, 7002));
+    wait_for("tunnel ready", Duration::from_secs(10), || async {
+        echo_once(echo_vip).await.ok()
+    })
+    .await;
+
+    let window = Duration::from_secs(1);
+    let (alone, quiet) = bulk_rate(bulk_vip, &moved, window, echo_times(echo_vip, 100)).await;
+    const STUCK: usize = 32;
+    let stuck = Arc::new(AtomicUsize::new(0));
+    let pushers: Vec<_> = (0..STUCK)
+        .map(|_| tokio::spawn(push_until_stuck(stuck_vip, stuck.clone())))
+        .collect();
+    wait_for(
+        "every stuck connection blocked",
+        Duration::from_secs(60),
+        || {
+            let n = stuck.load(Ordering::SeqCst);
+            async move { (n == STUCK).then_some(()) }
+        },
+    )
+    .await;
+    let (shared, loaded) = bulk_rate(bulk_vip, &moved, window, echo_times(echo_vip, 100)).await;
+    let mib = |r: f64| r / f64::from(1 << 20);
+    let p99 = |t: &[Duration]| t[t.len() * 99 / 100 - 1];
+    println!(
+        "healthy bulk stream: {:.0} MiB/s alone, {:.0} MiB/s beside {STUCK} stuck; new connection p99 {:?} then {:?}",
+        mib(alone),
+        mib(shared),
+        p99(&quiet),
+        p99(&loaded)
+    );
+    let a = mesh.node("a");
+    assert!(
+        shared >= alone / 2.0,
+        "the healthy stream kept {:.0}% of its rate\n{}",
+        100.0 * shared / alone,
+        streams(&a.metrics())
+    );
+    assert!(
+        p99(&loaded) < Duration::from_millis(100),
+        "new connections p99 {:?} beside stuck streams",
+        p99(&loaded)
+    );
+    for p in pushers {
+        p.abort();
+    }
 }

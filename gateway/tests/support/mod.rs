@@ -131,6 +131,9 @@ pub struct Node {
     pub catalog: watch::Sender<Arc<CatalogSnapshot>>,
     pub exports: watch::Sender<Arc<Vec<Export>>>,
     pub shutdown: CancellationToken,
+    /// The runtime the gateway was started on (catalog watch, drain): what
+    /// federation and DNS share in `causeway run`, never a data-plane worker.
+    pub control: tokio::runtime::Handle,
     kill: CancellationToken,
     registry: Arc<Mutex<Registry>>,
     thread: Option<std::thread::JoinHandle<()>>,
@@ -158,10 +161,11 @@ impl Node {
                 .enable_all()
                 .build()
                 .unwrap();
+            let handle = rt.handle().clone();
             rt.block_on(async move {
                 let mut reg = Registry::default();
                 let gw = Gateway::bind(inputs, &mut reg).await.unwrap();
-                tx.send((gw.local_addr().unwrap(), Arc::new(Mutex::new(reg))))
+                tx.send((gw.local_addr().unwrap(), Arc::new(Mutex::new(reg)), handle))
                     .unwrap();
                 tokio::select! {
                     r = gw.run() => r.unwrap(),
@@ -170,13 +174,14 @@ impl Node {
             });
             // Dropping the runtime drops every task and socket: an abrupt death.
         });
-        let (addr, registry) = rx.recv_timeout(Duration::from_secs(10)).unwrap();
+        let (addr, registry, control) = rx.recv_timeout(Duration::from_secs(10)).unwrap();
         Node {
             name,
             addr,
             catalog,
             exports,
             shutdown,
+            control,
             kill,
             registry,
             thread: Some(thread),
