@@ -108,8 +108,8 @@ pub async fn attempt(
     let deadline = Instant::now() + limit;
     let (mut send, mut recv) = within(deadline, Phase::Open, conn.open_bi()).await?;
     tracing::trace!(stream = %send.id(), "stream opened");
-    // The header goes out ahead of other streams' bulk data, then this stream
-    // takes its fair turn like the rest.
+    // The header goes out ahead of other streams' bulk data (and so do the
+    // stream's first bytes: the splice lowers the priority after them).
     let _ = send.set_priority(protocol::SETUP_PRIORITY);
     within(
         deadline,
@@ -129,7 +129,6 @@ pub async fn attempt(
     if status != Status::Ok {
         return Err(AttemptError::Status(status, detail));
     }
-    let _ = send.set_priority(0);
     Ok((send, recv))
 }
 

@@ -185,6 +185,15 @@ pub struct Transport {
     /// QUIC congestion controller of peer connections.
     #[serde(default)]
     pub congestion: Congestion,
+    /// Ask the peer (ACK frequency extension; both ends are causeway) to
+    /// acknowledge every N ack-eliciting packets instead of every second one.
+    /// 0: the RFC 9000 default, no extension.
+    #[serde(default)]
+    pub ack_every: u32,
+    /// quinn's send fairness: round-robin streams of equal priority packet by
+    /// packet (true), or send each stream's queued data in turn (false).
+    #[serde(default = "yes")]
+    pub send_fairness: bool,
 }
 
 /// Congestion control for peer connections. Every tunnelled connection to a peer

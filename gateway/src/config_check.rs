@@ -198,6 +198,9 @@ impl Config {
             });
         }
         within("transport.send_window", t.send_window.into(), 1200, gib)?;
+        if t.ack_every > 0 {
+            within("transport.ack_every", t.ack_every.into(), 1, 100)?;
+        }
         within(
             "transport.udp_socket_buffer",
             t.udp_socket_buffer.into(),

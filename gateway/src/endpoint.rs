@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use causeway_catalog::ClusterId;
 use quinn::congestion::{BbrConfig, CubicConfig, NewRenoConfig};
-use quinn::{IdleTimeout, Runtime, TransportConfig, VarInt};
+use quinn::{AckFrequencyConfig, IdleTimeout, Runtime, TransportConfig, VarInt};
 use socket2::{Domain, Protocol, Socket, Type};
 
 use crate::config::{Config, Congestion};
@@ -48,7 +48,13 @@ pub fn transport(cfg: &Config) -> Result<Arc<TransportConfig>, EndpointError> {
         .receive_window(VarInt::from_u32(t.receive_window))
         .send_window(t.send_window.into())
         .keep_alive_interval(Some(p.keep_alive))
-        .max_idle_timeout(Some(idle));
+        .max_idle_timeout(Some(idle))
+        .send_fairness(t.send_fairness);
+    if t.ack_every > 0 {
+        let mut ack = AckFrequencyConfig::default();
+        ack.ack_eliciting_threshold(VarInt::from_u32(t.ack_every - 1));
+        tc.ack_frequency_config(Some(ack));
+    }
     match t.congestion {
         Congestion::Cubic => tc.congestion_controller_factory(Arc::new(CubicConfig::default())),
         Congestion::Bbr => tc.congestion_controller_factory(Arc::new(BbrConfig::default())),

@@ -75,6 +75,20 @@ impl SetupGate {
         send.write_all(buf).await
     }
 
+    /// Writes all of `data` ahead of bulk writes, like a header (a stream's
+    /// first bytes).
+    pub async fn write_eager(
+        &self,
+        send: &mut SendStream,
+        data: &mut Bytes,
+    ) -> Result<(), WriteError> {
+        let _setup = self.setup();
+        while !data.is_empty() {
+            write_some(send, data).await?;
+        }
+        Ok(())
+    }
+
     /// Resolves once no setup write is waiting.
     async fn no_setup_waiting(&self) {
         loop {

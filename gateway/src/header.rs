@@ -44,7 +44,7 @@ pub async fn respond(
     let _ = gate
         .write_setup(send, &protocol::encode_response(status, detail))
         .await;
-    let _ = send.set_priority(0);
+    // The splice lowers the priority after the stream's first bytes.
     if status != Status::Ok {
         let _ = send.finish();
         let _ = recv.stop(stream_code::PROTOCOL);

@@ -13,8 +13,13 @@ pub const VERSION: u8 = 1;
 pub const MAX_HEADER: usize = 4096;
 pub const PREFIX_LEN: usize = 3;
 pub const ALPN: &[u8] = b"causeway/1";
-/// quinn send priority of stream headers and statuses (bulk data is 0).
+/// quinn send priority of stream headers, statuses and the first
+/// `EAGER_BYTES` of each direction (bulk data is 0).
 pub const SETUP_PRIORITY: i32 = 1;
+/// The first bytes of each direction of a stream go ahead of other streams'
+/// bulk data, like its header: short exchanges (requests, replies, handshakes
+/// of the protocol inside) never queue behind a bulk transfer.
+pub const EAGER_BYTES: u64 = 64 << 10;
 
 /// Stream reset / stop codes (QUIC application error codes on streams).
 pub mod stream_code {

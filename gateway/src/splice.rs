@@ -3,7 +3,8 @@
 //! Both directions run as two futures polled by one task (no spawn, no channel).
 //! TCP → QUIC: a read into a `BytesMut` allocated when data arrives (nothing
 //! is held by an idle connection), frozen and handed to quinn as is, with no
-//! copy. QUIC → TCP: quinn's received chunks (one per packet) go out in one
+//! copy. The first `EAGER_BYTES` go ahead of other streams' bulk data, so
+//! short exchanges never queue behind a transfer; the rest takes turns. QUIC → TCP: quinn's received chunks (one per packet) go out in one
 //! vectored write, again with no copy.
 //! TCP EOF becomes stream FIN and FIN becomes a TCP write shutdown, so half-closed
 //! connections keep working. A TCP reset becomes a stream reset and back; a
@@ -19,11 +20,12 @@ use std::io::{ErrorKind, IoSlice};
 use bytes::{Buf, Bytes, BytesMut};
 use prometheus_client::metrics::counter::Counter;
 use quinn::{ReadError, RecvStream, SendStream, VarInt, WriteError};
+use tokio::io::Interest;
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 
 use crate::gate::SetupGate;
-use crate::protocol::stream_code;
+use crate::protocol::{EAGER_BYTES, stream_code};
 
 /// Why a splice ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -104,6 +106,8 @@ pub async fn splice(
         ended: false,
     };
     let (mut sent, mut received) = (0u64, 0u64);
+    // Not tied to `send`: the up direction holds it.
+    let stopped = s.send.stopped();
     let end = {
         let up = pin!(tcp_to_stream(
             tcp,
@@ -121,7 +125,16 @@ pub async fn splice(
             counters.received,
             &mut received
         ));
-        both(up, down, idle_watch(&act, idle)).await
+        // Ends the splice even while both directions are blocked (a reader
+        // that stopped): idleness, a TCP reset, or the far side giving up.
+        let stop = async {
+            tokio::select! {
+                () = idle_watch(&act, idle) => End::Idle,
+                () = tcp_error(tcp) => End::TcpReset,
+                code = stopped_by_peer(stopped) => End::StreamReset(code),
+            }
+        };
+        both(up, down, stop).await
     };
     if end == End::Done {
         // Stay until the peer has our FIN: a connection closed right after
@@ -157,19 +170,19 @@ impl Drop for Unfinished<'_> {
     }
 }
 
-/// Runs both directions to completion; the first failure (or idleness) wins.
+/// Runs both directions to completion; the first failure (or `stop`) wins.
 async fn both(
     mut up: std::pin::Pin<&mut impl Future<Output = Result<(), End>>>,
     mut down: std::pin::Pin<&mut impl Future<Output = Result<(), End>>>,
-    idle: impl Future<Output = ()>,
+    stop: impl Future<Output = End>,
 ) -> End {
-    let mut idle = pin!(idle);
+    let mut stop = pin!(stop);
     let (mut up_done, mut down_done) = (false, false);
     while !(up_done && down_done) {
         let res = tokio::select! {
             r = &mut up, if !up_done => { up_done = true; r }
             r = &mut down, if !down_done => { down_done = true; r }
-            () = &mut idle => Err(End::Idle),
+            end = &mut stop => Err(end),
         };
         if let Err(end) = res {
             return end;
@@ -222,6 +235,12 @@ async fn tcp_to_stream(
             size = (size * 2).min(chunk);
         }
         let mut data = buf.freeze();
+        if *total < EAGER_BYTES {
+            gate.write_eager(send, &mut data).await.map_err(write_end)?;
+            if *total + n as u64 >= EAGER_BYTES {
+                let _ = send.set_priority(0); // from now on, bulk like the rest
+            }
+        }
         while !data.is_empty() {
             gate.write_bulk(send, &mut data).await.map_err(write_end)?;
         }
@@ -297,6 +316,28 @@ fn write_end(e: WriteError) -> End {
     match e {
         WriteError::Stopped(code) => End::StreamReset(code),
         _ => End::ConnectionLost,
+    }
+}
+
+/// Resolves when the TCP connection fails (a reset from its peer), even while
+/// neither direction touches it: a client that gives up on a stream stuck
+/// behind its own flow control must free it, and what the far side buffered.
+async fn tcp_error(tcp: &TcpStream) {
+    while let Ok(ready) = tcp.ready(Interest::ERROR).await {
+        if ready.is_error() {
+            return;
+        }
+    }
+}
+
+/// Resolves with the code when the far side stops our stream (STOP_SENDING);
+/// never when it merely acknowledged our FIN.
+async fn stopped_by_peer(
+    stopped: impl Future<Output = Result<Option<VarInt>, quinn::StoppedError>>,
+) -> VarInt {
+    match stopped.await {
+        Ok(Some(code)) => code,
+        _ => std::future::pending().await,
     }
 }
 

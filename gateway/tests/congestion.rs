@@ -31,8 +31,14 @@ async fn stuck_server() -> SocketAddr {
 }
 
 /// Writes into `addr` until the tunnel stops taking bytes (bounded at 64 MiB),
-/// then counts itself in `stuck`.
-async fn push_until_stuck(addr: SocketAddr, stuck: Arc<AtomicUsize>) {
+/// then counts itself in `stuck` and holds the connection (and the far side's
+/// buffered bytes) until `release`, or 60 s; then resets it, so the gateways
+/// reset the stream and drop what it buffered.
+async fn push_until_stuck(
+    addr: SocketAddr,
+    stuck: Arc<AtomicUsize>,
+    release: Arc<tokio::sync::Notify>,
+) {
     let mut s = TcpStream::connect(addr).await.unwrap();
     let chunk = vec![7u8; 256 << 10];
     for _ in 0..256 {
@@ -42,8 +48,8 @@ async fn push_until_stuck(addr: SocketAddr, stuck: Arc<AtomicUsize>) {
         }
     }
     stuck.fetch_add(1, Ordering::SeqCst);
-    // Keep the connection (and the far side's buffered bytes) alive.
-    tokio::time::sleep(Duration::from_secs(60)).await;
+    let _ = tokio::time::timeout(Duration::from_secs(60), release.notified()).await;
+    let _ = s.set_zero_linger();
 }
 
 async fn echo_once(addr: SocketAddr) -> Result<Vec<u8>, String> {
@@ -118,8 +124,9 @@ async fn a_stuck_service_does_not_block_new_streams_to_the_same_peer() {
     // connection receive window many times over.
     const STUCK: usize = 32;
     let stuck = Arc::new(AtomicUsize::new(0));
+    let release = Arc::new(tokio::sync::Notify::new());
     let pushers: Vec<_> = (0..STUCK)
-        .map(|_| tokio::spawn(push_until_stuck(stuck_vip, stuck.clone())))
+        .map(|_| tokio::spawn(push_until_stuck(stuck_vip, stuck.clone(), release.clone())))
         .collect();
     wait_for(
         "every stuck connection blocked",
@@ -150,9 +157,25 @@ async fn a_stuck_service_does_not_block_new_streams_to_the_same_peer() {
     let timeouts = "gateway_streams_total{cluster=\"b\",direction=\"outbound\",status=\"timeout\"}";
     assert_eq!(a.metric(timeouts), 0.0, "{}", a.metrics());
     assert_eq!(a.metric("gateway_cluster_ejected{cluster=\"b\"}"), 0.0);
+    // The clients give up with a reset while their streams are blocked: both
+    // gateways free the streams, and what b buffered for the stuck backend.
+    let b = mesh.node("b");
+    let open = |node: &Node, dir: &str| {
+        node.metric(&format!(
+            "gateway_service_active_streams{{service=\"demo/load\",direction=\"{dir}\"}}"
+        ))
+    };
+    assert_eq!(open(b, "inbound"), STUCK as f64);
+    release.notify_waiters();
     for p in pushers {
-        p.abort();
+        p.await.unwrap();
     }
+    wait_for(
+        "the stuck streams freed",
+        Duration::from_secs(10),
+        || async { (open(a, "outbound") == 0.0 && open(b, "inbound") == 0.0).then_some(()) },
+    )
+    .await;
 }
 
 /// A sink that reads and discards everything, counting the bytes: bulk data
@@ -319,12 +342,15 @@ async fn stuck_readers_do_not_slow_a_healthy_bulk_stream() {
     })
     .await;
 
-    let window = Duration::from_secs(1);
+    // Unloaded, beside the stuck streams, and unloaded again: the machine's own
+    // load changes from one window to the next, so the baseline brackets it.
+    let window = Duration::from_secs(2);
     let (alone, quiet) = bulk_rate(bulk_vip, &moved, window, echo_times(echo_vip, 100)).await;
     const STUCK: usize = 32;
     let stuck = Arc::new(AtomicUsize::new(0));
+    let release = Arc::new(tokio::sync::Notify::new());
     let pushers: Vec<_> = (0..STUCK)
-        .map(|_| tokio::spawn(push_until_stuck(stuck_vip, stuck.clone())))
+        .map(|_| tokio::spawn(push_until_stuck(stuck_vip, stuck.clone(), release.clone())))
         .collect();
     wait_for(
         "every stuck connection blocked",
@@ -336,28 +362,37 @@ async fn stuck_readers_do_not_slow_a_healthy_bulk_stream() {
     )
     .await;
     let (shared, loaded) = bulk_rate(bulk_vip, &moved, window, echo_times(echo_vip, 100)).await;
+    release.notify_waiters(); // their connections and streams are reset
+    for p in pushers {
+        p.await.unwrap();
+    }
+    let (again, _) = bulk_rate(bulk_vip, &moved, window, async {}).await;
     let mib = |r: f64| r / f64::from(1 << 20);
     let p99 = |t: &[Duration]| t[t.len() * 99 / 100 - 1];
     println!(
-        "healthy bulk stream: {:.0} MiB/s alone, {:.0} MiB/s beside {STUCK} stuck; new connection p99 {:?} then {:?}",
+        "healthy bulk stream: {:.0} and {:.0} MiB/s alone, {:.0} MiB/s beside {STUCK} stuck; \
+         new connection p99 {:?} alone, {:?} beside them",
         mib(alone),
+        mib(again),
         mib(shared),
         p99(&quiet),
         p99(&loaded)
     );
     let a = mesh.node("a");
+    let baseline = alone.min(again);
     assert!(
-        shared >= alone / 2.0,
+        shared >= baseline / 2.0,
         "the healthy stream kept {:.0}% of its rate\n{}",
-        100.0 * shared / alone,
+        100.0 * shared / baseline,
         streams(&a.metrics())
     );
+    // 100 ms on a quiet machine (the benchmark's figures are release builds);
+    // a loaded debug build only has to show that the stuck streams add nothing.
+    let bound = (p99(&quiet) * 3).max(Duration::from_millis(100));
     assert!(
-        p99(&loaded) < Duration::from_millis(100),
-        "new connections p99 {:?} beside stuck streams",
-        p99(&loaded)
+        p99(&loaded) < bound,
+        "new connections p99 {:?} beside stuck streams, {:?} without",
+        p99(&loaded),
+        p99(&quiet)
     );
-    for p in pushers {
-        p.abort();
-    }
 }
