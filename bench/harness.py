@@ -1,11 +1,15 @@
 #!/usr/bin/env python3
 """causeway benchmark harness: side-by-side comparisons in one run, medians and ratios.
 
-    bench/run.sh [--reps N] [--only dataplane,dns,failover,catalog,scale,wan,netns] [--loss 0,1]
-                 [--report-only]
+    bench/run.sh [--reps N] [--only dataplane,instr,dns,failover,catalog,scale,fedproc,wan,netns]
+                 [--loss 0,1] [--report-only]
 
 Sections (each appends to $BENCH_WORK/results.json; the report is rebuilt from all of them):
-  dataplane  loopback: direct TCP vs causeway (two `causeway run` processes) vs an Envoy mTLS pair
+  dataplane  loopback: direct TCP vs causeway (two `causeway run` processes) vs an Envoy mTLS pair:
+             bulk over 1 and 1,000 connections, CPU (and, where perf counts them, instructions) per
+             GiB, 64 B round trips, new connections, RSS
+  instr      bench/instr.sh on this build: instructions per GiB under callgrind (perf where it
+             counts), causeway and the Envoy pair; a few minutes
   dns        dnsperf against causeway DNS, BIND 9 and Knot DNS serving the same records, 1/2 threads
   failover   3 clusters; SIGKILL the preferred region's process; time to the first new connection
              answered by the next region (20 repetitions)
@@ -457,6 +461,46 @@ def perf_supported(event="instructions"):
     return r.returncode == 0 and first.replace(".", "", 1).isdigit()
 
 
+class PerfInstructions:
+    """`perf stat -e instructions` (user + kernel) over PIDS for the length of a with-block;
+    .count stays None where the machine cannot count them (see bench/instr.sh)."""
+
+    supported = None
+
+    def __init__(self, pids):
+        self.pids, self.count, self.proc = list(pids), None, None
+        if PerfInstructions.supported is None:
+            PerfInstructions.supported = perf_supported()
+
+    def __enter__(self):
+        if self.supported and self.pids:
+            self.out = os.path.join(WORK, "perf-instructions.csv")
+            self.proc = subprocess.Popen(["perf", "stat", "-x,", "-e", "instructions", "-p",
+                                          ",".join(map(str, self.pids)), "-o", self.out],
+                                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            time.sleep(0.3)  # perf attaches asynchronously
+        return self
+
+    def __exit__(self, *exc):
+        if not self.proc:
+            return False
+        self.proc.send_signal(signal.SIGINT)
+        try:
+            self.proc.wait(30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        with open(self.out) as fh:
+            for line in fh:
+                p = line.strip().split(",")
+                if len(p) > 2 and p[2].startswith("instructions") and p[0].isdigit():
+                    self.count = int(p[0])
+        return False
+
+    def per_gib(self, nbytes):
+        return self.count / (nbytes / GIB) if self.count is not None and nbytes else None
+
+
 def gateway_setting(cluster, key):
     """gateway.KEY in the effective config of CLUSTER as its binary sees it (`causeway config
     check`), or None when the build has no such key (e.g. `workers` before issue 12)."""
@@ -470,13 +514,15 @@ def cpu_of(pids):
     return sum(ticks(p) for p in pids) / HZ
 
 
-def m_bulk(host, port, secs, pids):
+def m_bulk(host, port, secs, pids, extra=()):
     c0 = cpu_of(pids)
-    bps, nbytes = iperf_json(host, port, secs)
+    with PerfInstructions(pids) as pi:
+        bps, nbytes = iperf_json(host, port, secs, extra=extra)
     c1 = cpu_of(pids)
-    r = {"gbps": bps / 1e9}
+    r = {"gbps": bps / 1e9, "gib": nbytes / GIB}
     if pids:
         r["cpu_s_per_gib"] = (c1 - c0) / (nbytes / GIB)
+        r["instr_per_gib"] = pi.per_gib(nbytes)
     return r
 
 
@@ -494,7 +540,7 @@ def gw_counters(admin_ports):
     return out
 
 
-def m_many(targets, secs, pids, per=125, admins=()):
+def m_many(targets, secs, pids, per=125, admins=(), extra=()):
     """len(targets) iperf3 clients with -P per each: len*per concurrent connections."""
     samples, stop = [], threading.Event()
     g0 = gw_counters(admins)
@@ -511,15 +557,16 @@ def m_many(targets, secs, pids, per=125, admins=()):
 
     def run(i, host, port):
         try:
-            res[i] = iperf_json(host, port, secs, per)
+            res[i] = iperf_json(host, port, secs, per, extra)
         except (RuntimeError, ValueError, KeyError) as e:
             res[i] = e
     ts = [threading.Thread(target=run, args=(i, h, p)) for i, (h, p) in enumerate(targets)]
     c0 = cpu_of(pids)
-    for t in ts:
-        t.start()
-    for t in ts:
-        t.join()
+    with PerfInstructions(pids) as pi:
+        for t in ts:
+            t.start()
+        for t in ts:
+            t.join()
     c1 = cpu_of(pids)
     stop.set()
     th.join()
@@ -534,6 +581,7 @@ def m_many(targets, secs, pids, per=125, admins=()):
         r["rss_mib"] = max(samples) / 1024 if samples else None
         nbytes = sum(n for _, n in ok)
         r["cpu_s_per_gib"] = (c1 - c0) / (nbytes / GIB) if nbytes else None
+        r["instr_per_gib"] = pi.per_gib(nbytes)
     return r
 
 
@@ -591,7 +639,11 @@ def section_dataplane(args, results):
     runs = []
     order = list(contenders)
     res = {"load_start": loadavg(), "reps": args.reps, "secs": args.secs, "idle_rss_mib": idle_rss,
-           "started": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())}
+           "started": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
+           "causeway": sh(f"cat {BIN}/REV"), "workers": gateway_setting(a, "workers"),
+           "perf_instructions": perf_supported()}
+    if args.reps < 3:
+        log(f"dataplane: {args.reps} repetition(s): medians need at least 3 for the report's figures")
     for rep in range(args.reps):
         for k in order[rep % 3:] + order[:rep % 3]:  # rotate who goes first
             addr, pids = contenders[k]
@@ -609,6 +661,15 @@ def section_dataplane(args, results):
     res["load_end"] = loadavg()
     results["dataplane"] = res
     PROCS.stop_all()
+
+
+def section_instr(args, results):
+    """bench/instr.sh on this run's build: instructions per GiB, causeway and the Envoy pair."""
+    sys.modules.setdefault("harness", sys.modules[__name__])  # instr.py shares this PROCS
+    import instr
+    ia = instr.parser().parse_args(["--bytes", str(args.instr_bytes), "--conns", str(args.instr_conns), CAUSEWAY])
+    results["instr"] = instr.run([CAUSEWAY], ia)
+    log("instr:\n" + instr.table(results["instr"]) if results["instr"]["runs"] else "instr: no figures")
 
 
 def zone_files(d, imports, ttl=5):
@@ -1301,7 +1362,9 @@ def report(results, path):
     dp = results.get("dataplane")
     L += ["## Data plane, loopback", ""]
     if dp:
-        L += [f"Measured {dp['started']}, {dp['reps']} repetitions, load {dp['load_start']} -> {dp['load_end']}.",
+        L += [f"Measured {dp['started']}, causeway {dp.get('causeway', '?')} (`gateway.workers`: "
+              f"{dp.get('workers') or 'not in this build, one current-thread runtime'}), {dp['reps']} repetitions, "
+              f"load {dp['load_start']} -> {dp['load_end']}.",
               "Topology (all on 127.0.0.1):", "",
               "- **direct**: client -> backend.",
               "- **causeway**: client -> ClusterSetIP:port of cluster `a` (`causeway run`) -> one pooled QUIC",
@@ -1334,6 +1397,9 @@ def report(results, path):
             ("1,000 conns CPU s/GiB (both gateways)", lambda r: r["many"].get("cpu_s_per_gib")),
             ("1,000 conns gateway RSS (MiB, both)", lambda r: r["many"].get("rss_mib")),
         ]
+        if dp.get("perf_instructions"):
+            rows[2:2] = [("bulk instructions/GiB (both gateways, perf; G = 1e9)", lambda r: gi(r["bulk"].get("instr_per_gib")))]
+            rows.append(("1,000 conns instructions/GiB (both gateways, perf; G)", lambda r: gi(r["many"].get("instr_per_gib"))))
         L += ["| measure (median) | direct | causeway | envoy pair | causeway / envoy | causeway / direct | all runs causeway | all runs envoy |",
               "|---|---|---|---|---|---|---|---|"]
         meds = {}
@@ -1351,9 +1417,13 @@ def report(results, path):
                   for r in by.get("causeway", [])) + "."]
         L += ["", "Idle RSS before the runs (MiB, both gateway processes): " +
               ", ".join(f"{k} {v:.0f}" for k, v in dp["idle_rss_mib"].items()) + ".", ""]
+        if not dp.get("perf_instructions"):
+            L += ["Instructions per GiB: not supported here (`perf stat -e instructions` counts nothing on this",
+                  "machine); see `bench/instr.sh` and its section below when it was run (`--only instr`).", ""]
         results["_meds"] = meds
     else:
         L += ["Not measured in this run.", ""]
+    L += instr_report(results.get("instr"))
     L += netns_report(results)
     fo = results.get("failover")
     L += ["## Failover (process kill), loopback", ""]
@@ -1467,6 +1537,52 @@ def report(results, path):
           "9 minutes per loss variant of the netns section.", ""]
     with open(path, "w") as fh:
         fh.write("\n".join(L))
+
+
+def gi(x):
+    return x / 1e9 if x is not None else None
+
+
+def rat(a, b):
+    return f"{a / b:.2f}x" if a is not None and b else "n/a"
+
+
+def instr_report(ins):
+    """bench/instr.sh's figures (section instr), when measured."""
+    if not ins or not ins.get("runs"):
+        return []
+    runs = ins["runs"]
+    tool = {"callgrind": "valgrind's callgrind (user-space instructions, `Ir`; the kernel's TCP and UDP work is not in it)",
+            "perf": "`perf stat -e instructions` (user + kernel)"}[ins["tool"]]
+    L = ["## Instructions per GiB, loopback (`bench/instr.sh`)", "",
+         f"Measured {ins['started']}, load {ins['load_start']} -> {ins['load_end']}; counted with {tool}, which",
+         "does not move with the machine's load the way CPU seconds do. Two gateways (the loopback section's",
+         f"configs, defaults) and the Envoy pair each carry {ins['bytes'] / (1 << 20):.0f} MiB through 1 connection, then through",
+         f"{ins['conns']} concurrent connections (`bench/probes.py blast` to a sink that checks the byte count). Net = the",
+         "bulk window's instructions minus the same connections carrying no bytes, minus the idle background",
+         "for the extra time; start-up and handshakes are cut out by dumping counters after a warm-up",
+         "(method: the header of `bench/instr.sh`). G = 1e9 instructions per GiB.", "",
+         "| measure | " + " | ".join(r["label"] + (f" ({r['rev']})" if r.get("rev") else "") for r in runs) + " |",
+         "|---|" + "---|" * len(runs)]
+    for k, what in (("1", "1 connection"), ("n", f"{ins['conns']} connections")):
+        for n, who in (("a", "client-side gateway"), ("b", "server-side gateway"), ("sum", "both")):
+            L.append(f"| {what}, {who}, net (G/GiB) | " + " | ".join(
+                f(gi(r["derived"][k]["net_per_gib"][n])) for r in runs) + " |")
+        L.append(f"| {what}, both, whole window (G/GiB) | " + " | ".join(
+            f(gi(r["derived"][k]["gross_per_gib"]["sum"])) for r in runs) + " |")
+    L.append("| idle background, both (M instructions/s) | " + " | ".join(
+        f(sum(r["derived"]["idle_ir_per_s"].values()) / 1e6, "{:.1f}") for r in runs) + " |")
+    L.append("| workers | " + " | ".join(str(r.get("workers")) for r in runs) + " |")
+    env = [r for r in runs if r["kind"] == "envoy"]
+    for r in runs:
+        if r["kind"] == "causeway" and env:
+            L.append("")
+            L.append(f"{r['label']} / Envoy pair, both gateways, net: " + ", ".join(
+                f"{what} {rat(r['derived'][k]['net_per_gib']['sum'], env[0]['derived'][k]['net_per_gib']['sum'])}"
+                for k, what in (("1", "1 connection"), ("n", f"{ins['conns']} connections"))) + ".")
+    for label, e in ins.get("errors", {}).items():
+        L.append(f"\n{label}: failed: {e}")
+    return L + [""]
 
 
 def netns_report(results):
@@ -1806,7 +1922,9 @@ def main():
     ap.add_argument("--failover-reps", type=int, default=20)
     ap.add_argument("--exports", type=int, default=100)
     ap.add_argument("--scale-reps", type=int, default=3)
-    ap.add_argument("--only", default="dataplane,dns,failover,catalog,scale,fedproc,wan,netns")
+    ap.add_argument("--only", default="dataplane,instr,dns,failover,catalog,scale,fedproc,wan,netns")
+    ap.add_argument("--instr-bytes", default="64M", help="instr: bytes per bulk window (bench/instr.sh --bytes)")
+    ap.add_argument("--instr-conns", type=int, default=100, help="instr: concurrent connections")
     ap.add_argument("--loss", default="0,1", help="netns: loss variants, percent each way")
     ap.add_argument("--wan-delay", type=float, default=25.0, help="netns: ms each way")
     ap.add_argument("--wan-secs", type=int, default=8, help="netns: iperf3 seconds")
@@ -1829,7 +1947,7 @@ def main():
         if not args.report_only:
             if args.only != ["netns"] or "machine" not in results:
                 results["machine"] = machine()
-            for name, fn in (("dataplane", section_dataplane), ("dns", section_dns),
+            for name, fn in (("dataplane", section_dataplane), ("instr", section_instr), ("dns", section_dns),
                              ("failover", section_failover), ("scale", section_scale),
                              ("fedproc", section_fedproc),
                              ("wan", section_wan)):

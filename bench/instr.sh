@@ -35,7 +35,8 @@
 # The Envoy pair is measured the same way (both Envoys under callgrind, --concurrency 2).
 # Per-phase profiles stay in $BENCH_WORK/instr/*.callgrind/ (callgrind_annotate FILE).
 #
-# Results: a table on stdout and $BENCH_WORK/instr.json.
+# Results: a table on stdout and $BENCH_WORK/instr.json. `bench/run.sh --only instr` runs the same
+# measurement on the harness's build and puts it in the report.
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
 export BENCH_WORK=${BENCH_WORK:-$HERE/.work}
