@@ -21,7 +21,8 @@ Sections (each appends to $BENCH_WORK/results.json; the report is rebuilt from a
              0, 0.1, 1 % and 0 % with +-5 ms jitter): bulk over 1 and 100 connections, round trips
              and new connections, causeway and Envoy with defaults vs direct kernel TCP with BBR
              and with Cubic; failover by link cut and catalog propagation at --control-loss (0, 1 %).
-             Root only; skipped with the reason otherwise. About 23 minutes at 3 repetitions.
+             Root only; skipped with the reason otherwise. About 22 minutes at 3 repetitions
+             (per rep and variant: ~90 s for the 4 contenders; estimated from its parts).
 Every process it starts is recorded and stopped by PID; every loop is bounded in count and time;
 all traffic stays on 127.0.0.0/8 or in the namespaces it creates (deleted at start and exit).
 """
@@ -446,10 +447,12 @@ def envoy_binary():
 
 
 def iperf_json(host, port, secs, parallel=1, extra=()):
-    """One iperf3 test. A server still busy with the previous test (its bytes may still be draining
-    through a slow tunnel after the client finished) is retried each second for up to 30 s."""
+    """One iperf3 test, stopped after SECS + 20 s + 1 s per 10 parallel connections (connection setup
+    through a proxy on a loaded machine). A server still busy with the previous test (its bytes may
+    still be draining through a slow tunnel after the client finished) is retried each second for
+    up to 30 s."""
     for _ in range(30):
-        out = subprocess.run(["timeout", str(secs + 20), "iperf3", "-c", host, "-p", str(port), "-t",
+        out = subprocess.run(["timeout", str(secs + 20 + parallel // 10), "iperf3", "-c", host, "-p", str(port), "-t",
                               str(secs), "-P", str(parallel), "-J", *extra], capture_output=True, text=True)
         j = json.loads(out.stdout)
         if "busy" not in j.get("error", ""):
@@ -511,12 +514,38 @@ class PerfInstructions:
 
 
 def gateway_setting(cluster, key):
-    """gateway.KEY in the effective config of CLUSTER as its binary sees it (`causeway config
-    check`), or None when the build has no such key (e.g. `workers` before issue 12)."""
+    """gateway.KEY in the effective config of CLUSTER as its binary prints it (`causeway config
+    check`), or None (a key the build lacks, or an unset optional one such as `workers`)."""
     r = subprocess.run([CAUSEWAY, "config", "check", cluster.cfg], cwd=cluster.root,
                        capture_output=True, text=True)
     m = re.search(r"^gateway:\n(?:[ ].*\n)*?[ ]+" + re.escape(key) + r":\s*(\S+)", r.stdout, re.M)
     return m.group(1) if m else None
+
+
+def gateway_accepts(cluster, line):
+    """Whether the binary's config check accepts CLUSTER's config with LINE added under `gateway:`
+    (a scratch copy beside it; the config itself is left alone)."""
+    tmp = cluster.cfg + ".probe.yaml"
+    with open(cluster.cfg) as fh:
+        text = fh.read()
+    with open(tmp, "w") as fh:
+        fh.write(text.replace("gateway:\n", "gateway:\n" + line, 1))
+    try:
+        return subprocess.run([CAUSEWAY, "config", "check", tmp], cwd=cluster.root,
+                              capture_output=True).returncode == 0
+    finally:
+        os.remove(tmp)
+
+
+def gateway_workers(cluster):
+    """gateway.workers as in effect: its value, "default (N)" (N: the CPUs this process may use),
+    or None for a build without data-plane workers (one current-thread runtime)."""
+    v = gateway_setting(cluster, "workers")
+    if v is not None:
+        return v
+    if gateway_accepts(cluster, "  workers: 1\n"):
+        return f"default ({len(os.sched_getaffinity(0))})"
+    return None
 
 
 def cpu_of(pids):
@@ -649,7 +678,7 @@ def section_dataplane(args, results):
     order = list(contenders)
     res = {"load_start": loadavg(), "reps": args.reps, "secs": args.secs, "idle_rss_mib": idle_rss,
            "started": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
-           "causeway": sh(f"cat {BIN}/REV"), "workers": gateway_setting(a, "workers"),
+           "causeway": sh(f"cat {BIN}/REV"), "workers": gateway_workers(a),
            "perf_instructions": perf_supported()}
     if args.reps < 3:
         log(f"dataplane: {args.reps} repetition(s): medians need at least 3 for the report's figures")
@@ -1613,8 +1642,9 @@ def report(results, path):
           "per run: `causeway ca init/issue` for causeway, `bench/envoy/gen-certs.sh` for Envoy). The binaries",
           "measured are copies taken right after the build (`bench/.work/bin`, with the git revision), since",
           "the target directory may be shared. On this machine a full run takes about 12 minutes for the",
-          "loopback sections, several minutes for `instr` (valgrind), and about 23 minutes for the netns",
-          "section at 3 repetitions (4 variants x about 5 minutes, plus failover and catalog at 0 % and 1 %).", ""]
+          "loopback sections, about 5 minutes for `instr` (valgrind, 64 MiB), and about 22 minutes for the",
+          "netns section at 3 repetitions (4 variants x about 4.5 minutes, plus failover and catalog at 0 %",
+          "and 1 %; estimated from its parts).", ""]
     with open(path, "w") as fh:
         fh.write("\n".join(L))
 
@@ -1652,7 +1682,7 @@ def instr_report(ins):
             f(gi(r["derived"][k]["gross_per_gib"]["sum"])) for r in runs) + " |")
     L.append("| idle background, both (M instructions/s) | " + " | ".join(
         f(sum(r["derived"]["idle_ir_per_s"].values()) / 1e6, "{:.1f}") for r in runs) + " |")
-    L.append("| workers | " + " | ".join(str(r.get("workers")) for r in runs) + " |")
+    L.append("| `gateway.workers` | " + " | ".join(r.get("workers") or "none (one runtime)" for r in runs) + " |")
     env = [r for r in runs if r["kind"] == "envoy"]
     for r in runs:
         if r["kind"] == "causeway" and env:

@@ -12,14 +12,21 @@
 # (25000-25153, VIPs 127.79.1-2.x, sink 5291; Envoy 15091/15491, admin 9911/9912), so it does not
 # collide with a bench/run.sh section. The load is bench/probes.py `blast`: N connections to the
 # ClusterSetIP, all connected before any byte, send --bytes in all, half-close, and the sink's byte
-# count is checked (a short count fails the run).
+# count is checked (a short count fails the run). Data-path settings are the build's defaults;
+# timers that valgrind's slowness would trip (stream setup timeouts, keep-alive, liveness and idle
+# timeout, federation leases; Envoy's upstream connect timeout) are widened, each only where the
+# build's `causeway config check` accepts it. None of them is on the per-byte path.
+# gateway.workers is read from the effective config (--workers N sets it where the build has it).
 #
 # Counter: `perf stat -e instructions` when it counts here (user + kernel instructions); it does not
 # on this machine (`perf stat -e instructions true` says <not supported>), so by default each gateway
 # runs under `valgrind --tool=callgrind` and the figure is callgrind's Ir (user-space instructions;
 # valgrind advertises its own CPUID, so crypto takes the AES-NI/AVX2 path even on an AVX-512 host).
-# Valgrind serialises a process's threads: the total is the same work, only slower; spinning on a
-# contended lock counts too. Runs take minutes (64 MiB: about 1-3 minutes per contender here).
+# Valgrind serialises a process's threads (--fair-sched=try): the count is the work done, but
+# threads interleave differently than natively (batching may differ), and spinning on a contended
+# lock counts too; compare builds with the same gateway.workers. Run time here (estimated from smoke runs at 2-4 MiB): about 2-3 minutes
+# per contender at 64 MiB (Envoy's start-up under valgrind alone takes ~1.5 min), so BIN BIN2 and the
+# Envoy pair about 8 minutes. Timeouts are generous (--timeout, 1800 s per start-up and per phase).
 #
 # Start-up is not amortised but cut out, with a steady-state window: after the gateways are ready
 # and a warm-up (1 MiB on one connection, N zero-byte connections: QUIC handshake done, streams and
