@@ -1474,8 +1474,9 @@ def report(results, path):
               f"load {dp['load_start']} -> {dp['load_end']}.",
               "Topology (all on 127.0.0.1):", "",
               "- **direct**: client -> backend.",
-              "- **causeway**: client -> ClusterSetIP:port of cluster `a` (`causeway run`) -> one pooled QUIC",
-              "  connection (mTLS 1.3) -> cluster `b` (`causeway run`) -> backend. Default gateway settings.",
+              "- **causeway**: client -> ClusterSetIP:port of cluster `a` (`causeway run`) -> a pooled QUIC",
+              "  connection (mTLS 1.3; `gateway.connections.per_peer` of them where the build has workers) ->",
+              "  cluster `b` (`causeway run`) -> backend. Default gateway settings.",
               "- **envoy**: client -> Envoy A (plain TCP) -> new TCP + mutual TLS 1.3 per connection -> Envoy B",
               "  (SNI routing, terminates) -> backend; `--concurrency 2`, the configs of",
               "  `../shared/bench/envoy-pair` generated for each service.", "",
@@ -1768,7 +1769,7 @@ def netns_intro(ns):
           "causeway uses its own default controller. Round trips and new connections do not depend on the",
           "sender's controller and are measured once for direct (the BBR column).", "",
           "- **direct**: client in `fa` -> 10.77.2.2 (backend in `fb`): TCP handshake across the WAN.",
-          "- **causeway**: client -> ClusterSetIP in `fa` -> pooled QUIC connection -> `fb` -> backend.",
+          "- **causeway**: client -> ClusterSetIP in `fa` -> pooled QUIC connection(s) -> `fb` -> backend.",
           "- **envoy**: client -> Envoy A (in `fa`) -> new TCP + TLS 1.3 per connection -> Envoy B (in `fb`) -> backend.", ""]
     return L
 
