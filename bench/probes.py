@@ -5,6 +5,9 @@
   probes.py who PORT TAG [MAX_S] [HOST]  reads 64 bytes, answers TAG padded to 64 bytes, closes
   probes.py pingpong HOST PORT [N] [MSG] N round trips of MSG bytes on one connection (JSON, us)
   probes.py connect HOST PORT [N]        N new connections: connect + one 64 B round trip (JSON, us)
+  probes.py sink PORT [MAX_S] [HOST]     reads each connection to EOF, answers the byte count (8 B)
+  probes.py blast HOST PORT BYTES [CONNS] CONNS connections (all open first) send BYTES in all to a
+                                         sink, half-close, check its counts (JSON)
 
 Started from ../shared/bench/envoy-pair/tcp_rr.py (same method, so figures are comparable), with
 p99.9 added and JSON output. Every loop is bounded in count and in time (LIMIT_S).
@@ -84,6 +87,62 @@ def who_handler(tag):
             except OSError:
                 return
     return handle
+
+
+def sink_handler(c):
+    """Counts what arrives until EOF, then answers the count (8 bytes, big endian) and closes."""
+    buf = bytearray(1 << 18)
+    n = 0
+    c.settimeout(LIMIT_S * 10)
+    with c:
+        try:
+            while True:
+                k = c.recv_into(buf)
+                if not k:
+                    break
+                n += k
+            c.sendall(struct.pack(">Q", n))
+        except OSError:
+            return
+
+
+def blast_one(s, nbytes, chunk, deadline):
+    """Sends NBYTES on S, half-closes, returns the count the sink confirmed."""
+    left = nbytes
+    while left > 0 and time.time() < deadline:
+        k = min(left, len(chunk))
+        s.sendall(chunk[:k])
+        left -= k
+    s.shutdown(socket.SHUT_WR)
+    return struct.unpack(">Q", recv_exact(s, 8))[0]
+
+
+def blast(host, port, total, conns=1, timeout=600.0):
+    """CONNS connections to a sink, all connected before any byte is sent; together they send
+    TOTAL bytes (split evenly), half-close and read the sink's count. Bounded by TIMEOUT.
+    Returns bytes the sink confirmed, connections that failed or came up short, and seconds."""
+    per = [total // conns + (1 if i < total % conns else 0) for i in range(conns)]
+    chunk = memoryview(b"z" * (1 << 20))
+    deadline = time.time() + timeout
+    socks = [socket.create_connection((host, port), timeout=timeout) for _ in range(conns)]
+    got = [None] * conns
+
+    def run(i):
+        try:
+            got[i] = blast_one(socks[i], per[i], chunk, deadline)
+        except (OSError, ConnectionError, struct.error):
+            got[i] = None
+    t0 = time.perf_counter()
+    ts = [threading.Thread(target=run, args=(i,), daemon=True) for i in range(conns)]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join(max(0.0, deadline - time.time()))
+    secs = time.perf_counter() - t0
+    for s in socks:
+        s.close()
+    failed = sum(1 for g, p in zip(got, per) if g != p)
+    return {"bytes": sum(g or 0 for g in got), "conns": conns, "failed": failed, "secs": secs}
 
 
 def pingpong(host, port, n=10000, msg=64, warm=500):
@@ -173,6 +232,11 @@ def main():
     elif mode == "who":
         serve(int(a[0]), who_handler(a[1]), float(a[2]) if len(a) > 2 else 3600.0,
               a[3] if len(a) > 3 else "127.0.0.1")
+    elif mode == "sink":
+        serve(int(a[0]), sink_handler, float(a[1]) if len(a) > 1 else 3600.0,
+              a[2] if len(a) > 2 else "127.0.0.1")
+    elif mode == "blast":
+        print(json.dumps(blast(a[0], int(a[1]), int(a[2]), *[int(x) for x in a[3:]])))
     elif mode == "pingpong":
         print(json.dumps(pingpong(a[0], int(a[1]), *[int(x) for x in a[2:]])))
     elif mode == "connect":

