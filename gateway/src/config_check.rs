@@ -54,6 +54,7 @@ fn within(key: &'static str, value: u64, lo: u64, hi: u64) -> Result<(), ConfigE
             (1, 1024) => "use 1 to 1024",
             (1, 1_000_000) => "use 1 to 1000000",
             (1, 1_073_741_824) => "use 1 to 1073741824",
+            (1200, 65527) => "use 1200 (QUIC's minimum) to 65527 (the largest UDP payload)",
             (1200, _) => "use 1200 (1200 bytes, one QUIC packet) to 1073741824 (1 GiB)",
             (1024, _) => "use 1024 (1 KiB) to 16777216 (16 MiB)",
             (1, 65535) => "use 1 to 65535",
@@ -198,6 +199,12 @@ impl Config {
             });
         }
         within("transport.send_window", t.send_window.into(), 1200, gib)?;
+        within(
+            "transport.max_udp_payload",
+            t.max_udp_payload.into(),
+            1200,
+            65527,
+        )?;
         if t.ack_every > 0 {
             within("transport.ack_every", t.ack_every.into(), 1, 100)?;
         }

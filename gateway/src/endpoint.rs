@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use causeway_catalog::ClusterId;
 use quinn::congestion::{BbrConfig, CubicConfig, NewRenoConfig};
-use quinn::{AckFrequencyConfig, IdleTimeout, Runtime, TransportConfig, VarInt};
+use quinn::{AckFrequencyConfig, IdleTimeout, MtuDiscoveryConfig, Runtime, TransportConfig, VarInt};
 use socket2::{Domain, Protocol, Socket, Type};
 
 use crate::config::{Config, Congestion};
@@ -50,6 +50,9 @@ pub fn transport(cfg: &Config) -> Result<Arc<TransportConfig>, EndpointError> {
         .keep_alive_interval(Some(p.keep_alive))
         .max_idle_timeout(Some(idle))
         .send_fairness(t.send_fairness);
+    let mut mtu = MtuDiscoveryConfig::default();
+    mtu.upper_bound(t.max_udp_payload);
+    tc.mtu_discovery_config(Some(mtu));
     if t.ack_every > 0 {
         let mut ack = AckFrequencyConfig::default();
         ack.ack_eliciting_threshold(VarInt::from_u32(t.ack_every - 1));
@@ -107,8 +110,11 @@ pub fn bind(
     quinn::Endpoint::new_with_abstract_socket(config, Some(server), socket, runtime).map_err(err)
 }
 
-fn endpoint_config(_cfg: &Config) -> quinn::EndpointConfig {
-    quinn::EndpointConfig::default()
+fn endpoint_config(cfg: &Config) -> quinn::EndpointConfig {
+    let mut ec = quinn::EndpointConfig::default();
+    // Checked by config validation (1200..=65527); quinn's default otherwise.
+    let _ = ec.max_udp_payload_size(cfg.transport.max_udp_payload);
+    ec
 }
 
 /// Sets SO_RCVBUF/SO_SNDBUF, reads back what the kernel granted, exports it,
