@@ -19,6 +19,9 @@ pub(crate) fn import(key: &str, vips: &[&str], ports: Vec<Port>) -> Import {
         vips: vips.iter().map(|v| v.parse().unwrap()).collect(),
         serve_stale: false,
         conditions: Vec::new(),
+        endpoints: Vec::new(),
+        headless: false,
+        props: Default::default(),
     }
 }
 
@@ -27,6 +30,7 @@ fn udp(name: &str, number: u16) -> Port {
         name: Some(name.into()),
         number,
         protocol: Protocol::Udp,
+        app_protocol: None,
     }
 }
 
@@ -35,6 +39,7 @@ pub(crate) fn fixture() -> CatalogSnapshot {
         name: None,
         number: 8080,
         protocol: Protocol::Tcp,
+        app_protocol: None,
     };
     let imports = [
         import(

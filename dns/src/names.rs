@@ -124,6 +124,7 @@ mod tests {
             name: Some("http".into()),
             number: 80,
             protocol: Protocol::Udp,
+            app_protocol: None,
         };
         let s = srv(&p, &svc).unwrap().unwrap();
         assert_eq!(s.to_ascii(), "_http._udp.echo.demo.svc.clusterset.local.");

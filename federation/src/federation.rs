@@ -77,7 +77,9 @@ impl Federation {
         tracing::info!(?cfg, source = ?inputs.source, "federation config");
         let lease = cfg.lease().map_err(crate::ConfigError::from)?;
         let (tasks, shutdown) = (TaskTracker::new(), inputs.shutdown.clone());
-        let (source, exports) = LocalSource::open(&inputs.source, &tasks, &shutdown).await?;
+        let (source, exports) =
+            LocalSource::open(&inputs.source, &inputs.local.name, &tasks, &shutdown).await?;
+        let (claims_tx, claims_rx) = watch::channel(Arc::new(source.claims()));
         let metrics = Metrics::default();
         metrics.register(registry);
         let names: Vec<ClusterId> = inputs.peers.iter().map(|p| p.trust.name.clone()).collect();
@@ -110,6 +112,7 @@ impl Federation {
             local_rx: local_rx.clone(),
             peers: slots.clone(),
             vips,
+            claims: claims_rx,
             dirty: dirty.clone(),
             catalog_tx,
             persist_tx: cfg.state_dir.as_ref().map(|_| persist_tx),
@@ -136,6 +139,7 @@ impl Federation {
             rejected: metrics.source_rejected.clone(),
             catalog: catalog_rx.clone(),
             local: inputs.local.name.clone(),
+            claims: claims_tx,
         };
         source.spawn(outputs, &tasks, shutdown.clone());
         if let Some(sink) = &cfg.kubernetes {
@@ -280,6 +284,8 @@ mod tests {
             export_to: Default::default(),
             created_at: Default::default(),
             serve_stale: false,
+            headless: false,
+            props: Default::default(),
         }
     }
 

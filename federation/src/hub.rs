@@ -5,7 +5,9 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use causeway_catalog::{CatalogSnapshot, ClusterInfo, Export, LeaseConfig, VipAllocator};
+use causeway_catalog::{
+    CatalogSnapshot, ClusterInfo, Export, LeaseConfig, VipAllocator, VipClaims,
+};
 use tokio::sync::{Notify, watch};
 use tokio_util::sync::CancellationToken;
 
@@ -23,6 +25,8 @@ pub struct Hub {
     pub local_rx: watch::Receiver<Arc<Vec<Export>>>,
     pub peers: Vec<Arc<PeerSlot>>,
     pub vips: VipAllocator,
+    /// Addresses the cluster already holds (Kubernetes mode; empty otherwise).
+    pub claims: watch::Receiver<Arc<VipClaims>>,
     pub dirty: Arc<Notify>,
     pub catalog_tx: watch::Sender<Arc<CatalogSnapshot>>,
     pub persist_tx: Option<watch::Sender<Arc<State>>>,
@@ -66,7 +70,9 @@ impl Hub {
             }
         }
         let local = self.local_rx.borrow().clone();
-        let (catalog, errors) = build_catalog(&self.local, &local, &inputs, &mut self.vips);
+        let claims = self.claims.borrow_and_update().clone();
+        let (catalog, errors) =
+            build_catalog(&self.local, &local, &inputs, &mut self.vips, &claims);
         self.report_vip_errors(&errors);
         self.metrics
             .catalog_imports
@@ -110,7 +116,7 @@ impl Hub {
     }
 
     pub async fn run(mut self, shutdown: CancellationToken) {
-        let mut source_open = true;
+        let (mut source_open, mut claims_open) = (true, true);
         loop {
             let next = self.recompute(Instant::now());
             let at = next.map(tokio::time::Instant::from_std);
@@ -122,6 +128,7 @@ impl Hub {
                     // The source is gone (shutting down): its last exports stay.
                     Err(_) => source_open = false,
                 },
+                r = self.claims.changed(), if claims_open => claims_open = r.is_ok(),
                 _ = sleep_until(at) => {}
             }
         }

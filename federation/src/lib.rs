@@ -36,6 +36,7 @@ pub use config::{Config, ConfigError, SourceConfig};
 pub use error::Error;
 pub use federation::{Federation, FederationInputs, PeerEndpoint};
 pub use k8s::crd as mcs;
+pub use k8s::crdgen::chart_crds;
 pub use k8s::{
     KubeError, KubeSink, KubeSinkConfig, KubeSource, KubeSourceConfig, LEADER_LABEL, MANAGED_BY,
     MANAGED_BY_VALUE, spawn_sink,

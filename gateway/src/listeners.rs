@@ -249,6 +249,9 @@ mod tests {
                 vips: vec![vip.parse().unwrap()],
                 serve_stale: false,
                 conditions: vec![],
+                endpoints: Vec::new(),
+                headless: false,
+                props: Default::default(),
             };
             snap.imports.insert(key, import);
         }
@@ -297,6 +300,7 @@ mod tests {
                 service: target.service.clone(),
                 port: target.port,
                 protocol: Protocol::Tcp,
+                endpoint: None,
             };
             assert_eq!(ports[&key], addr.port(), "the port the federation records");
         }

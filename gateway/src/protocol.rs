@@ -123,7 +123,7 @@ pub enum ProtoError {
     Utf8(&'static str),
     #[error("header names an invalid service or cluster: {0}")]
     Name(#[from] causeway_catalog::NameError),
-    #[error("header protocol byte {0} is unknown (0 = tcp, 1 = udp)")]
+    #[error("header protocol byte {0} is unknown (0 = tcp, 1 = udp, 2 = sctp)")]
     Protocol(u8),
     #[error("header has {0} bytes after its last field")]
     Trailing(usize),
@@ -178,6 +178,7 @@ pub fn decode_request(body: &[u8]) -> Result<Request, ProtoError> {
     let protocol = match c.u8("protocol")? {
         0 => Protocol::Tcp,
         1 => Protocol::Udp,
+        2 => Protocol::Sctp,
         other => return Err(ProtoError::Protocol(other)),
     };
     let target = c.str8("target")?;
@@ -212,6 +213,7 @@ pub fn encode_request(r: &Request) -> Result<Vec<u8>, ProtoError> {
     out.push(match r.protocol {
         Protocol::Tcp => 0,
         Protocol::Udp => 1,
+        Protocol::Sctp => 2,
     });
     put_str8(
         &mut out,

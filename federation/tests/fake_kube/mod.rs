@@ -59,8 +59,8 @@ fn type_of(plural: &str) -> (&'static str, &'static str) {
         "pods" => ("v1", "Pod"),
         "endpointslices" => ("discovery.k8s.io/v1", "EndpointSlice"),
         "leases" => ("coordination.k8s.io/v1", "Lease"),
-        "serviceexports" => ("multicluster.x-k8s.io/v1alpha1", "ServiceExport"),
-        "serviceimports" => ("multicluster.x-k8s.io/v1alpha1", "ServiceImport"),
+        "serviceexports" => ("multicluster.x-k8s.io/v1beta1", "ServiceExport"),
+        "serviceimports" => ("multicluster.x-k8s.io/v1beta1", "ServiceImport"),
         _ => ("v1", "Unknown"),
     }
 }
