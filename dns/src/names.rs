@@ -4,7 +4,7 @@
 
 use std::net::IpAddr;
 
-use causeway_catalog::{Port, ServiceKey};
+use causeway_catalog::{ClusterId, Port, ServiceKey};
 use hickory_proto::ProtoError;
 use hickory_proto::rr::{LowerName, Name};
 use ipnet::IpNet;
@@ -65,6 +65,13 @@ pub fn service(key: &ServiceKey, zone: &Name) -> Result<Name, NameError> {
     let svc = label("service name", key.name())?;
     let ns = label("namespace", key.namespace())?;
     join("service name", &format!("{svc}.{ns}.svc"), zone)
+}
+
+/// `<hostname>.<clusterid>.<service>.`, an endpoint of a headless service.
+pub fn endpoint(hostname: &str, cluster: &ClusterId, service: &Name) -> Result<Name, NameError> {
+    let host = label("endpoint hostname", hostname)?;
+    let cluster = label("cluster id", cluster.as_str())?;
+    join("endpoint name", &format!("{host}.{cluster}"), service)
 }
 
 /// `_<port>._<proto>.<service>.`, or `None` for an unnamed port (MCS: no SRV record).
