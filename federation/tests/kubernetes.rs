@@ -112,7 +112,10 @@ fn seed_gateway(kube: &FakeKube) {
 }
 
 fn export_web(kube: &FakeKube, ports: Value) {
-    kube.put("services", json!({"metadata": {"name": "web", "namespace": "demo"}, "spec": {"clusterIP": "10.0.0.5", "ports": ports}}));
+    kube.put(
+        "services",
+        json!({"metadata": {"name": "web", "namespace": "demo"}, "spec": {"ports": ports}}),
+    );
     kube.put("endpointslices", json!({"metadata": {"name": "web-abc", "namespace": "demo", "labels": {"kubernetes.io/service-name": "web"}},
         "addressType": "IPv4", "ports": [{"name": "http", "port": 8080}], "endpoints": [{"addresses": ["10.1.0.5"], "conditions": {"ready": true}}]}));
     kube.put(
@@ -385,7 +388,7 @@ async fn a_silent_exporter_keeps_its_imports_until_its_lease_expires() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_younger_export_of_a_conflicting_port_gets_the_conflict_condition() {
+async fn every_export_of_a_conflicting_port_gets_the_conflict_condition() {
     init_tracing();
     let (west, east) = pair(false).await;
     for (kube, port, created) in [
@@ -406,9 +409,11 @@ async fn the_younger_export_of_a_conflicting_port_gets_the_conflict_condition() 
         condition(&east.kube, "web", "Valid"),
         Some(("True".into(), "Valid".into()))
     );
-    wait_until("west's export, the older, has no conflict", LIMIT, || {
-        condition(&west.kube, "web", "Conflict") == Some(("False".into(), "NoConflicts".into()))
-    })
+    wait_until(
+        "west's export, the older, is told too (KEP-1645)",
+        LIMIT,
+        || condition(&west.kube, "web", "Conflict") == Some(("True".into(), "PortConflict".into())),
+    )
     .await;
     for c in [west, east] {
         c.stop.cancel();
