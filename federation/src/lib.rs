@@ -35,6 +35,7 @@ pub mod proto {
 pub use config::{Config, ConfigError, SourceConfig};
 pub use error::Error;
 pub use federation::{Federation, FederationInputs, PeerEndpoint};
+pub use k8s::client as kube_client;
 pub use k8s::crd as mcs;
 pub use k8s::crdgen::chart_crds;
 pub use k8s::{
