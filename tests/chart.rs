@@ -141,11 +141,20 @@ fn the_default_vip_range_avoids_the_reserved_addresses_and_the_docs_agree() {
     let cidr: ipnet::IpNet = "10.96.0.0/16".parse().unwrap();
     for reserved in ["10.96.0.1", "10.96.0.10"] {
         let ip: std::net::IpAddr = reserved.parse().unwrap();
-        assert!(ranges.iter().all(|r| !r.contains(&ip)), "{reserved} in {ranges:?}");
+        assert!(
+            ranges.iter().all(|r| !r.contains(&ip)),
+            "{reserved} in {ranges:?}"
+        );
     }
-    assert!(ranges.iter().all(|r| cidr.contains(r)), "{ranges:?} inside {cidr}");
+    assert!(
+        ranges.iter().all(|r| cidr.contains(r)),
+        "{ranges:?} inside {cidr}"
+    );
     let docs = std::fs::read_to_string(root.join("docs/kubernetes.md")).unwrap();
     for r in &ranges {
-        assert!(docs.contains(&format!("vipRanges: [\"{r}\"]")), "docs/kubernetes.md names {r}");
+        assert!(
+            docs.contains(&format!("vipRanges: [\"{r}\"]")),
+            "docs/kubernetes.md names {r}"
+        );
     }
 }
