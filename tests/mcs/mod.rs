@@ -43,13 +43,17 @@ pub struct Cluster {
     pub dns: SocketAddr,
 }
 
-fn sink(url: String, me: &str) -> KubeSinkConfig {
+/// Gateway ports per cluster: below the ephemeral range, apart from other tests'.
+pub const PORT_BASE: [u16; 2] = [29000, 29500];
+pub const PORT_COUNT: u16 = 400;
+
+fn sink(url: String, me: &str, base: u16) -> KubeSinkConfig {
     KubeSinkConfig {
         api_url: Some(url),
         namespace: "causeway".into(),
         gateway_selector: BTreeMap::from([("app".into(), "causeway-gateway".into())]),
-        port_base: 20000,
-        port_count: 1000,
+        port_base: base,
+        port_count: PORT_COUNT,
         lease_name: "causeway-federation".into(),
         identity: Some(me.into()),
         lease_duration: Duration::from_secs(1),
@@ -61,9 +65,16 @@ fn sink(url: String, me: &str) -> KubeSinkConfig {
 
 /// Two linked clusters, `west` and `east`, each with its namespace and gateway pod.
 pub async fn clusters() -> [Cluster; 2] {
+    clusters_with(false).await
+}
+
+/// As [`clusters`]; with `gateways`, each also runs a gateway in Kubernetes
+/// mode on 127.0.0.1 (its gateway ports from [`PORT_BASE`]).
+pub async fn clusters_with(gateways: bool) -> [Cluster; 2] {
     common::init_tracing();
     let ids = [Identity::new("west"), Identity::new("east")];
     let addrs = [free_addr(), free_addr()];
+    let gw_addrs = [free_udp(), free_udp()];
     let mut out = Vec::new();
     for i in 0..2 {
         let kube = FakeKube::start().await;
@@ -71,7 +82,11 @@ pub async fn clusters() -> [Cluster; 2] {
             "status": {"podIP": format!("10.244.{i}.10"), "conditions": [{"type": "Ready", "status": "True"}]}}));
         let me = ids[i].name.to_string();
         let mut cfg = test_config(addrs[i], None);
-        cfg.kubernetes = Some(sink(kube.url(&format!("{me}-0")), &format!("{me}-0")));
+        cfg.kubernetes = Some(sink(
+            kube.url(&format!("{me}-0")),
+            &format!("{me}-0"),
+            PORT_BASE[i],
+        ));
         let source = KubeSourceConfig {
             api_url: Some(kube.url(&format!("{me}-source"))),
             sync_timeout: Duration::from_secs(5),
@@ -81,10 +96,12 @@ pub async fn clusters() -> [Cluster; 2] {
             addr: addrs[1 - i].to_string(),
         };
         let stop = CancellationToken::new();
+        let mut local = ids[i].info();
+        local.gateways = vec![gw_addrs[i]];
         let inputs = FederationInputs {
             cfg,
             source: SourceConfig::Kubernetes(source),
-            local: ids[i].info(),
+            local: local.clone(),
             cert: ids[i].cert(),
             peers: vec![peer],
             vip_ranges: vec![format!("10.96.{}.0/24", 200 + i).parse().unwrap()],
@@ -94,6 +111,9 @@ pub async fn clusters() -> [Cluster; 2] {
             .await
             .unwrap();
         let dns = dns_server(&fed, &stop).await;
+        if gateways {
+            gateway(&ids, i, gw_addrs[i], local, &fed, &stop).await;
+        }
         let name = if i == 0 { "west" } else { "east" };
         out.push(Cluster {
             name,
@@ -105,6 +125,53 @@ pub async fn clusters() -> [Cluster; 2] {
     }
     let east = out.pop().unwrap();
     [out.pop().unwrap(), east]
+}
+
+fn free_udp() -> SocketAddr {
+    let s = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    s.local_addr().unwrap()
+}
+
+async fn gateway(
+    ids: &[Identity; 2],
+    i: usize,
+    listen: SocketAddr,
+    local: causeway_catalog::ClusterInfo,
+    fed: &Federation,
+    stop: &CancellationToken,
+) {
+    use causeway_identity::{CertPaths, PeerSet, ReloadingCert, Validity, Workload};
+    let dir = ids[i].dir.path();
+    let leaf = ids[i].ca.issue(Workload::Gateway, Validity::default()).unwrap();
+    leaf.save(dir, Workload::Gateway, true).unwrap();
+    let cert = ReloadingCert::load(CertPaths {
+        cert: dir.join("gateway.pem"),
+        key: dir.join("gateway-key.pem"),
+    })
+    .unwrap();
+    let mut cfg = causeway_gateway::Config {
+        listen,
+        ..causeway_gateway::Config::default()
+    };
+    cfg.kubernetes = Some(causeway_gateway::KubernetesPorts {
+        port_base: PORT_BASE[i],
+        port_count: PORT_COUNT,
+    });
+    cfg.connections.backoff_initial = Duration::from_millis(20);
+    cfg.connections.backoff_max = Duration::from_millis(200);
+    let inputs = causeway_gateway::GatewayInputs {
+        cfg,
+        local,
+        cert,
+        peers: std::sync::Arc::new(PeerSet::new(vec![ids[1 - i].trust()]).unwrap()),
+        catalog: fed.catalog(),
+        local_exports: fed.local_exports(),
+        shutdown: stop.clone(),
+    };
+    let gw = causeway_gateway::Gateway::bind(inputs, &mut Registry::default())
+        .await
+        .unwrap();
+    tokio::spawn(gw.run());
 }
 
 async fn dns_server(fed: &Federation, stop: &CancellationToken) -> SocketAddr {
