@@ -37,6 +37,8 @@ pub const HELLO: &str = "hello";
 
 pub struct Cluster {
     pub name: &'static str,
+    /// Where its gateway listens (Kubernetes-mode gateway ports), when it has one.
+    pub gateway_ip: std::net::IpAddr,
     pub kube: FakeKube,
     pub fed: Federation,
     pub stop: CancellationToken,
@@ -65,16 +67,19 @@ fn sink(url: String, me: &str, base: u16) -> KubeSinkConfig {
 
 /// Two linked clusters, `west` and `east`, each with its namespace and gateway pod.
 pub async fn clusters() -> [Cluster; 2] {
-    clusters_with(false).await
+    clusters_with(None).await
 }
 
-/// As [`clusters`]; with `gateways`, each also runs a gateway in Kubernetes
-/// mode on 127.0.0.1 (its gateway ports from [`PORT_BASE`]).
-pub async fn clusters_with(gateways: bool) -> [Cluster; 2] {
+/// As [`clusters`]; with `Some(slot)`, each also runs a gateway in Kubernetes
+/// mode on 127.0.<70+slot>.<1+i> (gateway ports from [`PORT_BASE`]): tests
+/// of one binary run at once, so each takes its own slot.
+pub async fn clusters_with(slot: Option<u8>) -> [Cluster; 2] {
     common::init_tracing();
     let ids = [Identity::new("west"), Identity::new("east")];
     let addrs = [free_addr(), free_addr()];
-    let gw_addrs = [free_udp(), free_udp()];
+    let gw_ips: [std::net::IpAddr; 2] =
+        [1, 2].map(|h| std::net::Ipv4Addr::new(127, 0, 70 + slot.unwrap_or(0), h).into());
+    let gw_addrs = gw_ips.map(free_udp);
     let mut out = Vec::new();
     for i in 0..2 {
         let kube = FakeKube::start().await;
@@ -111,12 +116,13 @@ pub async fn clusters_with(gateways: bool) -> [Cluster; 2] {
             .await
             .unwrap();
         let dns = dns_server(&fed, &stop).await;
-        if gateways {
+        if slot.is_some() {
             gateway(&ids, i, gw_addrs[i], local, &fed, &stop).await;
         }
         let name = if i == 0 { "west" } else { "east" };
         out.push(Cluster {
             name,
+            gateway_ip: gw_ips[i],
             kube,
             fed,
             stop,
@@ -127,8 +133,8 @@ pub async fn clusters_with(gateways: bool) -> [Cluster; 2] {
     [out.pop().unwrap(), east]
 }
 
-fn free_udp() -> SocketAddr {
-    let s = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+fn free_udp(ip: std::net::IpAddr) -> SocketAddr {
+    let s = std::net::UdpSocket::bind((ip, 0)).unwrap();
     s.local_addr().unwrap()
 }
 
@@ -142,7 +148,10 @@ async fn gateway(
 ) {
     use causeway_identity::{CertPaths, PeerSet, ReloadingCert, Validity, Workload};
     let dir = ids[i].dir.path();
-    let leaf = ids[i].ca.issue(Workload::Gateway, Validity::default()).unwrap();
+    let leaf = ids[i]
+        .ca
+        .issue(Workload::Gateway, Validity::default())
+        .unwrap();
     leaf.save(dir, Workload::Gateway, true).unwrap();
     let cert = ReloadingCert::load(CertPaths {
         cert: dir.join("gateway.pem"),
