@@ -59,15 +59,67 @@ async fn required_a_service_import_should_only_exist_as_long_as_there_is_at_leas
     shutdown(cs).await;
 }
 
+/// A ServiceExport of hello with `spec.exportedLabels`/`exportedAnnotations` `{key: "true"}`.
+fn export_with(c: &Cluster, key: &str, created: &str) {
+    export(c, created);
+    let mut se = c.kube.get("serviceexports", NS, HELLO).unwrap();
+    se["spec"] = json!({"exportedLabels": {key: "true"}, "exportedAnnotations": {key: "true"}});
+    c.kube.put("serviceexports", se);
+}
+
+fn has(si: &Value, field: &str, key: &str, value: &str) -> bool {
+    si["metadata"][field][key] == value
+}
+
 /// [Optional, ExportedLabels] "Only labels and annotations specified as exported in the ServiceExport should be propagated to the ServiceImport"
-#[tokio::test]
-#[ignore = "not implemented: spec.exportedLabels/exportedAnnotations are not carried (Optional in the suite)"]
-async fn optional_only_exported_labels_and_annotations_are_propagated() {}
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn optional_only_exported_labels_and_annotations_are_propagated() {
+    let cs = clusters().await;
+    cs[0].kube.put("services", hello_service());
+    export_with(&cs[0], "dummy-label", T0);
+    let si = await_import(&cs[0], "the exported labels", |si| {
+        has(si, "labels", "dummy-label", "true") && has(si, "annotations", "dummy-label", "true")
+    })
+    .await;
+    for field in ["labels", "annotations"] {
+        assert!(
+            !has(&si, field, "dummy-svc", "dummy"),
+            "the Service's {field} stay home"
+        );
+        assert!(
+            !has(&si, field, "dummy-svcexport", "dummy"),
+            "so do the ServiceExport's own"
+        );
+    }
+    shutdown(cs).await;
+}
 
 /// [Optional, ExportedLabels] "A service exported on two clusters with conflicting annotations and labels should apply the conflict resolution policy and report a Conflict condition on each ServiceExport"
-#[tokio::test]
-#[ignore = "not implemented: spec.exportedLabels/exportedAnnotations are not carried (Optional in the suite)"]
-async fn optional_conflicting_exported_labels_and_annotations_raise_a_conflict_on_each_export() {}
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn optional_conflicting_exported_labels_and_annotations_raise_a_conflict_on_each_export() {
+    let cs = clusters().await;
+    cs[0].kube.put("services", hello_service());
+    export_with(&cs[0], "dummy-label", T0);
+    await_import(&cs[0], "the first cluster's ServiceImport", |_| true).await;
+    cs[1].kube.put("services", hello_service());
+    export_with(&cs[1], "dummy-label2", T1);
+    for c in &cs {
+        let reason = await_condition(c, "Conflict", "True").await;
+        assert_eq!(reason, "LabelsConflict,AnnotationsConflict");
+    }
+    let si = await_import(&cs[0], "the import of both exports", |si| {
+        clusters_of(si).len() == 2 && has(si, "labels", "dummy-label", "true")
+    })
+    .await;
+    for field in ["labels", "annotations"] {
+        assert!(
+            has(&si, field, "dummy-label", "true"),
+            "the oldest export's {field}: {si}"
+        );
+        assert!(!has(&si, field, "dummy-label2", "true"));
+    }
+    shutdown(cs).await;
+}
 
 /// [Required, ClusterIP] "Exporting a ClusterIP service should create a ServiceImport of type ClusterSetIP in the service's namespace in each cluster. Unexporting should delete the ServiceImport"
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

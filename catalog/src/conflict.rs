@@ -20,10 +20,12 @@ pub enum ConflictKind {
     InternalTrafficPolicy,
     TrafficDistribution,
     IpFamily,
+    Labels,
+    Annotations,
 }
 
 impl ConflictKind {
-    pub const ALL: [ConflictKind; 7] = [
+    pub const ALL: [ConflictKind; 9] = [
         ConflictKind::Port,
         ConflictKind::Type,
         ConflictKind::SessionAffinity,
@@ -31,6 +33,8 @@ impl ConflictKind {
         ConflictKind::InternalTrafficPolicy,
         ConflictKind::TrafficDistribution,
         ConflictKind::IpFamily,
+        ConflictKind::Labels,
+        ConflictKind::Annotations,
     ];
 
     pub fn reason(self) -> &'static str {
@@ -42,6 +46,8 @@ impl ConflictKind {
             ConflictKind::InternalTrafficPolicy => "InternalTrafficPolicyConflict",
             ConflictKind::TrafficDistribution => "TrafficDistributionConflict",
             ConflictKind::IpFamily => "IPFamilyConflict",
+            ConflictKind::Labels => "LabelsConflict",
+            ConflictKind::Annotations => "AnnotationsConflict",
         }
     }
 
@@ -54,6 +60,8 @@ impl ConflictKind {
             ConflictKind::InternalTrafficPolicy => "internal traffic policy",
             ConflictKind::TrafficDistribution => "traffic distribution",
             ConflictKind::IpFamily => "IP families",
+            ConflictKind::Labels => "exported labels",
+            ConflictKind::Annotations => "exported annotations",
         }
     }
 
@@ -89,8 +97,15 @@ impl ConflictKind {
                     f.join(",")
                 }
             }
+            ConflictKind::Labels => pairs(&p.labels),
+            ConflictKind::Annotations => pairs(&p.annotations),
         })
     }
+}
+
+fn pairs(m: &std::collections::BTreeMap<String, String>) -> String {
+    let kv: Vec<String> = m.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    kv.join(",")
 }
 
 fn opt(v: &Option<String>) -> String {

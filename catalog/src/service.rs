@@ -2,6 +2,7 @@
 //! service-wide properties every exporting cluster must agree on (KEP-1645
 //! "global properties") and the per-endpoint records of headless services.
 
+use std::collections::BTreeMap;
 use std::net::IpAddr;
 
 use serde::{Deserialize, Serialize};
@@ -71,6 +72,12 @@ pub struct ServiceProps {
     /// The Service's `ipFamilies`, in its order.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub ip_families: Vec<IpFamily>,
+    /// The ServiceExport's `spec.exportedLabels`, for the ServiceImport.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
+    /// The ServiceExport's `spec.exportedAnnotations`, for the ServiceImport.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub annotations: BTreeMap<String, String>,
 }
 
 impl ServiceProps {

@@ -96,6 +96,8 @@ pub fn export_to_proto(e: &Export) -> proto::Export {
         session_affinity: affinity_to_proto(e.props.session_affinity),
         internal_traffic_policy: e.props.internal_traffic_policy.clone().unwrap_or_default(),
         traffic_distribution: e.props.traffic_distribution.clone().unwrap_or_default(),
+        labels: e.props.labels.clone().into_iter().collect(),
+        annotations: e.props.annotations.clone().into_iter().collect(),
         ip_families: e
             .props
             .ip_families
@@ -143,6 +145,8 @@ fn props_from_proto(e: &mut proto::Export) -> Result<ServiceProps, WireError> {
         internal_traffic_policy: text(&mut e.internal_traffic_policy),
         traffic_distribution: text(&mut e.traffic_distribution),
         ip_families: families,
+        labels: std::mem::take(&mut e.labels).into_iter().collect(),
+        annotations: std::mem::take(&mut e.annotations).into_iter().collect(),
     })
 }
 
@@ -265,6 +269,8 @@ mod tests {
                 internal_traffic_policy: Some("Cluster".into()),
                 traffic_distribution: Some("PreferClose".into()),
                 ip_families: vec![IpFamily::IPv6, IpFamily::IPv4],
+                labels: [("team".to_owned(), "db".to_owned())].into(),
+                annotations: [("note".to_owned(), "x".to_owned())].into(),
             },
         }
     }

@@ -145,11 +145,13 @@ fn service_import(i: &Import, gw: &GatewayPorts) -> ServiceImport {
         },
     );
     si.metadata.namespace = Some(i.key.namespace().to_owned());
-    si.metadata.labels = Some(labels(&[]));
-    si.metadata.annotations = Some(BTreeMap::from([(
-        GATEWAY_PORTS.to_owned(),
-        recorded.join(","),
-    )]));
+    // The exported labels and annotations (KEP-1645), then causeway's own.
+    let mut l = i.props.labels.clone();
+    l.extend(labels(&[]));
+    si.metadata.labels = Some(l);
+    let mut a = i.props.annotations.clone();
+    a.insert(GATEWAY_PORTS.to_owned(), recorded.join(","));
+    si.metadata.annotations = Some(a);
     let clusters = i
         .clusters
         .iter()

@@ -2,7 +2,7 @@
 //! Service it names and that Service's EndpointSlices give one [`Export`], or
 //! the reason the export is not valid (reported on the ServiceExport).
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, SocketAddr};
 
 use causeway_catalog::{
@@ -12,7 +12,7 @@ use causeway_catalog::{
 use k8s_openapi::api::core::v1::{Service, ServicePort, ServiceSpec};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 
-use super::crd::ServiceExport;
+use super::crd::{ServiceExport, ServiceExportSpec};
 
 /// Annotation on a ServiceExport: comma-separated clusters allowed to import it.
 pub const EXPORT_TO: &str = "causeway.io/export-to";
@@ -71,13 +71,29 @@ pub fn build_export(
         created_at: created_at(se),
         serve_stale: annotation(se, SERVE_STALE) == Some("true"),
         headless: spec.cluster_ip.as_deref() == Some("None"),
-        props: props(&spec),
+        props: ServiceProps {
+            labels: exported(se, |s| &s.exported_labels),
+            annotations: exported(se, |s| &s.exported_annotations),
+            ..props(&spec)
+        },
         key,
     };
     export
         .validate()
         .map_err(|e| invalid("InvalidPorts", e.to_string()))?;
     Ok(export)
+}
+
+/// The labels or annotations the ServiceExport's spec says to export.
+fn exported(
+    se: &ServiceExport,
+    field: impl Fn(&ServiceExportSpec) -> &Option<BTreeMap<String, String>>,
+) -> BTreeMap<String, String> {
+    se.spec
+        .spec
+        .as_ref()
+        .and_then(|s| field(s).clone())
+        .unwrap_or_default()
 }
 
 /// The MCS global properties, as the Service says.
@@ -105,6 +121,7 @@ fn props(spec: &ServiceSpec) -> ServiceProps {
         internal_traffic_policy: spec.internal_traffic_policy.clone(),
         traffic_distribution: spec.traffic_distribution.clone(),
         ip_families: families.collect(),
+        ..ServiceProps::default()
     }
 }
 

@@ -131,6 +131,7 @@ fn sctp_app_protocol_and_the_service_wide_properties_are_carried() {
             internal_traffic_policy: Some("Cluster".into()),
             traffic_distribution: Some("PreferClose".into()),
             ip_families: vec![IpFamily::IPv4, IpFamily::IPv6],
+            ..ServiceProps::default()
         }
     );
 }
