@@ -107,7 +107,7 @@ pub enum VipError {
         "no free {family} ClusterSetIP for {key}: every address in {ranges} is taken; add or widen a range"
     )]
     Exhausted {
-        key: VipKey,
+        key: Box<VipKey>,
         family: &'static str,
         ranges: String,
     },
@@ -255,7 +255,7 @@ impl VipAllocator {
             family.iter().find_map(|r| self.probe(*r, hash))
         };
         let ip = found.ok_or_else(|| VipError::Exhausted {
-            key: key.clone(),
+            key: Box::new(key.clone()),
             family: if v4 { "IPv4" } else { "IPv6" },
             ranges: family
                 .iter()

@@ -67,6 +67,8 @@ pub struct ServiceExportStatus {
 }
 
 /// ServiceImport describes a service imported from clusters in a ClusterSet.
+// Two print columns of type string read as a duplicated attribute to clippy.
+#[allow(clippy::duplicated_attributes)]
 #[derive(CustomResource, Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[kube(
     group = "multicluster.x-k8s.io",

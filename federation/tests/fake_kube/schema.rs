@@ -98,7 +98,7 @@ pub fn validate(obj: &Value, schema: &Value, path: &str) -> Result<(), String> {
         ));
     }
     if let Some(s) = obj.as_str() {
-        string(s, schema).or_else(|e| bad(e))?;
+        string(s, schema).or_else(&bad)?;
     }
     if let Some(n) = obj.as_i64()
         && schema["minimum"].as_i64().is_some_and(|m| n < m)
