@@ -51,6 +51,11 @@ struct Cluster {
 
 /// Two clusters; each federation runs the sink itself when `sinks` is set.
 async fn pair(sinks: bool) -> (Cluster, Cluster) {
+    pair_seeded(sinks, |_, _| {}).await
+}
+
+/// As [`pair`], with `seed(i, kube)` run on each API server before its federation starts.
+async fn pair_seeded(sinks: bool, seed: impl Fn(usize, &FakeKube)) -> (Cluster, Cluster) {
     let ids = [Identity::new("west"), Identity::new("east")];
     let addrs = [free_addr(), free_addr()];
     let mut out = Vec::new();
@@ -58,6 +63,7 @@ async fn pair(sinks: bool) -> (Cluster, Cluster) {
         let kube = FakeKube::start().await;
         seed_gateway(&kube);
         seed_federation_pods(&kube, ids[i].name.as_str());
+        seed(i, &kube);
         let me = ids[i].name.to_string();
         let mut cfg = test_config(addrs[i], None);
         cfg.kubernetes =
@@ -483,11 +489,15 @@ async fn the_cluster_id_from_the_about_api_must_be_the_configured_name() {
 async fn a_derived_service_keeps_its_cluster_ip_when_another_replica_leads() {
     init_tracing();
     // The previous leader wrote demo/web's derived Service with .77 (this
-    // replica's allocator, fresh, would hash elsewhere); another Service holds .78.
-    let (west, east) = pair(false).await;
-    east.kube.put("services", json!({"metadata": {"name": "web-clusterset", "namespace": "demo",
-        "labels": {"app.kubernetes.io/managed-by": "causeway", "multicluster.kubernetes.io/service-name": "web"}},
-        "spec": {"clusterIP": "10.96.201.77", "ports": [{"name": "http", "port": 80, "targetPort": 20001}]}}));
+    // replica's allocator, fresh and without state, would hash elsewhere).
+    let (west, east) = pair_seeded(false, |i, kube| {
+        if i == 1 {
+            kube.put("services", json!({"metadata": {"name": "web-clusterset", "namespace": "demo",
+                "labels": {"app.kubernetes.io/managed-by": "causeway", "multicluster.kubernetes.io/service-name": "web"}},
+                "spec": {"clusterIP": "10.96.201.77", "ports": [{"name": "http", "port": 80, "targetPort": 20001}]}}));
+        }
+    })
+    .await;
     let uid =
         east.kube.get("services", "demo", "web-clusterset").unwrap()["metadata"]["uid"].clone();
     export_web(&west.kube, json!([{"name": "http", "port": 80}]));
