@@ -501,6 +501,13 @@ async fn a_derived_service_keeps_its_cluster_ip_when_another_replica_leads() {
     let uid =
         east.kube.get("services", "demo", "web-clusterset").unwrap()["metadata"]["uid"].clone();
     export_web(&west.kube, json!([{"name": "http", "port": 80}]));
+    // The new leader takes over a catalog that has the import (it has been
+    // following the clusterset all along).
+    let catalog = east.fed.catalog();
+    wait_until("east's catalog has demo/web", LIMIT, || {
+        !catalog.borrow().imports.is_empty()
+    })
+    .await;
     let tasks = TaskTracker::new();
     let stop = CancellationToken::new();
     spawn_sink(
