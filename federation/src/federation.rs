@@ -55,6 +55,7 @@ pub struct FederationInputs {
 /// A running federation.
 pub struct Federation {
     catalog: watch::Receiver<Arc<CatalogSnapshot>>,
+    settled: watch::Receiver<bool>,
     local_exports: watch::Receiver<Arc<Vec<Export>>>,
     peers: Vec<Arc<PeerSlot>>,
     lease: LeaseConfig,
@@ -104,6 +105,7 @@ impl Federation {
         let (catalog_tx, catalog_rx) = watch::channel(state.catalog);
         let (persist_tx, persist_rx) = watch::channel(Arc::new(State::default()));
         let dirty = Arc::new(Notify::new());
+        let (settled_tx, settled_rx) = watch::channel(false);
         let mut hub = Hub {
             local: inputs.local.clone(),
             lease,
@@ -118,6 +120,8 @@ impl Federation {
             persist_tx: cfg.state_dir.as_ref().map(|_| persist_tx),
             metrics: metrics.clone(),
             vip_errors: String::new(),
+            settled: settled_tx,
+            started: Instant::now(),
         };
         hub.take_local();
         hub.recompute(Instant::now());
@@ -143,7 +147,8 @@ impl Federation {
         };
         source.spawn(outputs, &tasks, shutdown.clone());
         if let Some(sink) = &cfg.kubernetes {
-            spawn_sink(sink, catalog_rx.clone(), &tasks, shutdown.clone()).await?;
+            let inputs = (catalog_rx.clone(), settled_rx.clone());
+            spawn_sink(sink, inputs, &tasks, shutdown.clone()).await?;
         }
         tasks.spawn(hub.run(shutdown.clone()));
         if let Some(dir) = cfg.state_dir.clone() {
@@ -162,6 +167,7 @@ impl Federation {
         }
         tracing::info!(cluster = %inputs.local.name, %listen, peers = slots.len(), "federation started");
         Ok(Self {
+            settled: settled_rx,
             catalog: catalog_rx,
             local_exports: local_rx,
             peers: slots,
@@ -176,6 +182,12 @@ impl Federation {
     /// The merged catalog (ClusterSetIPs filled in) and every known cluster.
     pub fn catalog(&self) -> watch::Receiver<Arc<CatalogSnapshot>> {
         self.catalog.clone()
+    }
+
+    /// True once every peer was heard from (or restored from disk), or would
+    /// have expired since start: until then the catalog may lack imports.
+    pub fn settled(&self) -> watch::Receiver<bool> {
+        self.settled.clone()
     }
 
     /// This cluster's exports, for the gateway's inbound side.

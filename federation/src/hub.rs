@@ -33,6 +33,11 @@ pub struct Hub {
     pub metrics: Metrics,
     /// VIP errors last logged, so a full range is reported once, not per update.
     pub vip_errors: String,
+    /// True once every peer was heard from (or restored from disk), or its
+    /// lease would have expired since start: the catalog is then complete
+    /// enough for the Kubernetes sink to delete what it lacks.
+    pub settled: watch::Sender<bool>,
+    pub started: Instant,
 }
 
 impl Hub {
@@ -100,7 +105,15 @@ impl Hub {
                 vips: self.vips.state(),
             }));
         }
-        next_lease_change(&self.lease, heard, now)
+        let settle_by = self.started + self.lease.expire_after();
+        let settled = now >= settle_by || self.peers.iter().all(|s| s.view().info().is_some());
+        self.settled
+            .send_if_modified(|cur| std::mem::replace(cur, settled) != settled);
+        let next = next_lease_change(&self.lease, heard, now);
+        match settled {
+            true => next,
+            false => Some(next.map_or(settle_by, |n| n.min(settle_by))),
+        }
     }
 
     fn report_vip_errors(&mut self, errors: &[causeway_catalog::VipError]) {

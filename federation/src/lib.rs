@@ -40,7 +40,7 @@ pub use k8s::crd as mcs;
 pub use k8s::crdgen::chart_crds;
 pub use k8s::{
     KubeError, KubeSink, KubeSinkConfig, KubeSource, KubeSourceConfig, LEADER_LABEL, MANAGED_BY,
-    MANAGED_BY_VALUE, spawn_sink,
+    MANAGED_BY_VALUE, SinkInputs, spawn_sink,
 };
 pub use metrics::SessionState;
 pub use persist::PersistError;

@@ -283,7 +283,7 @@ async fn with_two_replicas_only_the_leader_writes_and_the_other_takes_over() {
     let lease = Duration::from_secs(120);
     spawn_sink(
         &sink_with_lease(east.kube.url("east-0"), "east-0", lease),
-        east.fed.catalog(),
+        (east.fed.catalog(), east.fed.settled()),
         &tasks,
         stop_a.clone(),
     )
@@ -297,7 +297,7 @@ async fn with_two_replicas_only_the_leader_writes_and_the_other_takes_over() {
     .await;
     spawn_sink(
         &sink_with_lease(east.kube.url("east-1"), "east-1", lease),
-        east.fed.catalog(),
+        (east.fed.catalog(), east.fed.settled()),
         &tasks,
         stop_b.clone(),
     )
@@ -512,7 +512,7 @@ async fn a_derived_service_keeps_its_cluster_ip_when_another_replica_leads() {
     let stop = CancellationToken::new();
     spawn_sink(
         &sink_config(east.kube.url("east-1"), "east-1"),
-        east.fed.catalog(),
+        (east.fed.catalog(), east.fed.settled()),
         &tasks,
         stop.clone(),
     )
@@ -700,4 +700,57 @@ async fn the_fake_api_server_is_as_strict_as_a_real_one() {
     let stored = kube.get("services", "demo", "s").unwrap();
     assert_eq!(stored["spec"]["internalTrafficPolicy"], "Cluster");
     assert_eq!(stored["spec"]["sessionAffinity"], "None");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leader_that_starts_alone_keeps_the_imports_until_its_peers_are_heard_or_expired() {
+    init_tracing();
+    let kube = FakeKube::start().await;
+    seed_gateway(&kube);
+    // What the previous leader wrote for an import from west.
+    kube.put("services", json!({"metadata": {"name": "web-clusterset", "namespace": "demo",
+        "labels": {"app.kubernetes.io/managed-by": "causeway", "multicluster.kubernetes.io/service-name": "web"}},
+        "spec": {"clusterIP": "10.96.201.77", "ports": [{"name": "http", "port": 80}]}}));
+    let (east, west) = (Identity::new("east"), Identity::new("west"));
+    let mut cfg = test_config(free_addr(), None);
+    cfg.kubernetes = Some(sink_config(kube.url("east-0"), "east-0"));
+    let stop = CancellationToken::new();
+    let inputs = FederationInputs {
+        cfg,
+        source: SourceConfig::Kubernetes(KubeSourceConfig {
+            api_url: Some(kube.url("east-source")),
+            sync_timeout: Duration::from_secs(5),
+        }),
+        local: east.info(),
+        cert: east.cert(),
+        // West is down: nothing listens there.
+        peers: vec![PeerEndpoint {
+            trust: west.trust(),
+            addr: free_addr().to_string(),
+        }],
+        vip_ranges: vec!["10.96.201.0/24".parse().unwrap()],
+        shutdown: stop.clone(),
+    };
+    let started = std::time::Instant::now();
+    let fed = Federation::start(inputs, &mut Registry::default())
+        .await
+        .unwrap();
+    wait_until("east holds the lease", LIMIT, || {
+        kube.get("leases", "causeway", "causeway-federation")
+            .is_some_and(|l| l["spec"]["holderIdentity"] == "east-0")
+    })
+    .await;
+    wait_until(
+        "the orphan goes once west would have expired",
+        LIMIT,
+        || kube.get("services", "demo", "web-clusterset").is_none(),
+    )
+    .await;
+    let after = started.elapsed();
+    assert!(
+        after >= common::EXPIRE,
+        "deleted after {after:?}, before west could expire"
+    );
+    stop.cancel();
+    fed.closed().await;
 }

@@ -24,7 +24,7 @@ mod source;
 pub use config::{KubeSinkConfig, KubeSourceConfig};
 pub use desired::{MANAGED_BY, MANAGED_BY_VALUE};
 pub use leader_pod::LEADER_LABEL;
-pub use sink::{KubeSink, spawn_sink};
+pub use sink::{KubeSink, SinkInputs, spawn_sink};
 pub use source::KubeSource;
 
 /// A problem talking to the Kubernetes API.

@@ -34,10 +34,15 @@ pub struct KubeSink {
     pod: Option<LeaderPod>,
 }
 
-/// Starts the sink on `tasks`: elects, then reconciles on every catalog change.
+/// The catalog, and whether it is settled ([`crate::Federation::settled`]).
+pub type SinkInputs = (watch::Receiver<Arc<CatalogSnapshot>>, watch::Receiver<bool>);
+
+/// Starts the sink on `tasks`: elects, then reconciles on every catalog
+/// change, once the catalog is settled (a replica that starts and leads at
+/// once must not delete every import its peers have not sent yet).
 pub async fn spawn_sink(
     cfg: &KubeSinkConfig,
-    catalog: watch::Receiver<Arc<CatalogSnapshot>>,
+    (catalog, settled): SinkInputs,
     tasks: &TaskTracker,
     stop: CancellationToken,
 ) -> Result<(), KubeError> {
@@ -63,7 +68,7 @@ pub async fn spawn_sink(
         lease,
         pod,
     };
-    tasks.spawn(sink.run(catalog, stop));
+    tasks.spawn(sink.run(catalog, settled, stop));
     Ok(())
 }
 
@@ -81,6 +86,7 @@ impl KubeSink {
     async fn run(
         mut self,
         mut catalog: watch::Receiver<Arc<CatalogSnapshot>>,
+        mut settled: watch::Receiver<bool>,
         stop: CancellationToken,
     ) {
         let mut tick = tokio::time::interval(self.cfg.renew_interval);
@@ -90,6 +96,7 @@ impl KubeSink {
                 _ = stop.cancelled() => return self.step_down(leading).await,
                 _ = tick.tick() => {}
                 r = catalog.changed() => { if r.is_err() { return; } synced_at = None; }
+                r = settled.changed(), if !*settled.borrow() => { if r.is_err() { return; } }
             }
             let was = leading;
             leading = self.lease.try_lead().await.unwrap_or_else(|e| {
@@ -104,7 +111,7 @@ impl KubeSink {
                 pod.sync(leading).await;
             }
             let due = synced_at.is_none_or(|t| t.elapsed() >= self.cfg.resync_interval);
-            if leading && due {
+            if leading && due && *settled.borrow() {
                 let snapshot = catalog.borrow_and_update().clone();
                 match self.reconcile(&snapshot).await {
                     Ok(()) => synced_at = Some(Instant::now()),
