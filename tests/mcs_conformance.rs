@@ -61,10 +61,12 @@ async fn required_a_service_import_should_only_exist_as_long_as_there_is_at_leas
 
 /// A ServiceExport of hello with `spec.exportedLabels`/`exportedAnnotations` `{key: "true"}`.
 fn export_with(c: &Cluster, key: &str, created: &str) {
-    export(c, created);
-    let mut se = c.kube.get("serviceexports", NS, HELLO).unwrap();
-    se["spec"] = json!({"exportedLabels": {key: "true"}, "exportedAnnotations": {key: "true"}});
-    c.kube.put("serviceexports", se);
+    c.kube.put(
+        "serviceexports",
+        json!({"metadata": {"name": HELLO, "namespace": NS, "creationTimestamp": created,
+                "labels": {"dummy-svcexport": "dummy"}, "annotations": {"dummy-svcexport": "dummy"}},
+            "spec": {"exportedLabels": {key: "true"}, "exportedAnnotations": {key: "true"}}}),
+    );
 }
 
 fn has(si: &Value, field: &str, key: &str, value: &str) -> bool {
@@ -257,7 +259,10 @@ async fn required_conflicting_ports_resolve_to_the_oldest_and_raise_a_conflict_o
     for c in &cs {
         assert_eq!(await_condition(c, "Conflict", "True").await, "PortConflict");
     }
-    let si = service_import(&cs[0]).unwrap();
+    let si = await_import(&cs[0], "the import of both exports", |si| {
+        clusters_of(si).len() == 2
+    })
+    .await;
     assert_eq!(
         sorted_ports(&si),
         [
@@ -309,7 +314,7 @@ async fn required_no_clusterset_ip_is_allocated_for_a_headless_service_import() 
     )
     .await;
     for c in &cs {
-        let si = service_import(c).unwrap();
+        let si = await_import(c, "the ServiceImport", |_| true).await;
         assert!(si["spec"]["ips"].is_null(), "{si}");
     }
     shutdown(cs).await;
@@ -341,7 +346,11 @@ async fn required_conflicting_headlessness_resolves_to_the_oldest_and_raises_a_c
         assert_eq!(await_condition(c, "Conflict", "True").await, "TypeConflict");
     }
     for c in &cs {
-        assert_eq!(service_import(c).unwrap()["spec"]["type"], "ClusterSetIP");
+        let si = await_import(c, "the import of both exports", |si| {
+            clusters_of(si).len() == 2
+        })
+        .await;
+        assert_eq!(si["spec"]["type"], "ClusterSetIP");
     }
     shutdown(cs).await;
 }
