@@ -144,7 +144,7 @@ spec:
   selector: {app: web}
   ports: [{name: http, port: 80, targetPort: http}]
 ---
-apiVersion: multicluster.x-k8s.io/v1alpha1
+apiVersion: multicluster.x-k8s.io/v1beta1
 kind: ServiceExport
 metadata: {name: web, namespace: demo}
 YAML

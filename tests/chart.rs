@@ -123,3 +123,38 @@ fn the_chart_renders_a_config_causeway_accepts() {
         .unwrap();
     assert!(!bad.status.success());
 }
+
+/// The default ClusterSetIP range never hands out what Kubernetes reserves in
+/// the default service CIDR (the API server's .1, the DNS Service's .10), and
+/// docs/kubernetes.md recommends the same range.
+#[test]
+fn the_default_vip_range_avoids_the_reserved_addresses_and_the_docs_agree() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let values = std::fs::read_to_string(root.join("charts/causeway/values.yaml")).unwrap();
+    let values: serde_json::Value = serde_saphyr::from_str(&values).unwrap();
+    let ranges: Vec<ipnet::IpNet> = values["gateway"]["vipRanges"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r.as_str().unwrap().parse().unwrap())
+        .collect();
+    let cidr: ipnet::IpNet = "10.96.0.0/16".parse().unwrap();
+    for reserved in ["10.96.0.1", "10.96.0.10"] {
+        let ip: std::net::IpAddr = reserved.parse().unwrap();
+        assert!(
+            ranges.iter().all(|r| !r.contains(&ip)),
+            "{reserved} in {ranges:?}"
+        );
+    }
+    assert!(
+        ranges.iter().all(|r| cidr.contains(r)),
+        "{ranges:?} inside {cidr}"
+    );
+    let docs = std::fs::read_to_string(root.join("docs/kubernetes.md")).unwrap();
+    for r in &ranges {
+        assert!(
+            docs.contains(&format!("vipRanges: [\"{r}\"]")),
+            "docs/kubernetes.md names {r}"
+        );
+    }
+}

@@ -4,13 +4,16 @@
 //! here (merge, freshness, ClusterSetIP allocation) is a plain function that
 //! tests drive without sockets or sleeps.
 
+mod conflict;
 mod lease;
 mod merge;
 mod model;
 mod names;
 mod ports;
+mod service;
 mod vip;
 
+pub use conflict::ConflictKind;
 pub use lease::{Freshness, LeaseConfig, LeaseError};
 pub use merge::{PeerView, merge};
 pub use model::{
@@ -18,5 +21,6 @@ pub use model::{
     Protocol, ServingCluster, UnixMillis,
 };
 pub use names::{ClusterId, NameError, ServiceKey};
-pub use ports::{PortKey, gateway_ports};
-pub use vip::{VipAllocator, VipError, VipState};
+pub use ports::{PortKey, gateway_ports, port_keys};
+pub use service::{HeadlessEndpoint, IpFamily, ServiceProps, SessionAffinity, address_label};
+pub use vip::{VipAllocator, VipClaims, VipError, VipKey, VipState};

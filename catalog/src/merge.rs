@@ -1,10 +1,12 @@
 //! Merging every cluster's exports into this cluster's imports (MCS rules).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::IpAddr;
 
 use crate::lease::Freshness;
-use crate::model::{ClusterInfo, Condition, Export, Import, Port, ServingCluster};
+use crate::model::{ClusterInfo, Export, Import, Port, ServingCluster};
 use crate::names::{ClusterId, ServiceKey};
+use crate::service::HeadlessEndpoint;
 
 /// One cluster's contribution to the merge: who it is, how fresh, what it exports.
 #[derive(Debug, Clone, Copy)]
@@ -17,10 +19,13 @@ pub struct PeerView<'a> {
 /// Merges the views (the local cluster's included) into the imports `local` sees.
 ///
 /// Exports not exported to `local`, and exports of expired clusters that are not
-/// serve-stale, are left out. Ports are the union over clusters; on a clash the
-/// oldest export wins (ties broken by cluster name) and a `PortConflict` is
-/// recorded. The result does not depend on the order of `views` or exports.
-/// ClusterSetIPs are left empty: the `VipAllocator` assigns them.
+/// serve-stale, are left out. Ports are the union over clusters; on a clash,
+/// and for every service-wide property (type, session affinity, traffic
+/// policies, IP families), the oldest export wins (ties broken by cluster
+/// name), and each disagreement is recorded as a `Conflict` condition. The
+/// result does not depend on the order of `views` or exports. ClusterSetIPs
+/// and headless endpoints' local addresses are left empty: the
+/// `VipAllocator` assigns them.
 pub fn merge(local: &ClusterId, views: &[PeerView<'_>]) -> BTreeMap<ServiceKey, Import> {
     let mut by_key: BTreeMap<&ServiceKey, Vec<(&Export, &PeerView<'_>)>> = BTreeMap::new();
     for view in views {
@@ -47,23 +52,11 @@ fn visible(local: &ClusterId, view: &PeerView<'_>, export: &Export) -> bool {
 
 /// `contributions` are sorted oldest first.
 fn merge_one(key: &ServiceKey, contributions: &[(&Export, &PeerView<'_>)]) -> Import {
-    let mut ports: Vec<(Port, &ClusterId)> = Vec::new();
-    let mut conditions = Vec::new();
-    for (export, view) in contributions {
-        for port in &export.ports {
-            match ports.iter().find(|(p, _)| p.clashes_with(port)) {
-                None if !ports.iter().any(|(p, _)| p == port) => {
-                    ports.push((port.clone(), &view.info.name));
-                }
-                None => {}
-                Some((_, kept_from)) => conditions.push(Condition::PortConflict {
-                    port: port.label(),
-                    kept_from: (*kept_from).clone(),
-                    ignored_from: view.info.name.clone(),
-                }),
-            }
-        }
-    }
+    let named: Vec<(&Export, &ClusterId)> = contributions
+        .iter()
+        .map(|(e, v)| (*e, &v.info.name))
+        .collect();
+    let ports = union_of_ports(&named);
     let mut clusters: Vec<ServingCluster> = contributions
         .iter()
         .map(|(export, view)| ServingCluster {
@@ -72,23 +65,70 @@ fn merge_one(key: &ServiceKey, contributions: &[(&Export, &PeerView<'_>)]) -> Im
             zone: view.info.zone.clone(),
             ready_endpoints: export.ready_endpoints(),
             freshness: view.freshness,
+            ports: export.ports.clone(),
         })
         .collect();
     clusters.sort_by(|a, b| a.cluster.cmp(&b.cluster));
+    let oldest = contributions.first().map(|(e, _)| *e);
+    let headless = oldest.is_some_and(|e| e.headless);
     Import {
         key: key.clone(),
-        ports: ports.into_iter().map(|(p, _)| p).collect(),
+        ports,
         clusters,
         vips: Vec::new(),
-        serve_stale: contributions.first().is_some_and(|(e, _)| e.serve_stale),
-        conditions,
+        serve_stale: oldest.is_some_and(|e| e.serve_stale),
+        conditions: crate::conflict::find(&named),
+        headless,
+        props: oldest.map(|e| e.props.clone()).unwrap_or_default(),
+        endpoints: if headless {
+            headless_endpoints(&named)
+        } else {
+            Vec::new()
+        },
     }
+}
+
+/// KEP-1645 "Service Port": the union, merged by name first, then by
+/// number and protocol; where two ports clash the older export's wins.
+fn union_of_ports(exports: &[(&Export, &ClusterId)]) -> Vec<Port> {
+    let mut ports: Vec<Port> = Vec::new();
+    for (export, _) in exports {
+        for port in &export.ports {
+            if !ports.iter().any(|p| p == port || p.clashes_with(port)) {
+                ports.push(port.clone());
+            }
+        }
+    }
+    ports
+}
+
+/// The ready endpoints of every constituent export, one entry per cluster
+/// and hostname (a dual-stack pod has an address of each family).
+/// `local` is left empty: the VIP allocation fills it.
+fn headless_endpoints(exports: &[(&Export, &ClusterId)]) -> Vec<HeadlessEndpoint> {
+    let mut by: BTreeMap<(&ClusterId, String), BTreeSet<IpAddr>> = BTreeMap::new();
+    for (export, cluster) in exports {
+        for ep in export.endpoints.iter().filter(|e| e.ready) {
+            by.entry((*cluster, ep.dns_label()))
+                .or_default()
+                .insert(ep.addr.ip());
+        }
+    }
+    by.into_iter()
+        .map(|((cluster, hostname), addresses)| HeadlessEndpoint {
+            cluster: cluster.clone(),
+            hostname,
+            addresses: addresses.into_iter().collect(),
+            local: Vec::new(),
+        })
+        .collect()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{Endpoint, ExportTo, UnixMillis};
+    use crate::conflict::ConflictKind;
+    use crate::model::{Condition, Endpoint, ExportTo, Protocol, UnixMillis};
     use proptest::prelude::*;
 
     fn info(name: &str, region: &str) -> ClusterInfo {
@@ -108,11 +148,34 @@ mod tests {
             endpoints: vec![Endpoint {
                 addr: "10.0.0.1:80".parse().unwrap(),
                 ready: true,
+                hostname: None,
             }],
             export_to: ExportTo::All,
             created_at: UnixMillis(created),
             serve_stale: false,
+            headless: false,
+            props: Default::default(),
         }
+    }
+
+    fn two<'a>(
+        a: (&'a ClusterInfo, &'a [Export]),
+        b: (&'a ClusterInfo, &'a [Export]),
+    ) -> [PeerView<'a>; 2] {
+        [a, b].map(|(info, exports)| PeerView {
+            info,
+            freshness: Freshness::Fresh,
+            exports,
+        })
+    }
+
+    fn conflict_reasons(imp: &Import) -> Vec<&'static str> {
+        imp.conditions
+            .iter()
+            .map(|c| match c {
+                Condition::Conflict { kind, .. } => kind.reason(),
+            })
+            .collect()
     }
 
     fn id(s: &str) -> ClusterId {
@@ -146,7 +209,13 @@ mod tests {
             imp.ports,
             vec![Port::tcp("http", 80), Port::tcp("grpc", 90)]
         );
-        assert!(imp.conditions.is_empty());
+        // The port sets differ: the union is served and the exports are told.
+        assert_eq!(conflict_reasons(imp), ["PortConflict"]);
+        assert!(imp.clusters[0].serves(80, Protocol::Tcp));
+        assert!(
+            !imp.clusters[0].serves(90, Protocol::Tcp),
+            "a does not have grpc"
+        );
         let names: Vec<_> = imp.clusters.iter().map(|c| c.cluster.as_str()).collect();
         assert_eq!(names, ["a", "b"]);
         assert_eq!(imp.clusters[1].freshness, Freshness::Stale);
@@ -175,11 +244,101 @@ mod tests {
         assert_eq!(imp.ports, vec![Port::tcp("http", 80)]);
         assert_eq!(
             imp.conditions,
-            vec![Condition::PortConflict {
-                port: "http (8080/tcp)".into(),
-                kept_from: id("b"),
-                ignored_from: id("a"),
+            vec![Condition::Conflict {
+                kind: ConflictKind::Port,
+                winner: id("b"),
+                value: "http (80/tcp)".into(),
+                disagreeing: vec![id("a")],
+                clusters: 2,
             }]
+        );
+        let msg = imp.conditions[0].message();
+        assert!(msg.contains("\"b\"") && msg.contains("1/2"), "{msg}");
+    }
+
+    #[test]
+    fn two_unnamed_ports_clash_instead_of_both_being_kept() {
+        let (a, b) = (info("a", "r"), info("b", "r"));
+        let unnamed = |n| Port {
+            name: None,
+            ..Port::tcp("x", n)
+        };
+        let ea = [export("ns/web", vec![unnamed(80)], 1)];
+        let eb = [export("ns/web", vec![unnamed(81)], 2)];
+        let imp = &merge(&id("a"), &two((&a, &ea), (&b, &eb)))[&"ns/web".parse().unwrap()];
+        assert_eq!(imp.ports, vec![unnamed(80)]);
+        assert_eq!(conflict_reasons(imp), ["PortConflict"]);
+    }
+
+    #[test]
+    fn every_service_wide_property_conflicts_and_the_oldest_wins() {
+        use crate::service::{IpFamily, SessionAffinity};
+        let (a, b) = (info("a", "r"), info("b", "r"));
+        let old = export("ns/web", vec![Port::tcp("http", 80)], 1);
+        let mut young = old.clone();
+        young.created_at = UnixMillis(2);
+        young.headless = true;
+        young.props.session_affinity = SessionAffinity::ClientIp {
+            timeout_seconds: Some(10),
+        };
+        young.props.internal_traffic_policy = Some("Local".into());
+        young.props.traffic_distribution = Some("PreferClose".into());
+        young.props.ip_families = vec![IpFamily::IPv6];
+        let (ea, eb) = ([old.clone()], [young.clone()]);
+        let imp = &merge(&id("a"), &two((&a, &ea), (&b, &eb)))[&"ns/web".parse().unwrap()];
+        assert_eq!(
+            conflict_reasons(imp),
+            [
+                "TypeConflict",
+                "SessionAffinityConflict",
+                "InternalTrafficPolicyConflict",
+                "TrafficDistributionConflict",
+                "IPFamilyConflict"
+            ]
+        );
+        assert!(!imp.headless && imp.props == old.props && imp.endpoints.is_empty());
+        // Both ClientIP with different timeouts: only the config conflicts.
+        let mut older = young.clone();
+        older.created_at = UnixMillis(0);
+        older.props.session_affinity = SessionAffinity::ClientIp {
+            timeout_seconds: Some(20),
+        };
+        let ea = [older];
+        let imp = &merge(&id("a"), &two((&a, &ea), (&b, &eb)))[&"ns/web".parse().unwrap()];
+        assert_eq!(conflict_reasons(imp), ["SessionAffinityConfigConflict"]);
+        assert!(imp.headless, "the oldest export is headless");
+    }
+
+    #[test]
+    fn a_headless_import_lists_ready_endpoints_by_cluster_and_hostname() {
+        let (a, b) = (info("a", "r"), info("b", "r"));
+        let ep = |addr: &str, host: Option<&str>, ready| Endpoint {
+            addr: addr.parse().unwrap(),
+            ready,
+            hostname: host.map(Into::into),
+        };
+        let mut eb = export("ns/db", vec![Port::tcp("pg", 5432)], 1);
+        eb.headless = true;
+        eb.endpoints = vec![
+            ep("10.1.0.1:5432", Some("db-0"), true),
+            ep("[fd00::1]:5432", Some("db-0"), true),
+            ep("10.1.0.2:5432", Some("db-1"), false),
+            ep("10.1.0.3:5432", None, true),
+        ];
+        let (ea, eb) = ([], [eb]);
+        let imp = &merge(&id("a"), &two((&a, &ea), (&b, &eb)))[&"ns/db".parse().unwrap()];
+        assert!(imp.headless && imp.conditions.is_empty());
+        let got: Vec<(String, String, usize)> = imp
+            .endpoints
+            .iter()
+            .map(|e| (e.cluster.to_string(), e.hostname.clone(), e.addresses.len()))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("b".into(), "10-1-0-3".into(), 1),
+                ("b".into(), "db-0".into(), 2)
+            ]
         );
     }
 
@@ -237,6 +396,7 @@ mod tests {
                 } else {
                     crate::Protocol::Tcp
                 },
+                app_protocol: None,
             });
         (
             prop::sample::select(vec!["ns/x", "ns/y", "other/x"]),

@@ -5,8 +5,10 @@ use std::net::{IpAddr, SocketAddr};
 
 use serde::{Deserialize, Serialize};
 
+use crate::conflict::ConflictKind;
 use crate::lease::Freshness;
 use crate::names::{ClusterId, NameError, ServiceKey, check_label};
+use crate::service::{HeadlessEndpoint, ServiceProps};
 
 /// Wall-clock time in milliseconds since the Unix epoch; compared across
 /// clusters (oldest export wins), so it is wall time, not a monotonic instant.
@@ -23,6 +25,9 @@ pub enum Protocol {
     Tcp,
     #[serde(alias = "udp")]
     Udp,
+    /// Carried in the catalog and the MCS objects; the gateway tunnels TCP only.
+    #[serde(alias = "sctp")]
+    Sctp,
 }
 
 impl Protocol {
@@ -30,6 +35,7 @@ impl Protocol {
         match self {
             Protocol::Tcp => "tcp",
             Protocol::Udp => "udp",
+            Protocol::Sctp => "sctp",
         }
     }
 }
@@ -44,6 +50,9 @@ pub struct Port {
     pub number: u16,
     #[serde(default = "tcp")]
     pub protocol: Protocol,
+    /// The Service port's `appProtocol`, carried as a hint.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub app_protocol: Option<String>,
 }
 
 fn tcp() -> Protocol {
@@ -56,17 +65,19 @@ impl Port {
             name: Some(name.to_owned()),
             number,
             protocol: Protocol::Tcp,
+            app_protocol: None,
         }
     }
 
-    /// Two ports clash when they share a name or a number+protocol but differ otherwise.
+    /// Two ports clash when they share a name (no name counts as the empty
+    /// name, as in KEP-1645) or a number+protocol but differ otherwise.
     pub(crate) fn clashes_with(&self, other: &Port) -> bool {
-        let same_name = self.name.is_some() && self.name == other.name;
+        let same_name = self.name == other.name;
         let same_slot = self.number == other.number && self.protocol == other.protocol;
         (same_name || same_slot) && self != other
     }
 
-    pub(crate) fn label(&self) -> String {
+    pub fn label(&self) -> String {
         match &self.name {
             Some(n) => format!("{n} ({}/{})", self.number, self.protocol.as_str()),
             None => format!("{}/{}", self.number, self.protocol.as_str()),
@@ -81,6 +92,21 @@ pub struct Endpoint {
     pub addr: SocketAddr,
     #[serde(default = "yes")]
     pub ready: bool,
+    /// The endpoint's hostname (a DNS label; a StatefulSet pod's name), for
+    /// the per-endpoint names of headless services.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hostname: Option<String>,
+}
+
+impl Endpoint {
+    /// Its label in `<hostname>.<cluster>.<svc>.<ns>.svc.<zone>`: the hostname,
+    /// else the address with dashes (MCS DNS spec 2.1: "a unique, system-assigned identifier").
+    pub fn dns_label(&self) -> String {
+        match &self.hostname {
+            Some(h) => h.clone(),
+            None => crate::service::address_label(&self.addr.ip()),
+        }
+    }
 }
 
 fn yes() -> bool {
@@ -142,9 +168,33 @@ pub struct Export {
     /// Keep serving this export from a silent peer after its lease expires.
     #[serde(default)]
     pub serve_stale: bool,
+    /// A headless service: clients reach each endpoint by name (MCS DNS 2.4).
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub headless: bool,
+    /// Session affinity, traffic policies and IP families of the Service.
+    #[serde(default, skip_serializing_if = "ServiceProps::is_default")]
+    pub props: ServiceProps,
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
 }
 
 impl Export {
+    /// An export of `key` on `ports` with no endpoints, to every cluster.
+    pub fn new(key: ServiceKey, ports: Vec<Port>) -> Self {
+        Self {
+            key,
+            ports,
+            endpoints: Vec::new(),
+            export_to: ExportTo::All,
+            created_at: UnixMillis(0),
+            serve_stale: false,
+            headless: false,
+            props: ServiceProps::default(),
+        }
+    }
+
     pub fn ready_endpoints(&self) -> usize {
         self.endpoints.iter().filter(|e| e.ready).count()
     }
@@ -160,6 +210,11 @@ impl Export {
                     key: self.key.clone(),
                     source,
                 })?;
+            }
+            if let Some(proto) = &p.app_protocol
+                && (proto.is_empty() || proto.len() > 253)
+            {
+                return Err(ExportError::AppProtocol(self.key.clone(), proto.clone()));
             }
             if p.number == 0 {
                 return Err(ExportError::PortZero(self.key.clone()));
@@ -177,6 +232,12 @@ impl Export {
         }
         if self.ports.len() > 1 && self.ports.iter().any(|p| p.name.is_none()) {
             return Err(ExportError::UnnamedPort(self.key.clone()));
+        }
+        for h in self.endpoints.iter().filter_map(|e| e.hostname.as_ref()) {
+            check_label("endpoint hostname", h, false).map_err(|source| ExportError::Hostname {
+                key: self.key.clone(),
+                source,
+            })?;
         }
         Ok(())
     }
@@ -200,6 +261,10 @@ pub enum ExportError {
     },
     #[error("export {0}: a service with several ports must name every port")]
     UnnamedPort(ServiceKey),
+    #[error("export {0}: appProtocol {1:?} must be 1-253 characters")]
+    AppProtocol(ServiceKey, String),
+    #[error("export {key}: {source}")]
+    Hostname { key: ServiceKey, source: NameError },
 }
 
 /// What a cluster says about itself: where it is and how to reach its gateways.
@@ -221,6 +286,20 @@ pub struct ServingCluster {
     pub zone: String,
     pub ready_endpoints: usize,
     pub freshness: Freshness,
+    /// The ports its export has: connections to a port go only to clusters that have it.
+    #[serde(default)]
+    pub ports: Vec<Port>,
+}
+
+impl ServingCluster {
+    /// Whether its export has this service port.
+    pub fn serves(&self, port: u16, protocol: Protocol) -> bool {
+        self.ports.is_empty()
+            || self
+                .ports
+                .iter()
+                .any(|p| p.number == port && p.protocol == protocol)
+    }
 }
 
 /// Something wrong with an import that users should see (MCS conditions).
@@ -228,11 +307,16 @@ pub struct ServingCluster {
 #[serde(tag = "type")]
 #[non_exhaustive]
 pub enum Condition {
-    /// Clusters disagree on a port; the oldest export's definition is used.
-    PortConflict {
-        port: String,
-        kept_from: ClusterId,
-        ignored_from: ClusterId,
+    /// The exports disagree on a property; the oldest export's `value` is used
+    /// (for ports: the union, the oldest export winning where ports clash).
+    Conflict {
+        kind: ConflictKind,
+        winner: ClusterId,
+        value: String,
+        /// Clusters whose export says otherwise.
+        disagreeing: Vec<ClusterId>,
+        /// How many clusters export the service.
+        clusters: usize,
     },
 }
 
@@ -247,6 +331,31 @@ pub struct Import {
     pub vips: Vec<IpAddr>,
     pub serve_stale: bool,
     pub conditions: Vec<Condition>,
+    /// Headless (MCS type `Headless`): no ClusterSetIP; clients reach `endpoints` by name.
+    #[serde(default)]
+    pub headless: bool,
+    #[serde(default)]
+    pub props: ServiceProps,
+    /// A headless import's ready endpoints, by cluster then hostname.
+    #[serde(default)]
+    pub endpoints: Vec<HeadlessEndpoint>,
+}
+
+impl Import {
+    /// An import of `key` with nothing in it yet.
+    pub fn new(key: ServiceKey) -> Self {
+        Self {
+            key,
+            ports: Vec::new(),
+            clusters: Vec::new(),
+            vips: Vec::new(),
+            serve_stale: false,
+            conditions: Vec::new(),
+            headless: false,
+            props: ServiceProps::default(),
+            endpoints: Vec::new(),
+        }
+    }
 }
 
 /// What federation publishes (on a `watch` channel) for the gateway and DNS:

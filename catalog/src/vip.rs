@@ -5,12 +5,98 @@
 //! `VipState` restored it is exactly stable across restarts.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
 use std::net::IpAddr;
+use std::str::FromStr;
 
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 
-use crate::names::ServiceKey;
+use crate::names::{ClusterId, NameError, ServiceKey, check_label};
+
+/// What holds a local address: a ClusterSetIP service, or one endpoint of a
+/// headless import in another cluster (where the gateway listens for it).
+/// Written `ns/name` and `ns/name/cluster/hostname`.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub enum VipKey {
+    Service(ServiceKey),
+    Endpoint {
+        service: ServiceKey,
+        cluster: ClusterId,
+        hostname: String,
+    },
+}
+
+impl VipKey {
+    pub fn service(&self) -> &ServiceKey {
+        match self {
+            VipKey::Service(s) | VipKey::Endpoint { service: s, .. } => s,
+        }
+    }
+}
+
+impl fmt::Display for VipKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            VipKey::Service(s) => write!(f, "{s}"),
+            VipKey::Endpoint {
+                service,
+                cluster,
+                hostname,
+            } => write!(f, "{service}/{cluster}/{hostname}"),
+        }
+    }
+}
+
+impl FromStr for VipKey {
+    type Err = NameError;
+    fn from_str(s: &str) -> Result<Self, NameError> {
+        let parts: Vec<&str> = s.splitn(4, '/').collect();
+        match parts[..] {
+            [_, _] => Ok(VipKey::Service(s.parse()?)),
+            [ns, name, cluster, hostname] => {
+                check_label("endpoint hostname", hostname, false)?;
+                Ok(VipKey::Endpoint {
+                    service: ServiceKey::new(ns, name)?,
+                    cluster: ClusterId::new(cluster)?,
+                    hostname: hostname.to_owned(),
+                })
+            }
+            _ => Err(NameError::NoSlash {
+                value: s.to_owned(),
+            }),
+        }
+    }
+}
+
+impl TryFrom<String> for VipKey {
+    type Error = NameError;
+    fn try_from(s: String) -> Result<Self, NameError> {
+        s.parse()
+    }
+}
+
+impl From<VipKey> for String {
+    fn from(k: VipKey) -> String {
+        k.to_string()
+    }
+}
+
+impl From<ServiceKey> for VipKey {
+    fn from(k: ServiceKey) -> Self {
+        VipKey::Service(k)
+    }
+}
+
+/// Addresses the cluster already uses (Kubernetes mode): those of causeway's
+/// derived Services, kept by their keys, and every other Service's, never
+/// handed out. Read from the API server, they win over the allocator's memory.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct VipClaims {
+    pub held: BTreeMap<VipKey, Vec<IpAddr>>,
+    pub foreign: BTreeSet<IpAddr>,
+}
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
@@ -21,7 +107,7 @@ pub enum VipError {
         "no free {family} ClusterSetIP for {key}: every address in {ranges} is taken; add or widen a range"
     )]
     Exhausted {
-        key: ServiceKey,
+        key: Box<VipKey>,
         family: &'static str,
         ranges: String,
     },
@@ -30,13 +116,15 @@ pub enum VipError {
 /// Assigned ClusterSetIPs, as persisted.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(transparent)]
-pub struct VipState(pub BTreeMap<ServiceKey, Vec<IpAddr>>);
+pub struct VipState(pub BTreeMap<VipKey, Vec<IpAddr>>);
 
 #[derive(Debug, Clone)]
 pub struct VipAllocator {
     ranges: Vec<IpNet>,
-    assigned: BTreeMap<ServiceKey, Vec<IpAddr>>,
+    assigned: BTreeMap<VipKey, Vec<IpAddr>>,
+    /// Assigned addresses and those the cluster holds otherwise (see [`VipClaims`]).
     used: BTreeSet<IpAddr>,
+    reserved: BTreeSet<IpAddr>,
 }
 
 impl VipAllocator {
@@ -50,7 +138,48 @@ impl VipAllocator {
             ranges: ranges.into_iter().map(|r| r.trunc()).collect(),
             assigned: BTreeMap::new(),
             used: BTreeSet::new(),
+            reserved: BTreeSet::new(),
         })
+    }
+
+    /// Agrees with what the cluster holds: a key whose derived Service has an
+    /// address in range keeps that address (whatever this allocator had), and
+    /// addresses other Services hold, or derived Services of keys not in the
+    /// next [`sync`](Self::sync), are never handed out. Call before `sync`.
+    pub fn claim(&mut self, claims: &VipClaims) {
+        self.reserved = claims.foreign.iter().copied().collect();
+        for (key, ips) in &claims.held {
+            let usable: Vec<IpAddr> = ips.iter().copied().filter(|ip| self.usable(*ip)).collect();
+            for ip in usable {
+                self.reserved.insert(ip);
+                self.take(key, ip);
+            }
+        }
+        let foreign = &claims.foreign;
+        for ips in self.assigned.values_mut() {
+            ips.retain(|ip| !foreign.contains(ip));
+        }
+        self.assigned.retain(|_, ips| !ips.is_empty());
+        self.used = self.assigned.values().flatten().copied().collect();
+        self.used.extend(self.reserved.iter().copied());
+    }
+
+    /// Gives `ip` to `key` in place of its address of that family, taking it
+    /// from any other key that had it.
+    fn take(&mut self, key: &VipKey, ip: IpAddr) {
+        for (k, ips) in self.assigned.iter_mut() {
+            if k != key {
+                ips.retain(|a| *a != ip);
+            }
+        }
+        let mine = self.assigned.entry(key.clone()).or_default();
+        mine.retain(|a| a.is_ipv4() != ip.is_ipv4());
+        mine.push(ip);
+        mine.sort_by_key(|a| !a.is_ipv4());
+    }
+
+    fn usable(&self, ip: IpAddr) -> bool {
+        self.range_of(ip).is_some_and(|r| in_hosts(r, ip))
     }
 
     /// Takes back persisted assignments. Addresses outside the configured ranges,
@@ -59,8 +188,7 @@ impl VipAllocator {
         for (key, ips) in state.0 {
             for ip in ips {
                 let family_taken = self.get(&key).iter().any(|o| o.is_ipv4() == ip.is_ipv4());
-                let usable = self.range_of(ip).is_some_and(|r| in_hosts(r, ip));
-                if usable && !family_taken && self.used.insert(ip) {
+                if self.usable(ip) && !family_taken && self.used.insert(ip) {
                     self.assigned.entry(key.clone()).or_default().push(ip);
                 }
             }
@@ -71,16 +199,16 @@ impl VipAllocator {
         VipState(self.assigned.clone())
     }
 
-    pub fn get(&self, key: &ServiceKey) -> &[IpAddr] {
+    pub fn get(&self, key: &VipKey) -> &[IpAddr] {
         self.assigned.get(key).map_or(&[], Vec::as_slice)
     }
 
     /// Makes the assigned set exactly `keys`: keeps existing assignments,
     /// releases those of keys no longer present, allocates one address per
     /// configured IP family to new keys. Returns what could not be allocated.
-    pub fn sync<'a>(&mut self, keys: impl IntoIterator<Item = &'a ServiceKey>) -> Vec<VipError> {
-        let keys: BTreeSet<&ServiceKey> = keys.into_iter().collect();
-        let gone: Vec<ServiceKey> = self
+    pub fn sync<'a>(&mut self, keys: impl IntoIterator<Item = &'a VipKey>) -> Vec<VipError> {
+        let keys: BTreeSet<&VipKey> = keys.into_iter().collect();
+        let gone: Vec<VipKey> = self
             .assigned
             .keys()
             .filter(|k| !keys.contains(k))
@@ -88,7 +216,9 @@ impl VipAllocator {
             .collect();
         for key in gone {
             for ip in self.assigned.remove(&key).unwrap_or_default() {
-                self.used.remove(&ip);
+                if !self.reserved.contains(&ip) {
+                    self.used.remove(&ip);
+                }
             }
         }
         let mut errors = Vec::new();
@@ -108,7 +238,7 @@ impl VipAllocator {
         errors
     }
 
-    fn ensure(&mut self, key: &ServiceKey, v4: bool, full: bool) -> Result<(), VipError> {
+    fn ensure(&mut self, key: &VipKey, v4: bool, full: bool) -> Result<(), VipError> {
         let family: Vec<IpNet> = self
             .ranges
             .iter()
@@ -125,7 +255,7 @@ impl VipAllocator {
             family.iter().find_map(|r| self.probe(*r, hash))
         };
         let ip = found.ok_or_else(|| VipError::Exhausted {
-            key: key.clone(),
+            key: Box::new(key.clone()),
             family: if v4 { "IPv4" } else { "IPv6" },
             ranges: family
                 .iter()
@@ -211,8 +341,56 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
-    fn key(s: &str) -> ServiceKey {
+    fn key(s: &str) -> VipKey {
         s.parse().unwrap()
+    }
+
+    #[test]
+    fn keys_round_trip_as_text() {
+        for k in ["ns/web", "ns/db/west/db-0"] {
+            assert_eq!(key(k).to_string(), k);
+        }
+        assert!(matches!(key("ns/db/west/db-0"), VipKey::Endpoint { .. }));
+        assert!("ns/db/west/Bad_Host".parse::<VipKey>().is_err());
+        assert!("ns/db/west".parse::<VipKey>().is_err());
+        let old: VipState = serde_json::from_str(r#"{"ns/web":["10.96.0.130"]}"#).unwrap();
+        assert_eq!(old.0.keys().next(), Some(&key("ns/web")));
+    }
+
+    #[test]
+    fn claims_from_the_cluster_win_and_foreign_addresses_are_never_handed_out() {
+        let mut a = alloc(&["10.96.0.128/30"]); // .129 and .130
+        let (x, y) = (key("ns/x"), key("ns/y"));
+        assert!(a.sync([&x]).is_empty());
+        let mine = a.get(&x)[0];
+        let other: IpAddr = if mine.to_string() == "10.96.0.129" {
+            "10.96.0.130".parse().unwrap()
+        } else {
+            "10.96.0.129".parse().unwrap()
+        };
+        // The derived Service of x (say, written by the previous leader) has `other`.
+        let claims = VipClaims {
+            held: [(x.clone(), vec![other])].into(),
+            foreign: BTreeSet::new(),
+        };
+        a.claim(&claims);
+        assert!(a.sync([&x]).is_empty());
+        assert_eq!(a.get(&x), [other], "the cluster's address is kept");
+        // Another Service took `mine`: y cannot have it, and there is nothing else.
+        a.claim(&VipClaims {
+            held: claims.held.clone(),
+            foreign: [mine].into(),
+        });
+        let errs = a.sync([&x, &y]);
+        assert_eq!(errs.len(), 1, "{errs:?}");
+        assert!(a.get(&y).is_empty());
+        // x is unexported but its Service is still there: its address stays taken.
+        a.claim(&VipClaims {
+            held: claims.held.clone(),
+            foreign: BTreeSet::new(),
+        });
+        assert!(a.sync([&y]).is_empty());
+        assert_eq!(a.get(&y), [mine]);
     }
 
     fn alloc(ranges: &[&str]) -> VipAllocator {
@@ -233,7 +411,7 @@ mod tests {
     #[test]
     fn every_key_past_a_full_range_gets_its_own_error() {
         let mut a = alloc(&["127.77.1.0/24"]); // 254 usable hosts
-        let keys: Vec<ServiceKey> = (0..1000).map(|i| key(&format!("ns/s{i}"))).collect();
+        let keys: Vec<VipKey> = (0..1000).map(|i| key(&format!("ns/s{i}"))).collect();
         let errs = a.sync(&keys);
         assert_eq!(errs.len(), 1000 - 254);
         let unallocated: BTreeSet<String> = keys
@@ -314,9 +492,9 @@ mod tests {
             rounds in prop::collection::vec(prop::collection::btree_set(0u8..40, 0..40), 1..8),
         ) {
             let mut a = alloc(&["127.77.1.0/27", "fd00::/122"]);
-            let mut prev: BTreeMap<ServiceKey, Vec<IpAddr>> = BTreeMap::new();
+            let mut prev: BTreeMap<VipKey, Vec<IpAddr>> = BTreeMap::new();
             for round in rounds {
-                let keys: Vec<ServiceKey> = round.iter().map(|i| key(&format!("ns/s{i}"))).collect();
+                let keys: Vec<VipKey> = round.iter().map(|i| key(&format!("ns/s{i}"))).collect();
                 a.sync(&keys);
                 let mut seen = BTreeSet::new();
                 for k in &keys {

@@ -31,6 +31,9 @@ fn import(i: u32) -> Import {
         vips,
         serve_stale: false,
         conditions: Vec::new(),
+        endpoints: Vec::new(),
+        headless: false,
+        props: Default::default(),
     }
 }
 

@@ -19,6 +19,9 @@ pub(crate) fn import(key: &str, vips: &[&str], ports: Vec<Port>) -> Import {
         vips: vips.iter().map(|v| v.parse().unwrap()).collect(),
         serve_stale: false,
         conditions: Vec::new(),
+        endpoints: Vec::new(),
+        headless: false,
+        props: Default::default(),
     }
 }
 
@@ -27,6 +30,7 @@ fn udp(name: &str, number: u16) -> Port {
         name: Some(name.into()),
         number,
         protocol: Protocol::Udp,
+        app_protocol: None,
     }
 }
 
@@ -35,6 +39,7 @@ pub(crate) fn fixture() -> CatalogSnapshot {
         name: None,
         number: 8080,
         protocol: Protocol::Tcp,
+        app_protocol: None,
     };
     let imports = [
         import(
@@ -347,4 +352,108 @@ fn memory_follows_imports() {
     assert!(matches!(a, Answer::NxDomain));
     let a = ask(&one, "30.0.96.10.in-addr.arpa.", RecordType::PTR);
     assert!(matches!(a, Answer::NxDomain));
+}
+
+fn headless_fixture() -> Index {
+    use causeway_catalog::{ClusterId, HeadlessEndpoint};
+    let ep = |cluster: &str, host: &str, local: &[&str]| HeadlessEndpoint {
+        cluster: ClusterId::new(cluster).unwrap(),
+        hostname: host.into(),
+        addresses: vec!["10.1.0.1".parse().unwrap()],
+        local: local.iter().map(|a| a.parse().unwrap()).collect(),
+    };
+    let mut db = import(
+        "demo/db",
+        &[],
+        vec![Port::tcp("pg", 5432), Port::tcp("metrics", 9187)],
+    );
+    db.headless = true;
+    db.endpoints = vec![
+        ep("a", "db-0", &["10.1.0.1"]),
+        ep("b", "db-0", &["10.96.5.1", "fd00:77::5:1"]),
+        ep("b", "db-1", &["10.96.5.2"]),
+    ];
+    let mut empty = import("demo/none", &[], vec![Port::tcp("pg", 5432)]);
+    empty.headless = true;
+    let mut cat = CatalogSnapshot::default();
+    for i in [db, empty] {
+        cat.imports.insert(i.key.clone(), i);
+    }
+    build(&zones(), &cat, 1)
+}
+
+fn sorted(a: Answer) -> Vec<String> {
+    let Answer::Records { answer, .. } = a else {
+        panic!("{a:?}")
+    };
+    let mut v: Vec<String> = answer
+        .records_without_rrsigs()
+        .map(|r| format!("{} {}", r.record_type(), r.data))
+        .collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn headless_services_answer_the_ready_endpoints_per_mcs_dns_2_4() {
+    let idx = headless_fixture();
+    let q = |n: &str, t| sorted(ask(&idx, n, t));
+    assert_eq!(
+        q("db.demo.svc.clusterset.local.", RecordType::A),
+        ["A 10.1.0.1", "A 10.96.5.1", "A 10.96.5.2"]
+    );
+    assert_eq!(
+        q("db.demo.svc.clusterset.local.", RecordType::AAAA),
+        ["AAAA fd00:77::5:1"]
+    );
+    assert_eq!(
+        q("db-0.b.db.demo.svc.clusterset.local.", RecordType::A),
+        ["A 10.96.5.1"]
+    );
+    assert_eq!(
+        q("db-0.a.db.demo.svc.clusterset.local.", RecordType::A),
+        ["A 10.1.0.1"]
+    );
+    // N x M: three endpoints, pg's SRV names each of them.
+    assert_eq!(
+        q("_pg._tcp.db.demo.svc.clusterset.local.", RecordType::SRV),
+        [
+            "SRV 0 100 5432 db-0.a.db.demo.svc.clusterset.local.",
+            "SRV 0 100 5432 db-0.b.db.demo.svc.clusterset.local.",
+            "SRV 0 100 5432 db-1.b.db.demo.svc.clusterset.local."
+        ]
+    );
+    assert_eq!(
+        q("db.demo.svc.clusterset.local.", RecordType::SRV).len(),
+        6,
+        "3 endpoints x 2 ports"
+    );
+    // 2.4.4: no record disambiguating to one cluster's backends.
+    let a = ask(&idx, "b.db.demo.svc.clusterset.local.", RecordType::A);
+    assert!(matches!(a, Answer::NoData), "{a:?}");
+    // No ready endpoint: NXDOMAIN, not an empty answer.
+    let a = ask(&idx, "none.demo.svc.clusterset.local.", RecordType::A);
+    assert!(matches!(a, Answer::NxDomain), "{a:?}");
+}
+
+#[test]
+fn a_clusterset_ip_service_has_srv_records_at_its_own_name() {
+    let idx = index();
+    assert_eq!(
+        sorted(ask(&idx, "web.demo.svc.clusterset.local.", RecordType::SRV)),
+        [
+            "SRV 0 100 443 web.demo.svc.clusterset.local.",
+            "SRV 0 100 80 web.demo.svc.clusterset.local."
+        ]
+    );
+    // dns and dns-tcp are both port 53: one record.
+    assert_eq!(
+        sorted(ask(
+            &idx,
+            "v6only.demo.svc.clusterset.local.",
+            RecordType::SRV
+        ))
+        .len(),
+        1
+    );
 }

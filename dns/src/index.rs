@@ -118,24 +118,53 @@ impl Builder<'_> {
         }
     }
 
-    /// A/AAAA at the service name, SRV per named port, PTR per ClusterSetIP.
+    /// A/AAAA at the service name, SRV per named port (and per port number
+    /// at the service name itself), PTR per ClusterSetIP; a headless import's
+    /// records are built by [`Self::headless`].
     fn import(&mut self, import: &Import) -> Result<(), names::NameError> {
         let svc = names::service(&import.key, &self.zones.zone)?;
-        let srvs = import
-            .ports
-            .iter()
-            .filter_map(|p| names::srv(p, &svc).map(|n| n.map(|n| (n, p.number))))
-            .collect::<Result<Vec<_>, _>>()?;
+        if import.headless {
+            return self.headless(import, &svc);
+        }
+        let srvs = srv_names(import, &svc)?;
         self.touch(&svc);
         for ip in &import.vips {
             self.add(&svc, address(*ip));
         }
         for (name, port) in srvs {
-            let srv = SRV::new(SRV_PRIORITY, SRV_WEIGHT, port, svc.clone());
-            self.add(&name, RData::SRV(srv));
+            self.add(&name, srv(port, &svc));
+        }
+        for port in port_numbers(import) {
+            self.add(&svc, srv(port, &svc));
         }
         for ip in &import.vips {
             self.ptr(*ip, &svc);
+        }
+        Ok(())
+    }
+
+    /// MCS DNS 2.4: the ready endpoints' addresses at the service name and at
+    /// `<hostname>.<clusterid>.<svc>`, N x M SRV records, nothing at all (so
+    /// NXDOMAIN) while no endpoint is ready. The addresses are the local ones:
+    /// this cluster's endpoints' own, the local gateway's for remote ones.
+    fn headless(&mut self, import: &Import, svc: &Name) -> Result<(), names::NameError> {
+        let srvs = srv_names(import, svc)?;
+        let mut hosts = Vec::new();
+        for e in import.endpoints.iter().filter(|e| !e.local.is_empty()) {
+            hosts.push((names::endpoint(&e.hostname, &e.cluster, svc)?, &e.local));
+        }
+        for (host, ips) in &hosts {
+            for ip in ips.iter() {
+                self.add(svc, address(*ip));
+                self.add(host, address(*ip));
+                self.ptr(*ip, host);
+            }
+            for (name, port) in &srvs {
+                self.add(name, srv(*port, host));
+            }
+            for port in port_numbers(import) {
+                self.add(svc, srv(port, host));
+            }
         }
         Ok(())
     }
@@ -239,6 +268,26 @@ fn link_srv_targets(nodes: &mut HashMap<LowerName, Node>) {
             node.additionals.extend(sets);
         }
     }
+}
+
+fn srv_names(import: &Import, svc: &Name) -> Result<Vec<(Name, u16)>, names::NameError> {
+    import
+        .ports
+        .iter()
+        .filter_map(|p| names::srv(p, svc).map(|n| n.map(|n| (n, p.number))))
+        .collect()
+}
+
+/// The distinct numbers of the service's named ports, for the SRV records at
+/// its own name (what the MCS conformance suite asks for with
+/// `nslookup -type=SRV <svc>`; unnamed ports have no SRV record, as in 2.3.2).
+fn port_numbers(import: &Import) -> std::collections::BTreeSet<u16> {
+    let named = import.ports.iter().filter(|p| p.name.is_some());
+    named.map(|p| p.number).collect()
+}
+
+fn srv(port: u16, target: &Name) -> RData {
+    RData::SRV(SRV::new(SRV_PRIORITY, SRV_WEIGHT, port, target.clone()))
 }
 
 fn address(ip: IpAddr) -> RData {

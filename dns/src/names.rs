@@ -4,7 +4,7 @@
 
 use std::net::IpAddr;
 
-use causeway_catalog::{Port, ServiceKey};
+use causeway_catalog::{ClusterId, Port, ServiceKey};
 use hickory_proto::ProtoError;
 use hickory_proto::rr::{LowerName, Name};
 use ipnet::IpNet;
@@ -67,6 +67,13 @@ pub fn service(key: &ServiceKey, zone: &Name) -> Result<Name, NameError> {
     join("service name", &format!("{svc}.{ns}.svc"), zone)
 }
 
+/// `<hostname>.<clusterid>.<service>.`, an endpoint of a headless service.
+pub fn endpoint(hostname: &str, cluster: &ClusterId, service: &Name) -> Result<Name, NameError> {
+    let host = label("endpoint hostname", hostname)?;
+    let cluster = label("cluster id", cluster.as_str())?;
+    join("endpoint name", &format!("{host}.{cluster}"), service)
+}
+
 /// `_<port>._<proto>.<service>.`, or `None` for an unnamed port (MCS: no SRV record).
 pub fn srv(port: &Port, service: &Name) -> Option<Result<Name, NameError>> {
     let name = port.name.as_deref()?;
@@ -124,6 +131,7 @@ mod tests {
             name: Some("http".into()),
             number: 80,
             protocol: Protocol::Udp,
+            app_protocol: None,
         };
         let s = srv(&p, &svc).unwrap().unwrap();
         assert_eq!(s.to_ascii(), "_http._udp.echo.demo.svc.clusterset.local.");

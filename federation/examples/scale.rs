@@ -73,11 +73,14 @@ fn exports(peer: usize, n: usize) -> Vec<Export> {
                 .map(|k| Endpoint {
                     addr: format!("10.{peer}.{}.{k}:8080", j % 250).parse().unwrap(),
                     ready: true,
+                    hostname: None,
                 })
                 .collect(),
             export_to: ExportTo::All,
             created_at: UnixMillis(1_700_000_000_000 + j as u64),
             serve_stale: false,
+            headless: false,
+            props: Default::default(),
         })
         .collect()
 }

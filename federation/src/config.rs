@@ -305,6 +305,8 @@ mod tests {
             export_to: causeway_catalog::ExportTo::All,
             created_at: causeway_catalog::UnixMillis(0),
             serve_stale: false,
+            headless: false,
+            props: Default::default(),
         }
     }
 

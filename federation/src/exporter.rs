@@ -213,6 +213,8 @@ mod tests {
             },
             created_at: Default::default(),
             serve_stale: false,
+            headless: false,
+            props: Default::default(),
         }
     }
 

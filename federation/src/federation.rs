@@ -55,6 +55,7 @@ pub struct FederationInputs {
 /// A running federation.
 pub struct Federation {
     catalog: watch::Receiver<Arc<CatalogSnapshot>>,
+    settled: watch::Receiver<bool>,
     local_exports: watch::Receiver<Arc<Vec<Export>>>,
     peers: Vec<Arc<PeerSlot>>,
     lease: LeaseConfig,
@@ -77,7 +78,9 @@ impl Federation {
         tracing::info!(?cfg, source = ?inputs.source, "federation config");
         let lease = cfg.lease().map_err(crate::ConfigError::from)?;
         let (tasks, shutdown) = (TaskTracker::new(), inputs.shutdown.clone());
-        let (source, exports) = LocalSource::open(&inputs.source, &tasks, &shutdown).await?;
+        let (source, exports) =
+            LocalSource::open(&inputs.source, &inputs.local.name, &tasks, &shutdown).await?;
+        let (claims_tx, claims_rx) = watch::channel(Arc::new(source.claims()));
         let metrics = Metrics::default();
         metrics.register(registry);
         let names: Vec<ClusterId> = inputs.peers.iter().map(|p| p.trust.name.clone()).collect();
@@ -102,6 +105,7 @@ impl Federation {
         let (catalog_tx, catalog_rx) = watch::channel(state.catalog);
         let (persist_tx, persist_rx) = watch::channel(Arc::new(State::default()));
         let dirty = Arc::new(Notify::new());
+        let (settled_tx, settled_rx) = watch::channel(false);
         let mut hub = Hub {
             local: inputs.local.clone(),
             lease,
@@ -110,11 +114,14 @@ impl Federation {
             local_rx: local_rx.clone(),
             peers: slots.clone(),
             vips,
+            claims: claims_rx,
             dirty: dirty.clone(),
             catalog_tx,
             persist_tx: cfg.state_dir.as_ref().map(|_| persist_tx),
             metrics: metrics.clone(),
             vip_errors: String::new(),
+            settled: settled_tx,
+            started: Instant::now(),
         };
         hub.take_local();
         hub.recompute(Instant::now());
@@ -136,10 +143,12 @@ impl Federation {
             rejected: metrics.source_rejected.clone(),
             catalog: catalog_rx.clone(),
             local: inputs.local.name.clone(),
+            claims: claims_tx,
         };
         source.spawn(outputs, &tasks, shutdown.clone());
         if let Some(sink) = &cfg.kubernetes {
-            spawn_sink(sink, catalog_rx.clone(), &tasks, shutdown.clone()).await?;
+            let inputs = (catalog_rx.clone(), settled_rx.clone());
+            spawn_sink(sink, inputs, &tasks, shutdown.clone()).await?;
         }
         tasks.spawn(hub.run(shutdown.clone()));
         if let Some(dir) = cfg.state_dir.clone() {
@@ -158,6 +167,7 @@ impl Federation {
         }
         tracing::info!(cluster = %inputs.local.name, %listen, peers = slots.len(), "federation started");
         Ok(Self {
+            settled: settled_rx,
             catalog: catalog_rx,
             local_exports: local_rx,
             peers: slots,
@@ -172,6 +182,12 @@ impl Federation {
     /// The merged catalog (ClusterSetIPs filled in) and every known cluster.
     pub fn catalog(&self) -> watch::Receiver<Arc<CatalogSnapshot>> {
         self.catalog.clone()
+    }
+
+    /// True once every peer was heard from (or restored from disk), or would
+    /// have expired since start: until then the catalog may lack imports.
+    pub fn settled(&self) -> watch::Receiver<bool> {
+        self.settled.clone()
     }
 
     /// This cluster's exports, for the gateway's inbound side.
@@ -280,6 +296,8 @@ mod tests {
             export_to: Default::default(),
             created_at: Default::default(),
             serve_stale: false,
+            headless: false,
+            props: Default::default(),
         }
     }
 

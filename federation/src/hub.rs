@@ -5,7 +5,9 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use causeway_catalog::{CatalogSnapshot, ClusterInfo, Export, LeaseConfig, VipAllocator};
+use causeway_catalog::{
+    CatalogSnapshot, ClusterInfo, Export, LeaseConfig, VipAllocator, VipClaims,
+};
 use tokio::sync::{Notify, watch};
 use tokio_util::sync::CancellationToken;
 
@@ -23,12 +25,19 @@ pub struct Hub {
     pub local_rx: watch::Receiver<Arc<Vec<Export>>>,
     pub peers: Vec<Arc<PeerSlot>>,
     pub vips: VipAllocator,
+    /// Addresses the cluster already holds (Kubernetes mode; empty otherwise).
+    pub claims: watch::Receiver<Arc<VipClaims>>,
     pub dirty: Arc<Notify>,
     pub catalog_tx: watch::Sender<Arc<CatalogSnapshot>>,
     pub persist_tx: Option<watch::Sender<Arc<State>>>,
     pub metrics: Metrics,
     /// VIP errors last logged, so a full range is reported once, not per update.
     pub vip_errors: String,
+    /// True once every peer was heard from (or restored from disk), or its
+    /// lease would have expired since start: the catalog is then complete
+    /// enough for the Kubernetes sink to delete what it lacks.
+    pub settled: watch::Sender<bool>,
+    pub started: Instant,
 }
 
 impl Hub {
@@ -66,7 +75,9 @@ impl Hub {
             }
         }
         let local = self.local_rx.borrow().clone();
-        let (catalog, errors) = build_catalog(&self.local, &local, &inputs, &mut self.vips);
+        let claims = self.claims.borrow_and_update().clone();
+        let (catalog, errors) =
+            build_catalog(&self.local, &local, &inputs, &mut self.vips, &claims);
         self.report_vip_errors(&errors);
         self.metrics
             .catalog_imports
@@ -94,7 +105,15 @@ impl Hub {
                 vips: self.vips.state(),
             }));
         }
-        next_lease_change(&self.lease, heard, now)
+        let settle_by = self.started + self.lease.expire_after();
+        let settled = now >= settle_by || self.peers.iter().all(|s| s.view().info().is_some());
+        self.settled
+            .send_if_modified(|cur| std::mem::replace(cur, settled) != settled);
+        let next = next_lease_change(&self.lease, heard, now);
+        match settled {
+            true => next,
+            false => Some(next.map_or(settle_by, |n| n.min(settle_by))),
+        }
     }
 
     fn report_vip_errors(&mut self, errors: &[causeway_catalog::VipError]) {
@@ -110,7 +129,7 @@ impl Hub {
     }
 
     pub async fn run(mut self, shutdown: CancellationToken) {
-        let mut source_open = true;
+        let (mut source_open, mut claims_open) = (true, true);
         loop {
             let next = self.recompute(Instant::now());
             let at = next.map(tokio::time::Instant::from_std);
@@ -122,6 +141,7 @@ impl Hub {
                     // The source is gone (shutting down): its last exports stay.
                     Err(_) => source_open = false,
                 },
+                r = self.claims.changed(), if claims_open => claims_open = r.is_ok(),
                 _ = sleep_until(at) => {}
             }
         }

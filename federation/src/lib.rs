@@ -35,10 +35,12 @@ pub mod proto {
 pub use config::{Config, ConfigError, SourceConfig};
 pub use error::Error;
 pub use federation::{Federation, FederationInputs, PeerEndpoint};
+pub use k8s::client as kube_client;
 pub use k8s::crd as mcs;
+pub use k8s::crdgen::chart_crds;
 pub use k8s::{
     KubeError, KubeSink, KubeSinkConfig, KubeSource, KubeSourceConfig, LEADER_LABEL, MANAGED_BY,
-    MANAGED_BY_VALUE, spawn_sink,
+    MANAGED_BY_VALUE, SinkInputs, spawn_sink,
 };
 pub use metrics::SessionState;
 pub use persist::PersistError;

@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use causeway_catalog::{CatalogSnapshot, ClusterId, Export};
+use causeway_catalog::{CatalogSnapshot, ClusterId, Export, VipClaims};
 use prometheus_client::metrics::counter::Counter;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
@@ -29,12 +29,15 @@ pub(crate) struct SourceOutputs {
     pub rejected: Counter,
     pub catalog: watch::Receiver<Arc<CatalogSnapshot>>,
     pub local: ClusterId,
+    /// Addresses the cluster's Services hold, for the VIP allocator.
+    pub claims: watch::Sender<Arc<VipClaims>>,
 }
 
 impl LocalSource {
     /// Opens the configured source and reads the exports it starts with.
     pub async fn open(
         cfg: &SourceConfig,
+        local: &ClusterId,
         tasks: &TaskTracker,
         stop: &CancellationToken,
     ) -> Result<(Self, Vec<Export>), Error> {
@@ -46,10 +49,18 @@ impl LocalSource {
             }
             SourceConfig::Kubernetes(k) => {
                 k.validate()?;
-                let source = KubeSource::start(k, tasks, stop).await?;
+                let source = KubeSource::start(k, local, tasks, stop).await?;
                 let exports = source.load();
                 Ok((Self::Kubernetes(source), exports))
             }
+        }
+    }
+
+    /// The addresses the cluster holds now (none for the static source).
+    pub fn claims(&self) -> VipClaims {
+        match self {
+            Self::Static { .. } => VipClaims::default(),
+            Self::Kubernetes(k) => k.claims(),
         }
     }
 
@@ -60,7 +71,7 @@ impl LocalSource {
                 tasks.spawn(source.watch(text, out.tx, out.rejected, stop));
             }
             Self::Kubernetes(source) => {
-                tasks.spawn(source.run(out.tx, out.catalog, out.local, stop));
+                tasks.spawn(source.run(out, stop));
             }
         }
     }

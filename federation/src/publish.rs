@@ -7,8 +7,8 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use causeway_catalog::{
-    CatalogSnapshot, ClusterInfo, Export, Freshness, LeaseConfig, PeerView, VipAllocator, VipError,
-    merge,
+    CatalogSnapshot, ClusterId, ClusterInfo, Export, Freshness, Import, LeaseConfig, PeerView,
+    ServiceKey, VipAllocator, VipClaims, VipError, VipKey, merge,
 };
 
 /// One peer as the merge sees it.
@@ -20,11 +20,13 @@ pub struct PeerInput {
 }
 
 /// The catalog for `local`, and any ClusterSetIP that could not be allocated.
+/// `claims` (Kubernetes mode) are the addresses the cluster already holds.
 pub fn build_catalog(
     local: &ClusterInfo,
     local_exports: &[Export],
     peers: &[PeerInput],
     vips: &mut VipAllocator,
+    claims: &VipClaims,
 ) -> (CatalogSnapshot, Vec<VipError>) {
     let mut views = vec![PeerView {
         info: local,
@@ -37,9 +39,14 @@ pub fn build_catalog(
         exports: &p.exports,
     }));
     let mut imports = merge(&local.name, &views);
-    let errors = vips.sync(imports.keys());
-    for (key, import) in &mut imports {
-        import.vips = vips.get(key).to_vec();
+    vips.claim(claims);
+    let keys: Vec<VipKey> = imports
+        .values()
+        .flat_map(|i| vip_keys(&local.name, i))
+        .collect();
+    let errors = vips.sync(&keys);
+    for import in imports.values_mut() {
+        fill_addresses(&local.name, import, vips);
     }
     let mut clusters = BTreeMap::new();
     clusters.insert(local.name.clone(), local.clone());
@@ -47,6 +54,44 @@ pub fn build_catalog(
         clusters.insert(p.info.name.clone(), p.info.clone());
     }
     (CatalogSnapshot { imports, clusters }, errors)
+}
+
+/// What needs a local address: a ClusterSetIP import, or each endpoint of a
+/// headless import in another cluster (this cluster's are reached directly).
+fn vip_keys(local: &ClusterId, import: &Import) -> Vec<VipKey> {
+    if !import.headless {
+        return vec![VipKey::Service(import.key.clone())];
+    }
+    import
+        .endpoints
+        .iter()
+        .filter(|e| e.cluster != *local)
+        .map(|e| endpoint_key(&import.key, &e.cluster, &e.hostname))
+        .collect()
+}
+
+fn endpoint_key(service: &ServiceKey, cluster: &ClusterId, hostname: &str) -> VipKey {
+    VipKey::Endpoint {
+        service: service.clone(),
+        cluster: cluster.clone(),
+        hostname: hostname.to_owned(),
+    }
+}
+
+fn fill_addresses(local: &ClusterId, import: &mut Import, vips: &VipAllocator) {
+    if !import.headless {
+        import.vips = vips.get(&VipKey::Service(import.key.clone())).to_vec();
+        return;
+    }
+    let key = import.key.clone();
+    for e in &mut import.endpoints {
+        e.local = if e.cluster == *local {
+            e.addresses.clone()
+        } else {
+            vips.get(&endpoint_key(&key, &e.cluster, &e.hostname))
+                .to_vec()
+        };
+    }
 }
 
 /// The earliest moment any of these peers changes freshness.
@@ -85,6 +130,8 @@ mod tests {
             export_to: ExportTo::All,
             created_at: Default::default(),
             serve_stale,
+            headless: false,
+            props: Default::default(),
         }
     }
 
@@ -96,17 +143,35 @@ mod tests {
             freshness: f,
             exports: Arc::new(vec![export("ns/plain", false), export("ns/sticky", true)]),
         };
-        let (cat, errs) = build_catalog(&info("a"), &[], &[peer(Freshness::Stale)], &mut vips);
+        let (cat, errs) = build_catalog(
+            &info("a"),
+            &[],
+            &[peer(Freshness::Stale)],
+            &mut vips,
+            &VipClaims::default(),
+        );
         assert!(errs.is_empty());
         assert_eq!(cat.imports.len(), 2);
         let vip = cat.imports.values().next().unwrap().vips.clone();
         assert_eq!(vip.len(), 1);
         assert_eq!(cat.clusters.len(), 2);
-        let (cat, _) = build_catalog(&info("a"), &[], &[peer(Freshness::Expired)], &mut vips);
+        let (cat, _) = build_catalog(
+            &info("a"),
+            &[],
+            &[peer(Freshness::Expired)],
+            &mut vips,
+            &VipClaims::default(),
+        );
         let keys: Vec<_> = cat.imports.keys().map(ToString::to_string).collect();
         assert_eq!(keys, ["ns/sticky"]);
         // Coming back, the service gets an address again.
-        let (cat, _) = build_catalog(&info("a"), &[], &[peer(Freshness::Fresh)], &mut vips);
+        let (cat, _) = build_catalog(
+            &info("a"),
+            &[],
+            &[peer(Freshness::Fresh)],
+            &mut vips,
+            &VipClaims::default(),
+        );
         assert_eq!(cat.imports.len(), 2);
     }
 

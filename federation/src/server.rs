@@ -206,6 +206,8 @@ mod tests {
             export_to: Default::default(),
             created_at: Default::default(),
             serve_stale: false,
+            headless: false,
+            props: Default::default(),
         }
     }
 

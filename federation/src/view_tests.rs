@@ -28,6 +28,8 @@ fn export(key: &str) -> causeway_catalog::Export {
         export_to: Default::default(),
         created_at: Default::default(),
         serve_stale: false,
+        headless: false,
+        props: Default::default(),
     }
 }
 

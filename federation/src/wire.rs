@@ -7,8 +7,8 @@
 use std::collections::BTreeSet;
 
 use causeway_catalog::{
-    ClusterId, ClusterInfo, Endpoint, Export, ExportError, ExportTo, NameError, Port, Protocol,
-    ServiceKey, UnixMillis,
+    ClusterId, ClusterInfo, Endpoint, Export, ExportError, ExportTo, IpFamily, NameError, Port,
+    Protocol, ServiceKey, ServiceProps, SessionAffinity, UnixMillis,
 };
 
 use crate::proto;
@@ -25,8 +25,10 @@ pub enum WireError {
     Addr { field: &'static str, value: String },
     #[error("port {0} is out of range 1-65535")]
     PortRange(u32),
-    #[error("port protocol {0} is unknown; expected TCP (1) or UDP (2)")]
+    #[error("port protocol {0} is unknown; expected TCP (1), UDP (2) or SCTP (3)")]
     Protocol(i32),
+    #[error("IP family {0} is unknown; expected IPv4 (1) or IPv6 (2)")]
+    IpFamily(i32),
     #[error("{0}")]
     Export(#[from] ExportError),
     #[error("message has no {0}")]
@@ -81,6 +83,7 @@ pub fn export_to_proto(e: &Export) -> proto::Export {
             .map(|ep| proto::Endpoint {
                 addr: ep.addr.to_string(),
                 ready: ep.ready,
+                hostname: ep.hostname.clone().unwrap_or_default(),
             })
             .collect(),
         export_to: match &e.export_to {
@@ -89,22 +92,80 @@ pub fn export_to_proto(e: &Export) -> proto::Export {
         },
         created_at_ms: e.created_at.0,
         serve_stale: e.serve_stale,
+        headless: e.headless,
+        session_affinity: affinity_to_proto(e.props.session_affinity),
+        internal_traffic_policy: e.props.internal_traffic_policy.clone().unwrap_or_default(),
+        traffic_distribution: e.props.traffic_distribution.clone().unwrap_or_default(),
+        labels: e.props.labels.clone().into_iter().collect(),
+        annotations: e.props.annotations.clone().into_iter().collect(),
+        ip_families: e
+            .props
+            .ip_families
+            .iter()
+            .map(|f| match f {
+                IpFamily::IPv4 => proto::IpFamily::Ipv4.into(),
+                IpFamily::IPv6 => proto::IpFamily::Ipv6.into(),
+            })
+            .collect(),
     }
+}
+
+fn affinity_to_proto(a: SessionAffinity) -> Option<proto::SessionAffinity> {
+    match a {
+        SessionAffinity::None => None,
+        SessionAffinity::ClientIp { timeout_seconds } => Some(proto::SessionAffinity {
+            client_ip: true,
+            timeout_seconds: timeout_seconds.unwrap_or(0),
+        }),
+    }
+}
+
+fn affinity_from_proto(a: Option<proto::SessionAffinity>) -> SessionAffinity {
+    match a {
+        Some(a) if a.client_ip => SessionAffinity::ClientIp {
+            timeout_seconds: (a.timeout_seconds != 0).then_some(a.timeout_seconds),
+        },
+        _ => SessionAffinity::None,
+    }
+}
+
+fn props_from_proto(e: &mut proto::Export) -> Result<ServiceProps, WireError> {
+    let families = e
+        .ip_families
+        .iter()
+        .map(|f| match proto::IpFamily::try_from(*f) {
+            Ok(proto::IpFamily::Ipv4) => Ok(IpFamily::IPv4),
+            Ok(proto::IpFamily::Ipv6) => Ok(IpFamily::IPv6),
+            _ => Err(WireError::IpFamily(*f)),
+        })
+        .collect::<Result<_, _>>()?;
+    let text = |s: &mut String| (!s.is_empty()).then(|| std::mem::take(s));
+    Ok(ServiceProps {
+        session_affinity: affinity_from_proto(e.session_affinity.take()),
+        internal_traffic_policy: text(&mut e.internal_traffic_policy),
+        traffic_distribution: text(&mut e.traffic_distribution),
+        ip_families: families,
+        labels: std::mem::take(&mut e.labels).into_iter().collect(),
+        annotations: std::mem::take(&mut e.annotations).into_iter().collect(),
+    })
 }
 
 fn port_to_proto(p: &Port) -> proto::Port {
     let protocol = match p.protocol {
         Protocol::Tcp => proto::Protocol::Tcp,
         Protocol::Udp => proto::Protocol::Udp,
+        Protocol::Sctp => proto::Protocol::Sctp,
     };
     proto::Port {
         name: p.name.clone().unwrap_or_default(),
         number: u32::from(p.number),
         protocol: protocol.into(),
+        app_protocol: p.app_protocol.clone().unwrap_or_default(),
     }
 }
 
-pub fn export_from_proto(e: proto::Export) -> Result<Export, WireError> {
+pub fn export_from_proto(mut e: proto::Export) -> Result<Export, WireError> {
+    let props = props_from_proto(&mut e)?;
     let key = ServiceKey::new(e.namespace, e.name).map_err(name_err("export service"))?;
     let ports = e
         .ports
@@ -122,6 +183,7 @@ pub fn export_from_proto(e: proto::Export) -> Result<Export, WireError> {
             Ok(Endpoint {
                 addr,
                 ready: ep.ready,
+                hostname: (!ep.hostname.is_empty()).then_some(ep.hostname),
             })
         })
         .collect::<Result<_, WireError>>()?;
@@ -142,6 +204,8 @@ pub fn export_from_proto(e: proto::Export) -> Result<Export, WireError> {
         export_to,
         created_at: UnixMillis(e.created_at_ms),
         serve_stale: e.serve_stale,
+        headless: e.headless,
+        props,
     };
     export.validate()?;
     Ok(export)
@@ -152,12 +216,14 @@ fn port_from_proto(p: proto::Port) -> Result<Port, WireError> {
     let protocol = match proto::Protocol::try_from(p.protocol) {
         Ok(proto::Protocol::Tcp) => Protocol::Tcp,
         Ok(proto::Protocol::Udp) => Protocol::Udp,
+        Ok(proto::Protocol::Sctp) => Protocol::Sctp,
         _ => return Err(WireError::Protocol(p.protocol)),
     };
     Ok(Port {
         name: (!p.name.is_empty()).then_some(p.name),
         number,
         protocol,
+        app_protocol: (!p.app_protocol.is_empty()).then_some(p.app_protocol),
     })
 }
 
@@ -178,15 +244,34 @@ mod tests {
                     name: Some("dns".into()),
                     number: 53,
                     protocol: Protocol::Udp,
+                    app_protocol: None,
+                },
+                Port {
+                    name: Some("stcp".into()),
+                    number: 142,
+                    protocol: Protocol::Sctp,
+                    app_protocol: Some("kubernetes.io/h2c".into()),
                 },
             ],
             endpoints: vec![Endpoint {
                 addr: "10.0.0.1:80".parse().unwrap(),
                 ready: false,
+                hostname: Some("web-0".into()),
             }],
             export_to: ExportTo::Only([ClusterId::new("b").unwrap()].into()),
             created_at: UnixMillis(42),
             serve_stale: true,
+            headless: true,
+            props: ServiceProps {
+                session_affinity: SessionAffinity::ClientIp {
+                    timeout_seconds: Some(10),
+                },
+                internal_traffic_policy: Some("Cluster".into()),
+                traffic_distribution: Some("PreferClose".into()),
+                ip_families: vec![IpFamily::IPv6, IpFamily::IPv4],
+                labels: [("team".to_owned(), "db".to_owned())].into(),
+                annotations: [("note".to_owned(), "x".to_owned())].into(),
+            },
         }
     }
 
@@ -196,6 +281,7 @@ mod tests {
         assert_eq!(export_from_proto(export_to_proto(&e)).unwrap(), e);
         let mut all = sample();
         all.export_to = ExportTo::All;
+        all.props = ServiceProps::default();
         assert_eq!(export_from_proto(export_to_proto(&all)).unwrap(), all);
     }
 
@@ -214,6 +300,12 @@ mod tests {
         let mut p = export_to_proto(&sample());
         p.endpoints[0].addr = "nowhere".into();
         assert!(matches!(export_from_proto(p), Err(WireError::Addr { .. })));
+        let mut p = export_to_proto(&sample());
+        p.ip_families.push(7);
+        assert_eq!(export_from_proto(p), Err(WireError::IpFamily(7)));
+        let mut p = export_to_proto(&sample());
+        p.endpoints[0].hostname = "a.b".into();
+        assert!(matches!(export_from_proto(p), Err(WireError::Export(_))));
         let mut p = export_to_proto(&sample());
         p.ports.clear();
         assert!(matches!(export_from_proto(p), Err(WireError::Export(_))));

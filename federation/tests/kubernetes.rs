@@ -11,8 +11,8 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use causeway_federation::{
-    Federation, FederationInputs, KubeSinkConfig, KubeSourceConfig, PeerEndpoint, SourceConfig,
-    spawn_sink,
+    Federation, FederationInputs, KubeSinkConfig, KubeSource, KubeSourceConfig, PeerEndpoint,
+    SourceConfig, spawn_sink,
 };
 use common::{Identity, free_addr, init_tracing, test_config, wait_until};
 use fake_kube::FakeKube;
@@ -51,6 +51,11 @@ struct Cluster {
 
 /// Two clusters; each federation runs the sink itself when `sinks` is set.
 async fn pair(sinks: bool) -> (Cluster, Cluster) {
+    pair_seeded(sinks, |_, _| {}).await
+}
+
+/// As [`pair`], with `seed(i, kube)` run on each API server before its federation starts.
+async fn pair_seeded(sinks: bool, seed: impl Fn(usize, &FakeKube)) -> (Cluster, Cluster) {
     let ids = [Identity::new("west"), Identity::new("east")];
     let addrs = [free_addr(), free_addr()];
     let mut out = Vec::new();
@@ -58,6 +63,7 @@ async fn pair(sinks: bool) -> (Cluster, Cluster) {
         let kube = FakeKube::start().await;
         seed_gateway(&kube);
         seed_federation_pods(&kube, ids[i].name.as_str());
+        seed(i, &kube);
         let me = ids[i].name.to_string();
         let mut cfg = test_config(addrs[i], None);
         cfg.kubernetes =
@@ -112,7 +118,10 @@ fn seed_gateway(kube: &FakeKube) {
 }
 
 fn export_web(kube: &FakeKube, ports: Value) {
-    kube.put("services", json!({"metadata": {"name": "web", "namespace": "demo"}, "spec": {"clusterIP": "10.0.0.5", "ports": ports}}));
+    kube.put(
+        "services",
+        json!({"metadata": {"name": "web", "namespace": "demo"}, "spec": {"ports": ports}}),
+    );
     kube.put("endpointslices", json!({"metadata": {"name": "web-abc", "namespace": "demo", "labels": {"kubernetes.io/service-name": "web"}},
         "addressType": "IPv4", "ports": [{"name": "http", "port": 8080}], "endpoints": [{"addresses": ["10.1.0.5"], "conditions": {"ready": true}}]}));
     kube.put(
@@ -274,7 +283,7 @@ async fn with_two_replicas_only_the_leader_writes_and_the_other_takes_over() {
     let lease = Duration::from_secs(120);
     spawn_sink(
         &sink_with_lease(east.kube.url("east-0"), "east-0", lease),
-        east.fed.catalog(),
+        (east.fed.catalog(), east.fed.settled()),
         &tasks,
         stop_a.clone(),
     )
@@ -288,7 +297,7 @@ async fn with_two_replicas_only_the_leader_writes_and_the_other_takes_over() {
     .await;
     spawn_sink(
         &sink_with_lease(east.kube.url("east-1"), "east-1", lease),
-        east.fed.catalog(),
+        (east.fed.catalog(), east.fed.settled()),
         &tasks,
         stop_b.clone(),
     )
@@ -385,7 +394,7 @@ async fn a_silent_exporter_keeps_its_imports_until_its_lease_expires() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_younger_export_of_a_conflicting_port_gets_the_conflict_condition() {
+async fn every_export_of_a_conflicting_port_gets_the_conflict_condition() {
     init_tracing();
     let (west, east) = pair(false).await;
     for (kube, port, created) in [
@@ -406,9 +415,11 @@ async fn the_younger_export_of_a_conflicting_port_gets_the_conflict_condition() 
         condition(&east.kube, "web", "Valid"),
         Some(("True".into(), "Valid".into()))
     );
-    wait_until("west's export, the older, has no conflict", LIMIT, || {
-        condition(&west.kube, "web", "Conflict") == Some(("False".into(), "NoConflicts".into()))
-    })
+    wait_until(
+        "west's export, the older, is told too (KEP-1645)",
+        LIMIT,
+        || condition(&west.kube, "web", "Conflict") == Some(("True".into(), "PortConflict".into())),
+    )
     .await;
     for c in [west, east] {
         c.stop.cancel();
@@ -446,4 +457,300 @@ async fn an_import_into_a_missing_namespace_waits_without_holding_up_others() {
         c.stop.cancel();
         c.fed.closed().await;
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cluster_id_from_the_about_api_must_be_the_configured_name() {
+    init_tracing();
+    let kube = FakeKube::start().await;
+    let cfg = KubeSourceConfig {
+        api_url: Some(kube.url("west-source")),
+        sync_timeout: Duration::from_secs(5),
+    };
+    let (tasks, stop) = (TaskTracker::new(), CancellationToken::new());
+    let west = causeway_catalog::ClusterId::new("west").unwrap();
+    // No About API installed: the configured name is the id.
+    assert!(KubeSource::start(&cfg, &west, &tasks, &stop).await.is_ok());
+    kube.install_cluster_id("west");
+    assert!(KubeSource::start(&cfg, &west, &tasks, &stop).await.is_ok());
+    kube.install_cluster_id("cluster-7");
+    let err = KubeSource::start(&cfg, &west, &tasks, &stop)
+        .await
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(err.contains("cluster-7") && err.contains("west"), "{err}");
+    stop.cancel();
+    tasks.close();
+    tasks.wait().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_derived_service_keeps_its_cluster_ip_when_another_replica_leads() {
+    init_tracing();
+    // The previous leader wrote demo/web's derived Service with .77 (this
+    // replica's allocator, fresh and without state, would hash elsewhere).
+    let (west, east) = pair_seeded(false, |i, kube| {
+        if i == 1 {
+            kube.put("services", json!({"metadata": {"name": "web-clusterset", "namespace": "demo",
+                "labels": {"app.kubernetes.io/managed-by": "causeway", "multicluster.kubernetes.io/service-name": "web"}},
+                "spec": {"clusterIP": "10.96.201.77", "ports": [{"name": "http", "port": 80, "targetPort": 20001}]}}));
+        }
+    })
+    .await;
+    let uid =
+        east.kube.get("services", "demo", "web-clusterset").unwrap()["metadata"]["uid"].clone();
+    export_web(&west.kube, json!([{"name": "http", "port": 80}]));
+    // The new leader takes over a catalog that has the import (it has been
+    // following the clusterset all along).
+    let catalog = east.fed.catalog();
+    wait_until("east's catalog has demo/web", LIMIT, || {
+        !catalog.borrow().imports.is_empty()
+    })
+    .await;
+    let tasks = TaskTracker::new();
+    let stop = CancellationToken::new();
+    spawn_sink(
+        &sink_config(east.kube.url("east-1"), "east-1"),
+        (east.fed.catalog(), east.fed.settled()),
+        &tasks,
+        stop.clone(),
+    )
+    .await
+    .unwrap();
+    wait_until("east's import is written", LIMIT, || {
+        east.kube
+            .get("endpointslices", "demo", "web-clusterset")
+            .is_some()
+    })
+    .await;
+    let si = east.kube.get("serviceimports", "demo", "web").unwrap();
+    assert_eq!(si["spec"]["ips"], json!(["10.96.201.77"]));
+    let svc = east.kube.get("services", "demo", "web-clusterset").unwrap();
+    assert_eq!(svc["spec"]["clusterIP"], "10.96.201.77");
+    assert_eq!(
+        svc["metadata"]["uid"], uid,
+        "updated in place, never recreated"
+    );
+    stop.cancel();
+    tasks.close();
+    tasks.wait().await;
+    for c in [west, east] {
+        c.stop.cancel();
+        c.fed.closed().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unnamed_ports_from_two_clusters_never_make_a_service_the_api_server_refuses() {
+    init_tracing();
+    let (west, east) = pair(true).await;
+    for (kube, ports, created) in [
+        (&west.kube, json!([{"port": 80}]), "2026-01-01T00:00:00Z"),
+        (
+            &east.kube,
+            json!([{"name": "http", "port": 81}, {"name": "grpc", "port": 82}]),
+            "2026-02-01T00:00:00Z",
+        ),
+    ] {
+        kube.put(
+            "services",
+            json!({"metadata": {"name": "web", "namespace": "demo"}, "spec": {"ports": ports}}),
+        );
+        kube.put(
+            "serviceexports",
+            json!({"metadata": {"name": "web", "namespace": "demo", "creationTimestamp": created}}),
+        );
+    }
+    for c in [&west, &east] {
+        wait_until("the derived Service has the three ports", LIMIT, || {
+            port_count(
+                c.kube.get("services", "demo", "web-clusterset"),
+                "/spec/ports",
+            ) == 3
+        })
+        .await;
+        let svc = c.kube.get("services", "demo", "web-clusterset").unwrap();
+        let names: Vec<&str> = svc["spec"]["ports"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|p| p["name"].as_str())
+            .collect();
+        assert_eq!(names, ["tcp-80", "http", "grpc"]);
+        assert_eq!(
+            condition(&c.kube, "web", "Conflict")
+                .map(|c| c.1)
+                .as_deref(),
+            Some("PortConflict")
+        );
+    }
+    for c in [west, east] {
+        c.stop.cancel();
+        c.fed.closed().await;
+    }
+}
+
+/// What the API server says to `method path` with `body`.
+async fn call(kube: &FakeKube, method: &str, path: &str, body: Value) -> u16 {
+    let client = causeway_federation::kube_client(Some(&kube.url("probe")))
+        .await
+        .unwrap();
+    let req = http::Request::builder()
+        .method(method)
+        .uri(path)
+        .header("content-type", "application/json")
+        .body(serde_json::to_vec(&body).unwrap())
+        .unwrap();
+    match client.request::<Value>(req).await {
+        Ok(_) => 200,
+        Err(kube::Error::Api(s)) => s.code,
+        Err(e) => panic!("{e}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_fake_api_server_is_as_strict_as_a_real_one() {
+    let kube = FakeKube::start().await;
+    let mcs = "/apis/multicluster.x-k8s.io";
+    assert_eq!(
+        call(
+            &kube,
+            "GET",
+            &format!("{mcs}/v1beta1/serviceimports"),
+            Value::Null
+        )
+        .await,
+        200
+    );
+    assert_eq!(
+        call(
+            &kube,
+            "GET",
+            &format!("{mcs}/v1alpha1/serviceimports"),
+            Value::Null
+        )
+        .await,
+        200
+    );
+    assert_eq!(
+        call(
+            &kube,
+            "GET",
+            &format!("{mcs}/v1alpha2/serviceimports"),
+            Value::Null
+        )
+        .await,
+        404
+    );
+    assert_eq!(
+        call(
+            &kube,
+            "GET",
+            "/apis/about.k8s.io/v1beta1/clusterproperties",
+            Value::Null
+        )
+        .await,
+        404
+    );
+    let si = |ty: &str, ips: Value| {
+        json!({"metadata": {"name": "x", "namespace": "demo"},
+        "spec": {"type": ty, "ports": [{"port": 80}], "ips": ips, "bogus": 1}})
+    };
+    let path = format!("{mcs}/v1beta1/namespaces/demo/serviceimports");
+    assert_eq!(
+        call(&kube, "POST", &path, si("Bogus", json!([]))).await,
+        422,
+        "enum"
+    );
+    assert_eq!(
+        call(&kube, "POST", &path, si("Headless", json!(["a", "b", "c"]))).await,
+        422,
+        "maxItems"
+    );
+    assert_eq!(
+        call(&kube, "POST", &path, si("Headless", json!([]))).await,
+        200
+    );
+    let stored = kube.get("serviceimports", "demo", "x").unwrap();
+    assert!(
+        stored["spec"].get("bogus").is_none(),
+        "unknown fields are pruned"
+    );
+    let svc = |ports: Value, ip: &str| json!({"metadata": {"name": "s", "namespace": "demo"}, "spec": {"clusterIP": ip, "ports": ports}});
+    let path = "/api/v1/namespaces/demo/services";
+    let two_unnamed = json!([{"port": 80}, {"port": 81}]);
+    assert_eq!(
+        call(&kube, "POST", path, svc(two_unnamed, "10.96.0.50")).await,
+        422
+    );
+    let one = json!([{"port": 80}]);
+    assert_eq!(
+        call(&kube, "POST", path, svc(one.clone(), "10.97.0.50")).await,
+        422,
+        "outside the CIDR"
+    );
+    assert_eq!(
+        call(&kube, "POST", path, svc(one.clone(), "10.96.0.50")).await,
+        200
+    );
+    let mut other = svc(one, "10.96.0.50");
+    other["metadata"]["name"] = json!("t");
+    assert_eq!(call(&kube, "POST", path, other).await, 422, "taken");
+    let stored = kube.get("services", "demo", "s").unwrap();
+    assert_eq!(stored["spec"]["internalTrafficPolicy"], "Cluster");
+    assert_eq!(stored["spec"]["sessionAffinity"], "None");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leader_that_starts_alone_keeps_the_imports_until_its_peers_are_heard_or_expired() {
+    init_tracing();
+    let kube = FakeKube::start().await;
+    seed_gateway(&kube);
+    // What the previous leader wrote for an import from west.
+    kube.put("services", json!({"metadata": {"name": "web-clusterset", "namespace": "demo",
+        "labels": {"app.kubernetes.io/managed-by": "causeway", "multicluster.kubernetes.io/service-name": "web"}},
+        "spec": {"clusterIP": "10.96.201.77", "ports": [{"name": "http", "port": 80}]}}));
+    let (east, west) = (Identity::new("east"), Identity::new("west"));
+    let mut cfg = test_config(free_addr(), None);
+    cfg.kubernetes = Some(sink_config(kube.url("east-0"), "east-0"));
+    let stop = CancellationToken::new();
+    let inputs = FederationInputs {
+        cfg,
+        source: SourceConfig::Kubernetes(KubeSourceConfig {
+            api_url: Some(kube.url("east-source")),
+            sync_timeout: Duration::from_secs(5),
+        }),
+        local: east.info(),
+        cert: east.cert(),
+        // West is down: nothing listens there.
+        peers: vec![PeerEndpoint {
+            trust: west.trust(),
+            addr: free_addr().to_string(),
+        }],
+        vip_ranges: vec!["10.96.201.0/24".parse().unwrap()],
+        shutdown: stop.clone(),
+    };
+    let started = std::time::Instant::now();
+    let fed = Federation::start(inputs, &mut Registry::default())
+        .await
+        .unwrap();
+    wait_until("east holds the lease", LIMIT, || {
+        kube.get("leases", "causeway", "causeway-federation")
+            .is_some_and(|l| l["spec"]["holderIdentity"] == "east-0")
+    })
+    .await;
+    wait_until(
+        "the orphan goes once west would have expired",
+        LIMIT,
+        || kube.get("services", "demo", "web-clusterset").is_none(),
+    )
+    .await;
+    let after = started.elapsed();
+    assert!(
+        after >= common::EXPIRE,
+        "deleted after {after:?}, before west could expire"
+    );
+    stop.cancel();
+    fed.closed().await;
 }

@@ -63,6 +63,7 @@ fn export(name: &str, port: u32) -> proto::Export {
             name: "http".into(),
             number: port,
             protocol: proto::Protocol::Tcp.into(),
+            ..Default::default()
         }],
         ..Default::default()
     }

@@ -218,10 +218,14 @@ fn import(name: &str, port: u16, vip: &str, b: &ClusterInfo) -> Import {
             zone: b.zone.clone(),
             ready_endpoints: 1,
             freshness: Freshness::Fresh,
+            ports: Vec::new(),
         }],
         vips: vec![vip.parse().unwrap()],
         serve_stale: false,
         conditions: vec![],
+        endpoints: Vec::new(),
+        headless: false,
+        props: Default::default(),
     }
 }
 
@@ -229,10 +233,16 @@ fn export(name: &str, port: u16, addr: SocketAddr) -> Export {
     Export {
         key: format!("bench/{name}").parse().unwrap(),
         ports: vec![Port::tcp("tcp", port)],
-        endpoints: vec![Endpoint { addr, ready: true }],
+        endpoints: vec![Endpoint {
+            addr,
+            ready: true,
+            hostname: None,
+        }],
         export_to: ExportTo::All,
         created_at: Default::default(),
         serve_stale: false,
+        headless: false,
+        props: Default::default(),
     }
 }
 

@@ -19,7 +19,10 @@ pub async fn serve(
 ) -> Result<(), Status> {
     let exports = shared.exports();
     let export = local::find(&exports, &req.service, req.port).ok_or(Status::UnknownService)?;
-    let targets = local::ready_targets(export, req.port);
+    let targets = match &req.endpoint {
+        Some(host) => crate::headless::targets(export, req.port, host),
+        None => local::ready_targets(export, req.port),
+    };
     let (mut upstream, _load) =
         local::connect(&shared.loads, &targets, shared.cfg.timeouts.connect).await?;
     let size = shared.cfg.transport.splice_buffer as usize;

@@ -227,7 +227,10 @@ async fn admit(
             "too many connections for this service".into(),
         ));
     }
-    let targets = crate::local::ready_targets(export, req.port);
+    let targets = match &req.endpoint {
+        Some(host) => crate::headless::targets(export, req.port, host),
+        None => crate::local::ready_targets(export, req.port),
+    };
     crate::local::connect(&shared.loads, &targets, shared.cfg.timeouts.connect)
         .await
         .map_err(|s| (s, String::new()))

@@ -22,6 +22,7 @@ mod endpoint;
 mod gate;
 mod gateway;
 mod header;
+mod headless;
 mod inbound;
 mod lb;
 mod listeners;

@@ -16,12 +16,15 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use crate::config::Config;
+use crate::headless::EndpointTarget;
 use crate::shared::Shared;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Target {
     service: ServiceKey,
     port: u16,
+    /// One endpoint of a headless import (see `headless`).
+    endpoint: Option<EndpointTarget>,
 }
 
 struct Listening {
@@ -68,26 +71,40 @@ fn in_ranges(cfg: &Config, ip: &IpAddr) -> bool {
 /// The listeners the catalog asks for: on each ClusterSetIP, or in
 /// Kubernetes mode on the gateway's own address at each import's gateway port.
 fn desired(cfg: &Config, snap: &CatalogSnapshot) -> HashMap<SocketAddr, Target> {
-    if let Some(k) = &cfg.kubernetes {
-        return gateway_ports(snap, k.port_base, k.port_count)
+    let mut want: HashMap<SocketAddr, Target> =
+        crate::headless::listeners(cfg, snap, |ip| in_ranges(cfg, ip))
             .into_iter()
-            .filter(|(key, _)| key.protocol == Protocol::Tcp)
+            .map(|(addr, _, l)| {
+                let target = Target {
+                    service: l.service,
+                    port: l.port,
+                    endpoint: Some(l.endpoint),
+                };
+                (addr, target)
+            })
+            .collect();
+    if let Some(k) = &cfg.kubernetes {
+        let service_ports = gateway_ports(snap, k.port_base, k.port_count)
+            .into_iter()
+            .filter(|(key, _)| key.protocol == Protocol::Tcp && key.endpoint.is_none())
             .map(|(key, port)| {
                 let target = Target {
                     service: key.service,
                     port: key.port,
+                    endpoint: None,
                 };
                 (SocketAddr::new(cfg.listen.ip(), port), target)
-            })
-            .collect();
+            });
+        want.extend(service_ports);
+        return want;
     }
-    let mut want = HashMap::new();
     for import in snap.imports.values() {
         for vip in import.vips.iter().filter(|v| in_ranges(cfg, v)) {
             for port in import.ports.iter().filter(|p| p.protocol == Protocol::Tcp) {
                 let target = Target {
                     service: import.key.clone(),
                     port: port.number,
+                    endpoint: None,
                 };
                 want.insert(SocketAddr::new(*vip, port.number), target);
             }
@@ -218,6 +235,7 @@ async fn accept_loop(
                     client,
                     target.service.clone(),
                     target.port,
+                    target.endpoint.clone(),
                 );
                 shared.streams.spawn(task);
             }
@@ -249,6 +267,9 @@ mod tests {
                 vips: vec![vip.parse().unwrap()],
                 serve_stale: false,
                 conditions: vec![],
+                endpoints: Vec::new(),
+                headless: false,
+                props: Default::default(),
             };
             snap.imports.insert(key, import);
         }
@@ -297,6 +318,7 @@ mod tests {
                 service: target.service.clone(),
                 port: target.port,
                 protocol: Protocol::Tcp,
+                endpoint: None,
             };
             assert_eq!(ports[&key], addr.port(), "the port the federation records");
         }

@@ -10,6 +10,7 @@ use tokio::net::TcpStream;
 use tracing::Instrument;
 
 use crate::attempt::{AttemptError, attempt};
+use crate::headless::EndpointTarget;
 use crate::lb::{self, Candidate, Policy};
 use crate::metrics::{ActiveGuard, ClusterLabel, Direction, ServiceHandles};
 use crate::pool::Caps;
@@ -23,6 +24,7 @@ pub async fn client(
     client: SocketAddr,
     service: ServiceKey,
     port: u16,
+    endpoint: Option<EndpointTarget>,
 ) {
     let trace = new_traceparent(&mut rand::rng());
     let span = tracing::info_span!("outbound", %client, %service, port, trace = %trace);
@@ -42,7 +44,8 @@ pub async fn client(
             service,
             port,
             protocol: Protocol::Tcp,
-            target: None,
+            target: endpoint.as_ref().map(|e| e.cluster.clone()),
+            endpoint: endpoint.map(|e| e.hostname),
             traceparent: Some(trace),
         };
         if let Some(tcp) = route(&shared, tcp, req, &handles).await {
@@ -79,11 +82,18 @@ async fn route(
         return Some(tcp); // withdrawn while the connection was being accepted
     };
     let changed = shared.pool.changed();
-    let mut order = candidates(shared, import);
+    // A headless endpoint lives in one cluster: no other can take it.
+    let only = req.target.clone();
+    let pick = |import| {
+        let mut c = candidates(shared, import, req.port);
+        c.retain(|c| only.as_ref().is_none_or(|o| o == c));
+        c
+    };
+    let mut order = pick(import);
     if order.is_empty() && !import.clusters.is_empty() {
         // Peers not connected yet (start-up, or all re-dialling): wait a handshake's time.
         let _ = tokio::time::timeout(shared.cfg.timeouts.handshake, changed).await;
-        order = candidates(shared, import);
+        order = pick(import);
     }
     let attempts = shared.cfg.limits.max_attempts as usize;
     for cluster in order.into_iter().take(attempts) {
@@ -100,8 +110,10 @@ async fn route(
     Some(tcp)
 }
 
-/// Clusters that can take a connection now, best first.
-fn candidates(shared: &Shared, import: &Import) -> Vec<ClusterId> {
+/// Clusters that can take a connection to `port` now, best first: only
+/// those whose export has the port (KEP-1645: traffic to a port goes only to
+/// the clusters that expose it).
+fn candidates(shared: &Shared, import: &Import, port: u16) -> Vec<ClusterId> {
     let reachable = shared.pool.reachable();
     let now = Instant::now();
     let exports = shared.exports();
@@ -112,6 +124,7 @@ fn candidates(shared: &Shared, import: &Import) -> Vec<ClusterId> {
         .clusters
         .iter()
         .filter(|c| c.ready_endpoints > 0 && c.freshness != Freshness::Expired)
+        .filter(|c| c.serves(port, Protocol::Tcp))
         .filter_map(|c| {
             let local = c.cluster == shared.local.name;
             let active = if local {

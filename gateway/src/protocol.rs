@@ -100,6 +100,9 @@ pub struct Request {
     pub port: u16,
     pub protocol: Protocol,
     pub target: Option<ClusterId>,
+    /// One endpoint of a headless service, by hostname: written in the
+    /// header's target as `<cluster>/<hostname>`.
+    pub endpoint: Option<String>,
     /// W3C trace context, passed through unparsed (bounded by the header size).
     pub traceparent: Option<String>,
 }
@@ -123,7 +126,7 @@ pub enum ProtoError {
     Utf8(&'static str),
     #[error("header names an invalid service or cluster: {0}")]
     Name(#[from] causeway_catalog::NameError),
-    #[error("header protocol byte {0} is unknown (0 = tcp, 1 = udp)")]
+    #[error("header protocol byte {0} is unknown (0 = tcp, 1 = udp, 2 = sctp)")]
     Protocol(u8),
     #[error("header has {0} bytes after its last field")]
     Trailing(usize),
@@ -178,6 +181,7 @@ pub fn decode_request(body: &[u8]) -> Result<Request, ProtoError> {
     let protocol = match c.u8("protocol")? {
         0 => Protocol::Tcp,
         1 => Protocol::Udp,
+        2 => Protocol::Sctp,
         other => return Err(ProtoError::Protocol(other)),
     };
     let target = c.str8("target")?;
@@ -185,6 +189,10 @@ pub fn decode_request(body: &[u8]) -> Result<Request, ProtoError> {
     if !c.0.is_empty() {
         return Err(ProtoError::Trailing(c.0.len()));
     }
+    let (target, endpoint) = match target.split_once('/') {
+        Some((cluster, host)) => (cluster, Some(ClusterId::new(host)?.to_string())),
+        None => (target, None),
+    };
     Ok(Request {
         service: ServiceKey::new(namespace, name)?,
         port,
@@ -192,6 +200,7 @@ pub fn decode_request(body: &[u8]) -> Result<Request, ProtoError> {
         target: (!target.is_empty())
             .then(|| ClusterId::new(target))
             .transpose()?,
+        endpoint,
         traceparent: (!traceparent.is_empty()).then(|| traceparent.to_owned()),
     })
 }
@@ -212,12 +221,14 @@ pub fn encode_request(r: &Request) -> Result<Vec<u8>, ProtoError> {
     out.push(match r.protocol {
         Protocol::Tcp => 0,
         Protocol::Udp => 1,
+        Protocol::Sctp => 2,
     });
-    put_str8(
-        &mut out,
-        r.target.as_ref().map_or("", |t| t.as_str()),
-        "target",
-    )?;
+    let target = match (&r.target, &r.endpoint) {
+        (Some(c), Some(host)) => format!("{c}/{host}"),
+        (Some(c), None) => c.to_string(),
+        (None, _) => String::new(),
+    };
+    put_str8(&mut out, &target, "target")?;
     put_str8(
         &mut out,
         r.traceparent.as_deref().unwrap_or(""),
@@ -261,8 +272,30 @@ mod tests {
             port: 8080,
             protocol: Protocol::Tcp,
             target: Some(ClusterId::new("west").unwrap()),
+            endpoint: None,
             traceparent: Some("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01".into()),
         }
+    }
+
+    #[test]
+    fn a_headless_endpoint_travels_in_the_target() {
+        let mut r = req();
+        r.endpoint = Some("db-0".into());
+        let bytes = encode_request(&r).unwrap();
+        assert!(
+            bytes
+                .windows(10)
+                .any(|w| w == b"west/db-0\x00" || w.starts_with(b"west/db-0"))
+        );
+        let back = decode_request(&bytes[PREFIX_LEN..]).unwrap();
+        assert_eq!(back, r);
+        let mut bad = r.clone();
+        bad.endpoint = Some("a.b".into());
+        let bytes = encode_request(&bad).unwrap();
+        assert!(matches!(
+            decode_request(&bytes[PREFIX_LEN..]),
+            Err(ProtoError::Name(_))
+        ));
     }
 
     #[test]

@@ -45,6 +45,7 @@ fn request() -> Vec<u8> {
         port: 7006,
         protocol: causeway_catalog::Protocol::Tcp,
         target: None,
+        endpoint: None,
         traceparent: None,
     })
     .unwrap()

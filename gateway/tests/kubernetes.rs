@@ -36,6 +36,7 @@ async fn pair(
         service: imp.key.clone(),
         port: 7000,
         protocol: Protocol::Tcp,
+        endpoint: None,
     };
     let port = gateway_ports(&snap, base, COUNT)[&key];
     assert!((base..base + COUNT).contains(&port));

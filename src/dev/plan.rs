@@ -254,10 +254,13 @@ pub fn service_export(key: ServiceKey, port: u16, port_name: &str, endpoint: Soc
         endpoints: vec![Endpoint {
             addr: endpoint,
             ready: true,
+            hostname: None,
         }],
         export_to: ExportTo::All,
         created_at: UnixMillis(0),
         serve_stale: false,
+        headless: false,
+        props: Default::default(),
     }
 }
 

@@ -30,6 +30,9 @@ pub fn import(key: &str, vips: &[&str], ports: Vec<Port>) -> Import {
         vips: vips.iter().map(|v| v.parse().unwrap()).collect(),
         serve_stale: false,
         conditions: Vec::new(),
+        endpoints: Vec::new(),
+        headless: false,
+        props: Default::default(),
     }
 }
 
@@ -38,6 +41,7 @@ pub fn udp_port(name: &str, number: u16) -> Port {
         name: Some(name.into()),
         number,
         protocol: Protocol::Udp,
+        app_protocol: None,
     }
 }
 

@@ -53,6 +53,7 @@ impl<K> Owned for K where
 pub async fn apply_one<K: Owned>(client: &Client, action: Action<K>) -> Result<(), KubeError> {
     let kind = K::kind(&());
     let pp = PostParams::default();
+    let replacing = matches!(action, Action::Replace(_));
     let (want, result) = match action {
         Action::Delete { namespace, name } => {
             return delete::<K>(client, &kind, &namespace, &name).await;
@@ -78,6 +79,12 @@ pub async fn apply_one<K: Owned>(client: &Client, action: Action<K>) -> Result<(
     };
     match result {
         Ok(_) => write_status(&api_for::<K>(client, &want), &want, &kind).await,
+        // Our own object changed since it was listed: the next round retries it.
+        Err(kube::Error::Api(s)) if s.code == 409 && replacing => {
+            Err(api_err(format!("replacing {kind} (changed since listed)"))(
+                kube::Error::Api(s),
+            ))
+        }
         Err(kube::Error::Api(s)) if s.code == 409 => {
             tracing::warn!(%kind, error = %s.message, "not writing: the object changed or exists without the managed-by label (causeway never touches objects it does not own)");
             Ok(())

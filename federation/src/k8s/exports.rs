@@ -2,16 +2,17 @@
 //! Service it names and that Service's EndpointSlices give one [`Export`], or
 //! the reason the export is not valid (reported on the ServiceExport).
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, SocketAddr};
 
 use causeway_catalog::{
-    ClusterId, Endpoint, Export, ExportTo, Port, Protocol, ServiceKey, UnixMillis,
+    ClusterId, Endpoint, Export, ExportTo, IpFamily, Port, Protocol, ServiceKey, ServiceProps,
+    SessionAffinity, UnixMillis,
 };
-use k8s_openapi::api::core::v1::{Service, ServicePort};
+use k8s_openapi::api::core::v1::{Service, ServicePort, ServiceSpec};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 
-use super::crd::ServiceExport;
+use super::crd::{ServiceExport, ServiceExportSpec};
 
 /// Annotation on a ServiceExport: comma-separated clusters allowed to import it.
 pub const EXPORT_TO: &str = "causeway.io/export-to";
@@ -47,38 +48,81 @@ pub fn build_export(
     let key = ServiceKey::new(ns, name).map_err(|e| invalid("InvalidName", e.to_string()))?;
     let svc = svc.ok_or_else(|| {
         invalid(
-            "ServiceNotFound",
+            "NoService",
             format!("no Service {key} to export; create it or delete this ServiceExport"),
         )
     })?;
     let spec = svc.spec.clone().unwrap_or_default();
-    let ty = spec.type_.as_deref().unwrap_or("ClusterIP");
-    if ty == "ExternalName" {
+    if spec.type_.as_deref() == Some("ExternalName") {
         return Err(invalid(
             "InvalidServiceType",
             format!("Service {key} is of type ExternalName, which cannot be exported"),
         ));
     }
-    if spec.cluster_ip.as_deref() == Some("None") {
-        return Err(invalid(
-            "InvalidServiceType",
-            format!("Service {key} is headless; causeway exports ClusterIP services only"),
-        ));
-    }
-    let svc_ports = spec.ports.unwrap_or_default();
-    let ports: Vec<Port> = svc_ports.iter().filter_map(to_port).collect();
+    let svc_ports = spec.ports.clone().unwrap_or_default();
+    let ports = svc_ports
+        .iter()
+        .map(to_port)
+        .collect::<Result<Vec<Port>, Invalid>>()?;
     let export = Export {
         endpoints: endpoints(&svc_ports, slices),
         ports,
         export_to: export_to(se)?,
         created_at: created_at(se),
         serve_stale: annotation(se, SERVE_STALE) == Some("true"),
+        headless: spec.cluster_ip.as_deref() == Some("None"),
+        props: ServiceProps {
+            labels: exported(se, |s| &s.exported_labels),
+            annotations: exported(se, |s| &s.exported_annotations),
+            ..props(&spec)
+        },
         key,
     };
     export
         .validate()
         .map_err(|e| invalid("InvalidPorts", e.to_string()))?;
     Ok(export)
+}
+
+/// The labels or annotations the ServiceExport's spec says to export.
+fn exported(
+    se: &ServiceExport,
+    field: impl Fn(&ServiceExportSpec) -> &Option<BTreeMap<String, String>>,
+) -> BTreeMap<String, String> {
+    se.spec
+        .spec
+        .as_ref()
+        .and_then(|s| field(s).clone())
+        .unwrap_or_default()
+}
+
+/// The MCS global properties, as the Service says.
+fn props(spec: &ServiceSpec) -> ServiceProps {
+    let affinity = match spec.session_affinity.as_deref() {
+        Some("ClientIP") => SessionAffinity::ClientIp {
+            timeout_seconds: spec
+                .session_affinity_config
+                .as_ref()
+                .and_then(|c| c.client_ip.as_ref()?.timeout_seconds),
+        },
+        _ => SessionAffinity::None,
+    };
+    let families = spec
+        .ip_families
+        .iter()
+        .flatten()
+        .filter_map(|f| match f.as_str() {
+            "IPv4" => Some(IpFamily::IPv4),
+            "IPv6" => Some(IpFamily::IPv6),
+            _ => None,
+        });
+    ServiceProps {
+        session_affinity: affinity,
+        internal_traffic_policy: spec.internal_traffic_policy.clone(),
+        traffic_distribution: spec.traffic_distribution.clone(),
+        ip_families: families.collect(),
+        ..ServiceProps::default()
+    }
 }
 
 pub fn se_namespace(se: &ServiceExport) -> &str {
@@ -93,16 +137,28 @@ fn annotation<'a>(se: &'a ServiceExport, key: &str) -> Option<&'a str> {
         .map(String::as_str)
 }
 
-fn to_port(p: &ServicePort) -> Option<Port> {
+fn to_port(p: &ServicePort) -> Result<Port, Invalid> {
     let protocol = match p.protocol.as_deref().unwrap_or("TCP") {
         "TCP" => Protocol::Tcp,
         "UDP" => Protocol::Udp,
-        _ => return None,
+        "SCTP" => Protocol::Sctp,
+        other => {
+            return Err(invalid(
+                "InvalidPorts",
+                format!(
+                    "port {}: protocol {other:?} is not TCP, UDP or SCTP",
+                    p.port
+                ),
+            ));
+        }
     };
-    Some(Port {
+    let number = u16::try_from(p.port)
+        .map_err(|_| invalid("InvalidPorts", format!("port {} is out of range", p.port)))?;
+    Ok(Port {
         name: p.name.clone().filter(|n| !n.is_empty()),
-        number: u16::try_from(p.port).ok()?,
+        number,
         protocol,
+        app_protocol: p.app_protocol.clone(),
     })
 }
 
@@ -125,15 +181,16 @@ fn created_at(se: &ServiceExport) -> UnixMillis {
     UnixMillis(u64::try_from(ms).unwrap_or(0))
 }
 
-/// Ready addresses with the endpoint port matched (by name) to the Service's
-/// first port. The gateway connects to this address for a single-port
-/// service, and to the address with the service port for a multi-port one.
+/// Ready addresses (with their hostnames) and the endpoint port matched (by
+/// name) to the Service's first port. The gateway connects to this address
+/// for a single-port service, and to the address with the service port for a
+/// multi-port one.
 fn endpoints(svc_ports: &[ServicePort], slices: &[&EndpointSlice]) -> Vec<Endpoint> {
     let Some(first) = svc_ports.first() else {
         return Vec::new();
     };
     let want = first.name.clone().unwrap_or_default();
-    let mut out = BTreeSet::new();
+    let mut out: BTreeSet<(SocketAddr, Option<String>)> = BTreeSet::new();
     for slice in slices {
         let port = slice
             .ports
@@ -151,12 +208,16 @@ fn endpoints(svc_ports: &[ServicePort], slices: &[&EndpointSlice]) -> Vec<Endpoi
                 continue;
             }
             for ip in ep.addresses.iter().filter_map(|a| a.parse::<IpAddr>().ok()) {
-                out.insert(SocketAddr::new(ip, number));
+                out.insert((SocketAddr::new(ip, number), ep.hostname.clone()));
             }
         }
     }
     out.into_iter()
-        .map(|addr| Endpoint { addr, ready: true })
+        .map(|(addr, hostname)| Endpoint {
+            addr,
+            ready: true,
+            hostname,
+        })
         .collect()
 }
 

@@ -58,11 +58,11 @@ fn invalid_exports_say_why() {
     let err = build_export(&se(json!({})), Some(&ext), &[]).unwrap_err();
     assert_eq!(err.reason, "InvalidServiceType");
     assert!(err.message.contains("ExternalName"), "{}", err.message);
-    let headless = svc(json!({"clusterIP": "None", "ports": [{"port": 80}]}));
-    let err = build_export(&se(json!({})), Some(&headless), &[]).unwrap_err();
-    assert_eq!(err.reason, "InvalidServiceType");
     let err = build_export(&se(json!({})), None, &[]).unwrap_err();
-    assert_eq!(err.reason, "ServiceNotFound");
+    assert_eq!(err.reason, "NoService", "upstream's reason");
+    let bad = svc(json!({"ports": [{"port": 80, "protocol": "QUIC"}]}));
+    let err = build_export(&se(json!({})), Some(&bad), &[]).unwrap_err();
+    assert_eq!(err.reason, "InvalidPorts");
     let no_ports = svc(json!({"ports": []}));
     let err = build_export(&se(json!({})), Some(&no_ports), &[]).unwrap_err();
     assert_eq!(err.reason, "InvalidPorts");
@@ -78,4 +78,60 @@ fn annotations_set_export_to_and_serve_stale() {
     assert!(!e.export_to.allows(&ClusterId::new("north").unwrap()));
     let err = build_export(&se(json!({EXPORT_TO: "Bad_Name"})), Some(&s), &[]).unwrap_err();
     assert_eq!(err.reason, "InvalidAnnotation");
+}
+
+#[test]
+fn a_headless_service_exports_its_endpoints_with_hostnames() {
+    let s = svc(json!({"clusterIP": "None", "ports": [{"name": "pg", "port": 5432}]}));
+    let a = slice(
+        json!({"name": "pg", "port": 5432}),
+        json!([{"addresses": ["10.1.0.5"], "hostname": "db-0"},
+               {"addresses": ["10.1.0.6"], "hostname": "db-1", "conditions": {"ready": false}},
+               {"addresses": ["10.1.0.7"]}]),
+    );
+    let e = build_export(&se(json!({})), Some(&s), &[&a]).unwrap();
+    assert!(e.headless);
+    let eps: Vec<(String, Option<String>)> = e
+        .endpoints
+        .iter()
+        .map(|e| (e.addr.to_string(), e.hostname.clone()))
+        .collect();
+    assert_eq!(
+        eps,
+        [
+            ("10.1.0.5:5432".into(), Some("db-0".into())),
+            ("10.1.0.7:5432".into(), None)
+        ]
+    );
+}
+
+#[test]
+fn sctp_app_protocol_and_the_service_wide_properties_are_carried() {
+    let s = svc(json!({
+        "ports": [{"name": "tcp", "port": 42, "appProtocol": "kubernetes.io/h2c"},
+                  {"name": "stcp", "port": 142, "protocol": "SCTP"}],
+        "sessionAffinity": "ClientIP",
+        "sessionAffinityConfig": {"clientIP": {"timeoutSeconds": 10}},
+        "internalTrafficPolicy": "Cluster",
+        "trafficDistribution": "PreferClose",
+        "ipFamilies": ["IPv4", "IPv6"]}));
+    let e = build_export(&se(json!({})), Some(&s), &[]).unwrap();
+    assert!(!e.headless);
+    assert_eq!(
+        e.ports[0].app_protocol.as_deref(),
+        Some("kubernetes.io/h2c")
+    );
+    assert_eq!(e.ports[1].protocol, Protocol::Sctp);
+    assert_eq!(
+        e.props,
+        ServiceProps {
+            session_affinity: SessionAffinity::ClientIp {
+                timeout_seconds: Some(10)
+            },
+            internal_traffic_policy: Some("Cluster".into()),
+            traffic_distribution: Some("PreferClose".into()),
+            ip_families: vec![IpFamily::IPv4, IpFamily::IPv6],
+            ..ServiceProps::default()
+        }
+    );
 }

@@ -5,14 +5,18 @@
 //! Pure decisions live in [`exports`], [`conditions`], [`desired`], [`plan`]
 //! and [`leader`] (gateway ports: `causeway_catalog::gateway_ports`); the rest talks to the API server through `kube::Client`.
 
+mod about;
 mod apply;
+mod claims;
 mod conditions;
 mod config;
 pub mod crd;
+pub mod crdgen;
 mod desired;
 mod exports;
 mod leader;
 mod leader_pod;
+mod mcs_slices;
 mod plan;
 mod sink;
 mod source;
@@ -20,7 +24,7 @@ mod source;
 pub use config::{KubeSinkConfig, KubeSourceConfig};
 pub use desired::{MANAGED_BY, MANAGED_BY_VALUE};
 pub use leader_pod::LEADER_LABEL;
-pub use sink::{KubeSink, spawn_sink};
+pub use sink::{KubeSink, SinkInputs, spawn_sink};
 pub use source::KubeSource;
 
 /// A problem talking to the Kubernetes API.
@@ -40,6 +44,13 @@ pub enum KubeError {
         "kubernetes: {kind} not listed within {secs}s; check RBAC (list/watch {kind}) and that the MCS CRDs are installed"
     )]
     SyncTimeout { kind: &'static str, secs: u64 },
+    #[error(
+        "kubernetes: the cluster's id (ClusterProperty cluster.clusterset.k8s.io) is {property:?} but cluster.name is {configured:?}; set cluster.name to {property:?} (certificates and peers use that name) or fix the ClusterProperty"
+    )]
+    ClusterIdMismatch {
+        property: String,
+        configured: String,
+    },
 }
 
 pub(crate) fn api_err(what: impl Into<String>) -> impl FnOnce(kube::Error) -> KubeError {

@@ -69,9 +69,10 @@ pub fn plan<K: Resource + Clone>(
 }
 
 pub fn diff_import(want: &ServiceImport, have: &ServiceImport) -> Change {
-    let same = want.spec == have.spec
+    let same = want.spec() == have.spec()
         && want.status == have.status
-        && want.metadata.annotations == have.metadata.annotations;
+        && want.metadata.annotations == have.metadata.annotations
+        && want.metadata.labels == have.metadata.labels;
     if same { Change::None } else { Change::Update }
 }
 

@@ -5,7 +5,7 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
-use causeway_catalog::CatalogSnapshot;
+use causeway_catalog::{CatalogSnapshot, Import, port_keys};
 use k8s_openapi::api::core::v1::{Pod, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::api::{Api, ListParams};
@@ -18,10 +18,11 @@ use tokio_util::task::TaskTracker;
 use super::apply::{Owned, apply_one};
 use super::crd::ServiceImport;
 use super::desired::{
-    MANAGED_BY, MANAGED_BY_VALUE, derived_service, derived_slice, service_imports,
+    MANAGED_BY, MANAGED_BY_VALUE, derived_services, routing_slice, service_imports,
 };
 use super::leader::LeaderLease;
 use super::leader_pod::LeaderPod;
+use super::mcs_slices::mcs_slices;
 use super::plan::{Action, diff_import, diff_service, diff_slice, plan};
 use super::{KubeError, KubeSinkConfig, api_err};
 use causeway_catalog::gateway_ports;
@@ -33,10 +34,15 @@ pub struct KubeSink {
     pod: Option<LeaderPod>,
 }
 
-/// Starts the sink on `tasks`: elects, then reconciles on every catalog change.
+/// The catalog, and whether it is settled ([`crate::Federation::settled`]).
+pub type SinkInputs = (watch::Receiver<Arc<CatalogSnapshot>>, watch::Receiver<bool>);
+
+/// Starts the sink on `tasks`: elects, then reconciles on every catalog
+/// change, once the catalog is settled (a replica that starts and leads at
+/// once must not delete every import its peers have not sent yet).
 pub async fn spawn_sink(
     cfg: &KubeSinkConfig,
-    catalog: watch::Receiver<Arc<CatalogSnapshot>>,
+    (catalog, settled): SinkInputs,
     tasks: &TaskTracker,
     stop: CancellationToken,
 ) -> Result<(), KubeError> {
@@ -62,7 +68,7 @@ pub async fn spawn_sink(
         lease,
         pod,
     };
-    tasks.spawn(sink.run(catalog, stop));
+    tasks.spawn(sink.run(catalog, settled, stop));
     Ok(())
 }
 
@@ -80,6 +86,7 @@ impl KubeSink {
     async fn run(
         mut self,
         mut catalog: watch::Receiver<Arc<CatalogSnapshot>>,
+        mut settled: watch::Receiver<bool>,
         stop: CancellationToken,
     ) {
         let mut tick = tokio::time::interval(self.cfg.renew_interval);
@@ -89,6 +96,7 @@ impl KubeSink {
                 _ = stop.cancelled() => return self.step_down(leading).await,
                 _ = tick.tick() => {}
                 r = catalog.changed() => { if r.is_err() { return; } synced_at = None; }
+                r = settled.changed(), if !*settled.borrow() => { if r.is_err() { return; } }
             }
             let was = leading;
             leading = self.lease.try_lead().await.unwrap_or_else(|e| {
@@ -103,7 +111,7 @@ impl KubeSink {
                 pod.sync(leading).await;
             }
             let due = synced_at.is_none_or(|t| t.elapsed() >= self.cfg.resync_interval);
-            if leading && due {
+            if leading && due && *settled.borrow() {
                 let snapshot = catalog.borrow_and_update().clone();
                 match self.reconcile(&snapshot).await {
                     Ok(()) => synced_at = Some(Instant::now()),
@@ -129,7 +137,7 @@ impl KubeSink {
     /// One pass: ServiceImports, then Services (owned by them), then EndpointSlices.
     pub async fn reconcile(&self, catalog: &CatalogSnapshot) -> Result<(), KubeError> {
         let gw = gateway_ports(catalog, self.cfg.port_base, self.cfg.port_count);
-        let wanted: usize = catalog.imports.values().map(|i| i.ports.len()).sum();
+        let wanted: usize = catalog.imports.values().map(|i| port_keys(i).len()).sum();
         if gw.len() < wanted {
             tracing::error!(
                 placed = gw.len(),
@@ -142,14 +150,18 @@ impl KubeSink {
         let actions = plan(service_imports(catalog, &gw), &have, diff_import);
         let mut result = self.apply(actions).await;
         let sis = list(&imports, "ServiceImports").await?;
-        let services: Api<Service> = Api::all(self.client.clone());
-        let want = catalog.imports.values().filter_map(|i| {
-            let si = sis.iter().find(|s| {
+        let owner = |i: &Import| {
+            sis.iter().find(|s| {
                 s.metadata.name.as_deref() == Some(i.key.name())
                     && s.metadata.namespace.as_deref() == Some(i.key.namespace())
-            })?;
-            Some(derived_service(i, &gw, si))
-        });
+            })
+        };
+        let services: Api<Service> = Api::all(self.client.clone());
+        let want = catalog
+            .imports
+            .values()
+            .filter_map(|i| Some(derived_services(i, &gw, owner(i)?)))
+            .flatten();
         let actions = plan(
             want.collect(),
             &list(&services, "Services").await?,
@@ -158,20 +170,17 @@ impl KubeSink {
         result = result.and(self.apply(actions).await);
         let svcs = list(&services, "Services").await?;
         let gateways = self.gateway_ips().await?;
-        let want = catalog.imports.values().filter_map(|i| {
-            let name = super::desired::derived_name(i.key.name());
-            let svc = svcs.iter().find(|s| {
-                s.metadata.name.as_deref() == Some(&name)
-                    && s.metadata.namespace.as_deref() == Some(i.key.namespace())
-            })?;
-            Some(derived_slice(i, &gw, &gateways, svc))
-        });
+        let mut want: Vec<EndpointSlice> =
+            svcs.iter().map(|s| routing_slice(s, &gateways)).collect();
+        for i in catalog.imports.values() {
+            want.extend(
+                owner(i)
+                    .map(|o| mcs_slices(i, &gateways, o))
+                    .unwrap_or_default(),
+            );
+        }
         let slices: Api<EndpointSlice> = Api::all(self.client.clone());
-        let actions = plan(
-            want.collect(),
-            &list(&slices, "EndpointSlices").await?,
-            diff_slice,
-        );
+        let actions = plan(want, &list(&slices, "EndpointSlices").await?, diff_slice);
         result.and(self.apply(actions).await)
     }
 

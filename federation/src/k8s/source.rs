@@ -7,24 +7,24 @@ use std::fmt::Debug;
 use std::sync::Arc;
 use std::time::Duration;
 
-use causeway_catalog::{CatalogSnapshot, ClusterId, Export, ServiceKey};
+use causeway_catalog::{CatalogSnapshot, ClusterId, Export, ServiceKey, VipClaims};
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::api::discovery::v1::EndpointSlice;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Client, Resource};
 use serde::de::DeserializeOwned;
-use tokio::sync::{Notify, watch};
+use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use super::conditions::{conflict_for, export_conditions};
-use super::crd::ServiceExport;
+use super::conditions::{export_conditions, standing};
+use super::crd::{Condition, ServiceExport};
 use super::exports::{Invalid, SERVICE_NAME_LABEL, build_export, se_namespace};
 use super::{KubeError, KubeSourceConfig};
+use crate::local_source::SourceOutputs;
 
 /// How often failed status writes are retried without other changes.
 const RETRY: Duration = Duration::from_secs(10);
@@ -41,13 +41,17 @@ pub struct KubeSource {
 type Verdicts = Vec<(ServiceExport, Result<Export, Invalid>)>;
 
 impl KubeSource {
-    /// Starts the reflectors and waits until each has listed its kind once.
+    /// Checks the cluster's id (About API), starts the reflectors and waits
+    /// until each has listed its kind once.
     pub async fn start(
         cfg: &KubeSourceConfig,
+        local: &ClusterId,
         tasks: &TaskTracker,
         stop: &CancellationToken,
     ) -> Result<Self, KubeError> {
         let client = super::client(cfg.api_url.as_deref()).await?;
+        let id = super::about::cluster_id(&client).await?;
+        super::about::check(id.as_deref(), local)?;
         let changed = Arc::new(Notify::new());
         let exports = reflect::<ServiceExport>(
             &client,
@@ -127,18 +131,33 @@ impl KubeSource {
         exports_of(&self.verdicts())
     }
 
-    /// Republishes exports and status on every change until `stop`.
-    pub async fn run(
-        self,
-        tx: watch::Sender<Arc<Vec<Export>>>,
-        mut catalog: watch::Receiver<Arc<CatalogSnapshot>>,
-        local: ClusterId,
-        stop: CancellationToken,
-    ) {
+    /// The addresses the cluster's Services hold now.
+    pub fn claims(&self) -> VipClaims {
+        let services = self.services.state();
+        super::claims::claims(services.iter().map(AsRef::as_ref))
+    }
+
+    /// Republishes exports, claims and status on every change until `stop`.
+    pub(crate) async fn run(self, out: SourceOutputs, stop: CancellationToken) {
+        let SourceOutputs {
+            tx,
+            mut catalog,
+            local,
+            claims,
+            ..
+        } = out;
         let mut retry = tokio::time::interval(RETRY);
         loop {
             let verdicts = self.verdicts();
             let exports = exports_of(&verdicts);
+            let now_claims = self.claims();
+            claims.send_if_modified(|cur| {
+                let changed = **cur != now_claims;
+                if changed {
+                    *cur = Arc::new(now_claims);
+                }
+                changed
+            });
             tx.send_if_modified(|cur| {
                 let changed = **cur != exports;
                 if changed {
@@ -164,24 +183,26 @@ impl KubeSource {
         catalog: &CatalogSnapshot,
         local: &ClusterId,
     ) {
-        let now = Time(k8s_openapi::jiff::Timestamp::now());
+        let now = k8s_openapi::jiff::Timestamp::now()
+            .strftime("%Y-%m-%dT%H:%M:%SZ")
+            .to_string();
         for (se, verdict) in verdicts {
             let existing = se
                 .status
                 .as_ref()
                 .map(|s| s.conditions.clone())
                 .unwrap_or_default();
-            let conflict = verdict
+            let standing = verdict
                 .as_ref()
-                .ok()
-                .and_then(|e| conflict_for(catalog, &e.key, local));
+                .map(|e| standing(catalog, &e.key, local))
+                .unwrap_or_default();
             let validity = verdict.as_ref().map(|_| ()).map_err(Clone::clone);
             let want = export_conditions(
                 &validity,
-                conflict,
+                &standing,
                 se.metadata.generation,
                 &existing,
-                now.clone(),
+                &now,
             );
             if want != existing {
                 self.patch_status(se, want).await;
@@ -189,11 +210,7 @@ impl KubeSource {
         }
     }
 
-    async fn patch_status(
-        &self,
-        se: &ServiceExport,
-        conditions: Vec<k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition>,
-    ) {
+    async fn patch_status(&self, se: &ServiceExport, conditions: Vec<Condition>) {
         let (ns, name) = (
             se_namespace(se),
             se.metadata.name.clone().unwrap_or_default(),

@@ -4,6 +4,12 @@
 //! stale resourceVersion), JSON merge PATCH (with a `status` subresource for
 //! the MCS kinds) and DELETE. A first path segment other than `api`/`apis`
 //! names the client, so tests can see who wrote what.
+//!
+//! Strict where it matters for MCS: custom resources are served only in the
+//! versions the chart's CRDs declare and are pruned and validated against
+//! their schemas (`schema`); Services are defaulted and validated as the API
+//! server does (`services`). Objects seeded with [`FakeKube::put`] pass the
+//! same checks.
 #![allow(dead_code, clippy::unwrap_used)]
 
 use std::collections::BTreeMap;
@@ -17,7 +23,9 @@ use axum::response::Response;
 use serde_json::{Value, json};
 use tokio::sync::broadcast;
 
+mod schema;
 mod select;
+pub mod services;
 
 /// (resource plural, namespace, name)
 type Key = (String, String, String);
@@ -39,6 +47,8 @@ struct Inner {
     writes: Vec<(String, String, String, String)>,
     /// Namespaces that do not exist: creating objects there is a 404.
     missing_namespaces: Vec<String>,
+    /// Custom resources served, by plural: the chart's CRDs and any installed.
+    crds: BTreeMap<String, schema::Crd>,
 }
 
 pub struct FakeKube {
@@ -59,8 +69,9 @@ fn type_of(plural: &str) -> (&'static str, &'static str) {
         "pods" => ("v1", "Pod"),
         "endpointslices" => ("discovery.k8s.io/v1", "EndpointSlice"),
         "leases" => ("coordination.k8s.io/v1", "Lease"),
-        "serviceexports" => ("multicluster.x-k8s.io/v1alpha1", "ServiceExport"),
-        "serviceimports" => ("multicluster.x-k8s.io/v1alpha1", "ServiceImport"),
+        "serviceexports" => ("multicluster.x-k8s.io/v1beta1", "ServiceExport"),
+        "serviceimports" => ("multicluster.x-k8s.io/v1beta1", "ServiceImport"),
+        "clusterproperties" => ("about.k8s.io/v1beta1", "ClusterProperty"),
         _ => ("v1", "Unknown"),
     }
 }
@@ -71,7 +82,10 @@ fn has_status_subresource(plural: &str) -> bool {
 
 impl FakeKube {
     pub async fn start() -> Self {
-        let inner = Arc::new(Mutex::new(Inner::default()));
+        let inner = Arc::new(Mutex::new(Inner {
+            crds: schema::chart_crds(),
+            ..Inner::default()
+        }));
         let (events, _) = broadcast::channel(4096);
         let shared = Arc::new(Shared {
             inner: inner.clone(),
@@ -107,8 +121,37 @@ impl FakeKube {
             obj["metadata"]["name"].as_str().unwrap().to_owned(),
         );
         let key = (plural.to_owned(), ns, name);
-        let exists = self.inner.lock().unwrap().objects.contains_key(&key);
-        shared.store(key, obj, if exists { "MODIFIED" } else { "ADDED" });
+        let old = self.inner.lock().unwrap().objects.get(&key).cloned();
+        let obj = match admit(&self.inner.lock().unwrap(), &key, obj, old.as_ref()) {
+            Ok(o) => o,
+            Err(e) => panic!(
+                "the fake API server refuses {plural} {}/{}: {e}",
+                key.1, key.2
+            ),
+        };
+        shared.store(key, obj, if old.is_some() { "MODIFIED" } else { "ADDED" });
+    }
+
+    /// Installs the About API CRD (KEP-2149) with the cluster id property `id`.
+    pub fn install_cluster_id(&self, id: &str) {
+        let crd = json!({"spec": {"group": "about.k8s.io", "scope": "Cluster",
+            "names": {"plural": "clusterproperties"},
+            "versions": [
+                {"name": "v1alpha1", "served": true, "storage": false},
+                {"name": "v1beta1", "served": true, "storage": true, "schema": {"openAPIV3Schema":
+                    {"type": "object", "properties": {"apiVersion": {"type": "string"}, "kind": {"type": "string"}, "metadata": {"type": "object"},
+                     "spec": {"type": "object", "required": ["value"], "properties": {"value": {"type": "string", "minLength": 1}}}}}}}]}});
+        let (plural, c) = schema::from_value(&crd);
+        self.inner.lock().unwrap().crds.insert(plural, c);
+        self.put(
+            "clusterproperties",
+            json!({"metadata": {"name": "cluster.clusterset.k8s.io"}, "spec": {"value": id}}),
+        );
+    }
+
+    /// Whether `plural` is served in `version` (CRDs: only declared versions).
+    pub fn serves(&self, plural: &str, version: &str) -> bool {
+        served(&self.inner.lock().unwrap(), plural, Some(version))
     }
 
     /// Makes namespace `ns` absent (`true`) or present again (`false`).
@@ -208,6 +251,8 @@ impl Shared {
 /// A parsed request path.
 struct Target {
     client: String,
+    /// The API version in the path (`v1` for the core group).
+    version: Option<String>,
     plural: String,
     ns: Option<String>,
     name: Option<String>,
@@ -221,6 +266,11 @@ fn parse(path: &str) -> Option<Target> {
     } else {
         seg.remove(0).to_owned()
     };
+    let version = match seg.first()? {
+        &"api" => seg.get(1),
+        _ => seg.get(2),
+    }
+    .map(|v| (*v).to_owned());
     let rest = match seg.first()? {
         &"api" => &seg[2..],
         _ => seg.get(3..)?,
@@ -231,6 +281,7 @@ fn parse(path: &str) -> Option<Target> {
     };
     Some(Target {
         client,
+        version,
         plural: (*rest.first()?).to_owned(),
         ns,
         name: rest.get(1).map(|s| (*s).to_owned()),
@@ -270,6 +321,17 @@ async fn handle(State(s): State<Arc<Shared>>, method: Method, uri: Uri, body: By
         })
         .collect();
     let body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    if !served(&s.inner.lock().unwrap(), &t.plural, t.version.as_deref()) {
+        let v = t.version.clone().unwrap_or_default();
+        return status(
+            404,
+            "NotFound",
+            format!(
+                "the server could not find the requested resource ({} {v})",
+                t.plural
+            ),
+        );
+    }
     if method != Method::GET {
         let name = t
             .name
@@ -303,6 +365,33 @@ async fn handle(State(s): State<Arc<Shared>>, method: Method, uri: Uri, body: By
     }
 }
 
+const BUILT_IN: [&str; 5] = ["services", "pods", "endpointslices", "leases", "namespaces"];
+
+fn served(inner: &Inner, plural: &str, version: Option<&str>) -> bool {
+    match inner.crds.get(plural) {
+        Some(crd) => version.is_some_and(|v| crd.versions.iter().any(|s| s == v)),
+        None => BUILT_IN.contains(&plural),
+    }
+}
+
+/// What the API server does to an object before storing it.
+fn admit(inner: &Inner, key: &Key, mut obj: Value, old: Option<&Value>) -> Result<Value, String> {
+    if key.0 == "services" {
+        let taken = inner
+            .objects
+            .iter()
+            .filter(|(k, _)| k.0 == "services" && **k != *key)
+            .filter_map(|(_, o)| o["spec"]["clusterIP"].as_str()?.parse().ok())
+            .collect();
+        return services::admit(obj, old, &taken);
+    }
+    if let Some(crd) = inner.crds.get(&key.0) {
+        schema::prune(&mut obj, &crd.schema);
+        schema::validate(&obj, &crd.schema, "")?;
+    }
+    Ok(obj)
+}
+
 fn key(t: &Target, name: &str) -> Key {
     (
         t.plural.clone(),
@@ -326,7 +415,9 @@ fn create(s: &Shared, t: &Target, mut body: Value) -> Response {
             format!("{} {name} already exists", t.plural),
         );
     }
-    body["metadata"]["namespace"] = json!(k.1);
+    if !k.1.is_empty() {
+        body["metadata"]["namespace"] = json!(k.1);
+    }
     if let Some(m) = body["metadata"].as_object_mut() {
         m.remove("uid");
         m.remove("resourceVersion");
@@ -336,6 +427,16 @@ fn create(s: &Shared, t: &Target, mut body: Value) -> Response {
     {
         o.remove("status");
     }
+    let body = match admit(&s.inner.lock().unwrap(), &k, body, None) {
+        Ok(b) => b,
+        Err(e) => {
+            return status(
+                422,
+                "Invalid",
+                format!("{} {name:?} is invalid: {e}", t.plural),
+            );
+        }
+    };
     reply(StatusCode::CREATED, &s.store(k, body, "ADDED"))
 }
 
@@ -378,6 +479,16 @@ fn update(
     }
     next["metadata"]["uid"] = cur["metadata"]["uid"].clone();
     next["metadata"]["creationTimestamp"] = cur["metadata"]["creationTimestamp"].clone();
+    let next = match admit(&s.inner.lock().unwrap(), &k, next, Some(&cur)) {
+        Ok(n) => n,
+        Err(e) => {
+            return status(
+                422,
+                "Invalid",
+                format!("{} {name:?} is invalid: {e}", t.plural),
+            );
+        }
+    };
     reply(StatusCode::OK, &s.store(k, next, "MODIFIED"))
 }
 

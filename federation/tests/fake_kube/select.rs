@@ -74,6 +74,7 @@ pub(super) fn watch(s: &Shared, t: &Target, q: &BTreeMap<String, String>) -> Res
     let (t2, q2) = (
         Target {
             client: t.client.clone(),
+            version: t.version.clone(),
             plural: t.plural.clone(),
             ns: t.ns.clone(),
             name: None,

@@ -281,11 +281,15 @@ pub fn import(service: &str, port: u16, vip: &str, serving: &[&ClusterInfo]) -> 
                 zone: c.zone.clone(),
                 ready_endpoints: 1,
                 freshness: Freshness::Fresh,
+                ports: Vec::new(),
             })
             .collect(),
         vips: vec![vip.parse::<IpAddr>().unwrap()],
         serve_stale: false,
         conditions: vec![],
+        endpoints: Vec::new(),
+        headless: false,
+        props: Default::default(),
     }
 }
 
@@ -296,10 +300,13 @@ pub fn export(service: &str, port: u16, endpoint: SocketAddr, to: ExportTo) -> E
         endpoints: vec![Endpoint {
             addr: endpoint,
             ready: true,
+            hostname: None,
         }],
         export_to: to,
         created_at: Default::default(),
         serve_stale: false,
+        headless: false,
+        props: Default::default(),
     }
 }
 
