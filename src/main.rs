@@ -187,8 +187,8 @@ fn error_chain(e: &anyhow::Error) -> String {
 
 fn run(file: &std::path::Path, component: Component) -> anyhow::Result<()> {
     let cfg = causeway::config::Config::load(file)?;
-    // One thread: quinn drives each endpoint as one task, and a current-thread
-    // runtime beat a multi-threaded one on every gateway measure here.
+    // The control plane (federation, DNS, admin, catalog watch) on one thread;
+    // the gateway starts its own data-plane workers (gateway.workers).
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;

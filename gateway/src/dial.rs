@@ -92,12 +92,13 @@ pub async fn run(shared: Arc<Shared>, peer: Arc<PeerConn>) {
 }
 
 async fn dial(shared: &Shared, peer: &PeerConn) -> Result<Connection, DialError> {
-    let cc = endpoint::client_config(&shared.cfg, &shared.id, &peer.cluster)?;
+    let cc = endpoint::client_config(&shared.cfg, &shared.id, &peer.cluster, peer.worker)?;
     let name = shared
         .id
         .server_name(&peer.cluster)
         .ok_or(DialError::NoTrust)?;
-    let connecting = shared.endpoint.connect_with(cc, peer.addr, &name)?;
+    let client = &shared.endpoints[peer.worker % shared.endpoints.len()].client;
+    let connecting = client.connect_with(cc, peer.addr, &name)?;
     let limit = shared.cfg.timeouts.handshake;
     match tokio::time::timeout(limit, connecting).await {
         Ok(res) => Ok(res?),

@@ -1,5 +1,6 @@
 //! The QUIC endpoint: UDP socket, transport settings and TLS configs.
 //!
+//! One server and one client endpoint per worker (see `WorkerEndpoints`).
 //! Settings come from measurement on loopback (see docs/protocol.md): 4 MiB UDP
 //! socket buffers (no drops at full rate), GSO on (quinn's default), a bounded
 //! connection receive window, and stream credit sized for thousands of
@@ -10,7 +11,9 @@ use std::sync::Arc;
 
 use causeway_catalog::ClusterId;
 use quinn::congestion::{BbrConfig, CubicConfig, NewRenoConfig};
-use quinn::{AckFrequencyConfig, IdleTimeout, MtuDiscoveryConfig, Runtime, TransportConfig, VarInt};
+use quinn::{
+    AckFrequencyConfig, IdleTimeout, MtuDiscoveryConfig, Runtime, TransportConfig, VarInt,
+};
 use socket2::{Domain, Protocol, Socket, Type};
 
 use crate::config::{Config, Congestion};
@@ -75,28 +78,82 @@ pub fn server_config(cfg: &Config, id: &Identity) -> Result<quinn::ServerConfig,
     Ok(sc)
 }
 
+/// Client config for dialling `peer` from `worker`: our first destination
+/// connection ID says which worker dials (see `steer`).
 pub fn client_config(
     cfg: &Config,
     id: &Identity,
     peer: &ClusterId,
+    worker: usize,
 ) -> Result<quinn::ClientConfig, EndpointError> {
     let mut cc = quinn::ClientConfig::new(Arc::new(id.client(peer)?));
     cc.transport_config(transport(cfg)?);
+    cc.initial_dst_cid_provider(crate::steer::initial_cids(worker));
     Ok(cc)
 }
 
-/// Binds the UDP socket with large buffers, then the endpoint on it.
+/// One worker's QUIC endpoints: `server` shares the listen port with the
+/// other workers' (`SO_REUSEPORT`: the kernel keeps each peer's 4-tuple on
+/// one of them) and accepts; `client` has a port of its own and dials. A
+/// connection's datagrams, its driver and its streams then all stay on the
+/// worker, with no hand-off between threads. Dialling from the shared port
+/// would not work: connections from two workers to one peer would have the
+/// same 4-tuple, and the kernel would deliver both to one socket.
+pub struct WorkerEndpoints {
+    pub server: quinn::Endpoint,
+    pub client: quinn::Endpoint,
+}
+
+/// Binds one worker's endpoints; call it on that worker's runtime (quinn
+/// spawns the endpoint drivers there). `port` is the listen port the first
+/// worker got (`cfg.listen`'s may be 0).
 pub fn bind(
     cfg: &Config,
     server: quinn::ServerConfig,
+    (worker, workers): (usize, usize),
+    port: u16,
+    metrics: &Metrics,
+) -> Result<WorkerEndpoints, EndpointError> {
+    let listen = SocketAddr::new(cfg.listen.ip(), port);
+    let steer = Steer { worker, workers };
+    let server = endpoint(cfg, listen, Some((server, steer)), metrics)?;
+    let client = endpoint(cfg, SocketAddr::new(cfg.listen.ip(), 0), None, metrics)?;
+    Ok(WorkerEndpoints { server, client })
+}
+
+/// A server socket's place in the listen port's reuseport group.
+#[derive(Clone, Copy)]
+struct Steer {
+    worker: usize,
+    workers: usize,
+}
+
+/// Binds a UDP socket with large buffers (and `SO_REUSEPORT` for a server),
+/// then a quinn endpoint on it.
+fn endpoint(
+    cfg: &Config,
+    addr: SocketAddr,
+    server: Option<(quinn::ServerConfig, Steer)>,
     metrics: &Metrics,
 ) -> Result<quinn::Endpoint, EndpointError> {
-    let addr = cfg.listen;
     let err = |source| EndpointError::Bind { addr, source };
     let sock =
         Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP)).map_err(err)?;
     size_buffers(&sock, cfg.transport.udp_socket_buffer as usize, metrics);
+    let mut config = endpoint_config(cfg);
+    if let Some((_, steer)) = &server {
+        #[cfg(unix)]
+        sock.set_reuse_port(true).map_err(err)?;
+        let worker = (steer.worker % 256) as u8;
+        config.cid_generator(move || Box::new(crate::steer::WorkerCids(worker)));
+    }
     sock.bind(&addr.into()).map_err(err)?;
+    if let Some((_, steer)) = server.as_ref().filter(|(_, s)| s.worker == 0) {
+        // One program for the whole group; without it the kernel hashes.
+        if let Err(e) = crate::steer::attach(&sock, steer.workers) {
+            tracing::warn!(error = %e, "cannot steer QUIC datagrams to their worker; the kernel's hash decides");
+        }
+    }
     sock.set_nonblocking(true).map_err(err)?;
     let runtime = Arc::new(quinn::TokioRuntime);
     let socket = runtime.wrap_udp_socket(sock.into()).map_err(err)?;
@@ -106,8 +163,8 @@ pub fn bind(
     metrics
         .udp_gro_segments
         .set(socket.max_receive_segments() as i64);
-    let config = endpoint_config(cfg);
-    quinn::Endpoint::new_with_abstract_socket(config, Some(server), socket, runtime).map_err(err)
+    let server = server.map(|(sc, _)| sc);
+    quinn::Endpoint::new_with_abstract_socket(config, server, socket, runtime).map_err(err)
 }
 
 fn endpoint_config(cfg: &Config) -> quinn::EndpointConfig {

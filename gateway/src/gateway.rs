@@ -13,7 +13,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::config::Config;
 use crate::config_check::ConfigError;
-use crate::endpoint::{self, EndpointError};
+use crate::endpoint::{self, EndpointError, WorkerEndpoints};
 use crate::metrics::Metrics;
 use crate::protocol::CLOSE_DRAINING;
 use crate::shared::Shared;
@@ -66,21 +66,15 @@ impl Gateway {
             Workers::start(inputs.cfg.worker_count()).map_err(Error::Workers)?;
         let metrics = Metrics::default();
         metrics.register(registry);
-        let server = endpoint::server_config(&inputs.cfg, &id)?;
-        // The endpoint's driver (every received datagram) runs on a worker, never
-        // on the runtime that merges catalogs.
-        let endpoint = {
-            let _worker = workers.handle(0).enter();
-            endpoint::bind(&inputs.cfg, server, &metrics)?
-        };
-        tracing::info!(cluster = %inputs.local.name, listen = ?endpoint.local_addr().ok(), cfg = ?inputs.cfg, "gateway bound");
+        let endpoints = bind_endpoints(&inputs.cfg, &id, &workers, &metrics)?;
+        tracing::info!(cluster = %inputs.local.name, listen = ?endpoints[0].server.local_addr().ok(), workers = workers.len(), cfg = ?inputs.cfg, "gateway bound");
         crate::listeners::warn_if_ephemeral(&inputs.cfg);
         let shared = Shared {
             cfg: inputs.cfg,
             local: inputs.local,
             id,
             metrics,
-            endpoint,
+            endpoints,
             workers,
             pool: Default::default(),
             catalog: inputs.catalog,
@@ -99,19 +93,48 @@ impl Gateway {
 
     /// The bound UDP address of the QUIC endpoint.
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
-        self.shared.endpoint.local_addr()
+        self.shared.endpoints[0].server.local_addr()
     }
 
     /// Serves until `shutdown` is cancelled, then drains.
     pub async fn run(self) -> Result<(), Error> {
         let s = self.shared;
-        let accept = crate::inbound::accept_loop(s.clone());
-        s.tasks.spawn_on(accept, s.workers.handle(0));
+        for w in 0..s.workers.len() {
+            let accept = crate::inbound::accept_loop(s.clone(), w);
+            s.tasks.spawn_on(accept, s.workers.handle(w));
+        }
         s.tasks.spawn(crate::listeners::watch_catalog(s.clone()));
         s.shutdown.cancelled().await;
         drain(&s).await;
         drop(self.threads);
         Ok(())
+    }
+}
+
+/// Binds every worker's endpoints on that worker (quinn runs an endpoint's
+/// driver, every datagram it receives, on the runtime that binds it).
+fn bind_endpoints(
+    cfg: &Config,
+    id: &Identity,
+    workers: &Workers,
+    metrics: &Metrics,
+) -> Result<Vec<WorkerEndpoints>, Error> {
+    let mut port = cfg.listen.port();
+    let mut out = Vec::with_capacity(workers.len());
+    for w in 0..workers.len() {
+        let _worker = workers.handle(w).enter();
+        let server = endpoint::server_config(cfg, id)?;
+        let e = endpoint::bind(cfg, server, (w, workers.len()), port, metrics)?;
+        port = e.server.local_addr().map_or(port, |a| a.port());
+        out.push(e);
+    }
+    Ok(out)
+}
+
+/// Resolves once every endpoint has no connection left.
+async fn all_idle(s: &Shared) {
+    for e in s.all_endpoints() {
+        e.wait_idle().await;
     }
 }
 
@@ -132,12 +155,15 @@ async fn drain(s: &Shared) {
     }
     // Close first: tasks that stop on `hard` drop their connection handles, and a
     // dropped connection would otherwise close with code 0, which peers count as a failure.
-    s.endpoint.close(CLOSE_DRAINING, b"draining");
+    for e in s.all_endpoints() {
+        e.close(CLOSE_DRAINING, b"draining");
+    }
     s.hard.cancel();
     s.tasks.close();
     // Both are bounded: every task watches `hard`, and closing needs at most a few RTTs.
     let grace = Duration::from_secs(1);
     let _ = tokio::time::timeout(grace, s.tasks.wait()).await;
-    let _ = tokio::time::timeout(grace, s.endpoint.wait_idle()).await;
+    let idle = all_idle(s);
+    let _ = tokio::time::timeout(grace, idle).await;
     tracing::info!("drained");
 }

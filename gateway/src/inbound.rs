@@ -16,10 +16,13 @@ use crate::splice::{self, Counters};
 /// QUIC connection close code for a peer whose certificate maps to no cluster.
 const CLOSE_UNKNOWN_PEER: u32 = 0x11;
 
-pub async fn accept_loop(shared: Arc<Shared>) {
+/// Accepts peer connections on worker `w`'s server endpoint; each is driven,
+/// and its streams run, on that worker.
+pub async fn accept_loop(shared: Arc<Shared>, w: usize) {
+    let endpoint = &shared.endpoints[w].server;
     loop {
         let incoming = tokio::select! {
-            i = shared.endpoint.accept() => match i {
+            i = endpoint.accept() => match i {
                 Some(i) => i,
                 None => return,
             },
@@ -30,14 +33,7 @@ pub async fn accept_loop(shared: Arc<Shared>) {
             incoming.refuse();
             continue;
         }
-        // The worker that accepts drives the connection and runs its streams.
-        let w = shared.workers.least_loaded();
-        let s = shared.clone();
-        let task = async move {
-            connection(s.clone(), incoming).await;
-            s.workers.done(w);
-        };
-        shared.tasks.spawn_on(task, shared.workers.handle(w));
+        shared.tasks.spawn(connection(shared.clone(), incoming));
     }
 }
 

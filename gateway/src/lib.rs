@@ -5,12 +5,12 @@
 //! owner runs `spawn_watch`, the `PeerSet`, `watch` receivers for the catalog and
 //! for this cluster's exports, and a `CancellationToken` cancelled on SIGTERM),
 //! call [`Gateway::bind`] with the process's Prometheus registry, then await
-//! [`Gateway::run`], which returns once drained. quinn drives each endpoint as one
-//! task, so a current-thread runtime serves it best (see docs/protocol.md).
+//! [`Gateway::run`], which returns once drained. The data plane runs on worker
+//! threads of its own (`workers`), never on the caller's runtime.
 //!
 //! Pure core: [`protocol`] (stream header codec), `lb` (cluster and endpoint
 //! choice), `eject` (outlier ejection), `config`. I/O at the edges: `endpoint`
-//! and `dial` (QUIC), `inbound`, `listeners` and `outbound`, `splice`.
+//! and `dial` (QUIC), `inbound`, `listeners` and `outbound`, `splice`, `workers`.
 
 mod attempt;
 mod config;
@@ -34,6 +34,7 @@ pub mod protocol;
 mod shared;
 mod splice;
 mod stats;
+mod steer;
 mod tls;
 mod workers;
 

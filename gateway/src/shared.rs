@@ -8,6 +8,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::config::Config;
+use crate::endpoint::WorkerEndpoints;
 use crate::local::EndpointLoads;
 use crate::metrics::Metrics;
 use crate::pool::Pool;
@@ -19,7 +20,8 @@ pub struct Shared {
     pub local: ClusterInfo,
     pub id: Identity,
     pub metrics: Metrics,
-    pub endpoint: quinn::Endpoint,
+    /// Each worker's QUIC endpoints, by worker index.
+    pub endpoints: Vec<WorkerEndpoints>,
     /// The data-plane runtimes; connections, listeners and streams run there.
     pub workers: Arc<Workers>,
     pub pool: Pool,
@@ -43,5 +45,10 @@ impl Shared {
 
     pub fn catalog(&self) -> Arc<CatalogSnapshot> {
         self.catalog.borrow().clone()
+    }
+
+    /// Every QUIC endpoint, servers and clients.
+    pub fn all_endpoints(&self) -> impl Iterator<Item = &quinn::Endpoint> {
+        self.endpoints.iter().flat_map(|e| [&e.server, &e.client])
     }
 }

@@ -8,7 +8,6 @@
 //! process's own runtime (catalog, federation, DNS, admin) is never one of them.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::thread::JoinHandle;
 
 use tokio::runtime::Handle;
@@ -17,8 +16,6 @@ use tokio_util::sync::CancellationToken;
 /// Handles to the workers, shared by every task.
 pub struct Workers {
     handles: Vec<Handle>,
-    /// Connections handed to each worker (for spreading new ones).
-    load: Vec<AtomicUsize>,
 }
 
 /// Owns the worker threads: dropping it stops them and waits for them, so the
@@ -46,11 +43,7 @@ impl Workers {
                 .spawn(move || rt.block_on(stop.cancelled()))?;
             threads.push(t);
         }
-        let load = handles.iter().map(|_| AtomicUsize::new(0)).collect();
-        Ok((
-            Arc::new(Workers { handles, load }),
-            Threads { stop, threads },
-        ))
+        Ok((Arc::new(Workers { handles }), Threads { stop, threads }))
     }
 
     pub fn len(&self) -> usize {
@@ -65,20 +58,6 @@ impl Workers {
     pub fn current(&self) -> Option<usize> {
         let id = Handle::try_current().ok()?.id();
         self.handles.iter().position(|h| h.id() == id)
-    }
-
-    /// The worker with the least work handed to it so far; counts the new piece.
-    pub fn least_loaded(&self) -> usize {
-        let i = (0..self.len())
-            .min_by_key(|&i| self.load[i].load(Ordering::Relaxed))
-            .unwrap_or(0);
-        self.load[i].fetch_add(1, Ordering::Relaxed);
-        i
-    }
-
-    /// Work handed to worker `i` is done.
-    pub fn done(&self, i: usize) {
-        self.load[i % self.len()].fetch_sub(1, Ordering::Relaxed);
     }
 }
 
@@ -116,9 +95,6 @@ mod tests {
         assert_eq!(got[0], (0, Some("causeway-worker-0".into()), Some(0)));
         assert_eq!(got[1], (1, Some("causeway-worker-1".into()), Some(1)));
         assert_eq!(w.current(), None, "the test thread is no worker");
-        assert_eq!([w.least_loaded(), w.least_loaded()], [0, 1]);
-        w.done(0);
-        assert_eq!(w.least_loaded(), 0);
         drop(threads); // joins both threads
     }
 }
