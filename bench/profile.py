@@ -78,6 +78,13 @@ def main():
             moved += json.loads(out)["end"]["sum_received"]["bytes"]
         cpu = h.cpu_of(pids) - c0
         gib = moved / h.GIB
+        show = ("gateway_peer_mtu", "gateway_udp_", "gateway_peer_datagrams_sent", "gateway_peer_send_calls")
+        text = subprocess.run(["curl", "-sS", "-m", "10", f"http://127.0.0.1:{a.admin}/metrics"], capture_output=True, text=True).stdout
+        keep = ("mtu", "lost_packets", "send_calls", "datagrams_sent", "congestion_window")
+        print("\n".join(l for l in text.splitlines() if not l.startswith("#") and any(k in l for k in keep)))
+        for line in text.splitlines():
+            if line.startswith(show):
+                print("  a:", line)
         print(f"{args.load}: {gib * 8 * 1.073741824 / args.secs:.2f} Gbit/s, "
               f"{cpu / gib:.2f} CPU s/GiB (both gateways), {h.CAUSEWAY}")
         if args.no_perf:

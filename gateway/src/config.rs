@@ -196,8 +196,11 @@ pub struct Transport {
     #[serde(default = "default_udp_payload")]
     pub max_udp_payload: u16,
     /// quinn's send fairness: round-robin streams of equal priority packet by
-    /// packet (true), or send each stream's queued data in turn (false).
-    #[serde(default = "yes")]
+    /// packet (true), or send each stream's queued data in turn (false, the
+    /// default: with many bulk streams, packet-by-packet round robin wakes each
+    /// stream for a packet or two and cost twice the CPU per byte; a stream's
+    /// first bytes go out first either way, at a higher priority).
+    #[serde(default)]
     pub send_fairness: bool,
 }
 

@@ -37,6 +37,9 @@ pub enum EndpointError {
     IdleTimeout(std::time::Duration),
 }
 
+/// Time before MTU discovery runs again after a (possibly false) black hole.
+const BLACK_HOLE_COOLDOWN: std::time::Duration = std::time::Duration::from_secs(3);
+
 /// Inbound QUIC handshakes in progress at once.
 const MAX_HANDSHAKES: usize = 1024;
 
@@ -54,7 +57,11 @@ pub fn transport(cfg: &Config) -> Result<Arc<TransportConfig>, EndpointError> {
         .max_idle_timeout(Some(idle))
         .send_fairness(t.send_fairness);
     let mut mtu = MtuDiscoveryConfig::default();
-    mtu.upper_bound(t.max_udp_payload);
+    mtu.upper_bound(t.max_udp_payload)
+        // quinn takes a burst of congestion loss of full-size packets for an
+        // MTU black hole and drops to 1200 bytes (20 % more packets per byte);
+        // search again soon instead of after a minute.
+        .black_hole_cooldown(BLACK_HOLE_COOLDOWN);
     tc.mtu_discovery_config(Some(mtu));
     if t.ack_every > 0 {
         let mut ack = AckFrequencyConfig::default();

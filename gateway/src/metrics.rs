@@ -150,6 +150,7 @@ pub struct Metrics {
     pub peer_send_calls: Family<PeerLabels, Counter>,
     pub peer_suspect: Family<PeerLabels, Gauge>,
     pub peer_cwnd: Family<PeerLabels, Gauge>,
+    pub peer_mtu: Family<PeerLabels, Gauge>,
     pub peer_controller: Family<ControllerLabels, Gauge>,
     pub peer_streams: Family<PeerLabels, Counter>,
     pub worker_streams: Family<WorkerLabels, Counter>,
@@ -260,6 +261,11 @@ impl Metrics {
             "peer_congestion_window_bytes",
             "Congestion window of a peer connection (quinn's path stats)",
             self.peer_cwnd.clone(),
+        );
+        r.register(
+            "peer_mtu_bytes",
+            "UDP payload size MTU discovery reached on a peer connection",
+            self.peer_mtu.clone(),
         );
         r.register(
             "peer_congestion_controller",

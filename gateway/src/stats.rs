@@ -68,6 +68,9 @@ impl Tracker {
         m.peer_cwnd
             .get_or_create(&self.labels)
             .set(i64::try_from(path.cwnd).unwrap_or(i64::MAX));
+        m.peer_mtu
+            .get_or_create(&self.labels)
+            .set(i64::from(path.current_mtu));
         m.peer_datagrams_sent
             .get_or_create(&self.labels)
             .inc_by(tx.datagrams.saturating_sub(self.datagrams));
