@@ -95,9 +95,18 @@ pub struct Limits {
     /// side grants); a full connection takes no new outbound streams.
     #[serde(default = "default_per_connection")]
     pub max_streams_per_connection: u32,
-    /// Concurrent outbound streams to one peer cluster, all its connections together.
+    /// Concurrent streams to one peer cluster (outbound, all its connections
+    /// together) and from one (inbound; past it: `overloaded`).
     #[serde(default = "default_per_peer")]
     pub max_streams_per_peer: u32,
+    /// Inbound QUIC connections one peer cluster may hold (all its gateway
+    /// replicas together); more are closed.
+    #[serde(default = "default_connections_per_peer")]
+    pub max_connections_per_peer: u32,
+    /// Inbound handshakes in progress past which a peer whose address is not
+    /// yet validated is first sent a QUIC Retry (spoofed floods stay cheap).
+    #[serde(default = "default_retry_above")]
+    pub retry_above_handshakes: u32,
     /// Concurrent tunnelled connections per service, each direction.
     #[serde(default = "default_per_service")]
     pub max_streams_per_service: u32,
@@ -265,6 +274,12 @@ fn default_per_peer() -> u32 {
 }
 fn default_per_service() -> u32 {
     10_000
+}
+fn default_connections_per_peer() -> u32 {
+    32
+}
+fn default_retry_above() -> u32 {
+    16
 }
 fn default_attempts() -> u32 {
     3

@@ -172,6 +172,12 @@ impl Config {
         )?;
         within("limits.max_attempts", l.max_attempts.into(), 1, 100)?;
         within(
+            "limits.max_connections_per_peer",
+            l.max_connections_per_peer.into(),
+            1,
+            1024,
+        )?;
+        within(
             "ejection.consecutive_failures",
             self.ejection.consecutive_failures.into(),
             1,

@@ -1,6 +1,7 @@
 //! Inbound: streams from authenticated peer gateways to local endpoints.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use causeway_catalog::ClusterId;
 use quinn::{ConnectionError, RecvStream, SendStream};
@@ -8,13 +9,16 @@ use tracing::Instrument;
 
 use crate::gate::SetupGate;
 use crate::header::{read_request, refuse, respond};
-use crate::metrics::{ActiveGuard, Direction, InboundHandshake};
+use crate::metrics::{ActiveGuard, Direction, InboundHandshake, ServiceHandles};
 use crate::protocol::{Request, Status};
+use crate::quota::Held;
 use crate::shared::Shared;
 use crate::splice::{self, Counters};
 
 /// QUIC connection close code for a peer whose certificate maps to no cluster.
 const CLOSE_UNKNOWN_PEER: u32 = 0x11;
+/// QUIC connection close code for a peer past `limits.max_connections_per_peer`.
+const CLOSE_TOO_MANY: u32 = 0x13;
 
 /// Accepts peer connections on worker `w`'s server endpoint; each is driven,
 /// and its streams run, on that worker.
@@ -33,6 +37,9 @@ pub async fn accept_loop(shared: Arc<Shared>, w: usize) {
             incoming.refuse();
             continue;
         }
+        let Some(incoming) = retry_if_busy(&shared, incoming) else {
+            continue;
+        };
         shared.tasks.spawn(connection(shared.clone(), incoming));
     }
 }
@@ -69,13 +76,43 @@ async fn handshake(shared: &Shared, incoming: quinn::Incoming) -> Option<quinn::
     }
 }
 
+/// Counts a handshake in progress while alive.
+struct Handshaking<'a>(&'a AtomicUsize);
+
+impl Drop for Handshaking<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// Past `limits.retry_above_handshakes` handshakes in progress, a peer whose
+/// address is not validated yet must first prove it with a QUIC Retry: a
+/// flood of spoofed Initials then costs a stateless packet each, no state.
+fn retry_if_busy(shared: &Shared, incoming: quinn::Incoming) -> Option<quinn::Incoming> {
+    let busy = shared.handshaking.load(Ordering::Acquire)
+        >= shared.cfg.limits.retry_above_handshakes as usize;
+    if !busy || incoming.remote_address_validated() {
+        return Some(incoming);
+    }
+    match incoming.retry() {
+        Ok(()) => {
+            handshake_metric(shared, "retry");
+            None
+        }
+        Err(e) => Some(e.into_incoming()),
+    }
+}
+
 async fn connection(shared: Arc<Shared>, incoming: quinn::Incoming) {
     let remote = incoming.remote_address();
     let span = tracing::info_span!("inbound", %remote, cluster = tracing::field::Empty, peer_id = tracing::field::Empty);
     async move {
+        shared.handshaking.fetch_add(1, Ordering::AcqRel);
+        let counted = Handshaking(&shared.handshaking);
         let Some(conn) = handshake(&shared, incoming).await else {
             return;
         };
+        drop(counted);
         let Some((cluster, peer_id)) = shared.id.identify(&conn) else {
             tracing::warn!("peer certificate names no configured cluster; closing");
             handshake_metric(&shared, "rejected");
@@ -85,6 +122,16 @@ async fn connection(shared: Arc<Shared>, incoming: quinn::Incoming) {
         let span = tracing::Span::current();
         span.record("cluster", tracing::field::display(&cluster));
         span.record("peer_id", tracing::field::display(&peer_id));
+        let limit = shared.cfg.limits.max_connections_per_peer as usize;
+        let Some(_held) = shared.peer_connections.enter(&cluster, limit) else {
+            tracing::warn!(
+                limit,
+                "peer holds too many connections (gateway.limits.max_connections_per_peer); closing"
+            );
+            handshake_metric(&shared, "too_many");
+            conn.close(CLOSE_TOO_MANY.into(), b"too many connections");
+            return;
+        };
         handshake_metric(&shared, "ok");
         let gate = Arc::new(SetupGate::default());
         loop {
@@ -148,11 +195,8 @@ async fn serve(
     mut send: SendStream,
     mut recv: RecvStream,
 ) {
-    let service = req.service.to_string();
-    let handles = shared.metrics.service(&service, Direction::Inbound);
-    let admitted = admit(shared, cluster, req, handles.active.get()).await;
-    let (tcp, _load) = match admitted {
-        Ok(x) => x,
+    let admitted = match admit(shared, cluster, req).await {
+        Ok(a) => a,
         Err((status, detail)) => {
             respond(&mut send, &mut recv, gate, status, &detail).await;
             shared
@@ -161,19 +205,19 @@ async fn serve(
             return;
         }
     };
-    let _active = ActiveGuard::new(&handles.active);
     respond(&mut send, &mut recv, gate, Status::Ok, "").await;
     shared
         .metrics
         .stream(cluster.as_str(), Direction::Inbound, Status::Ok.as_str());
     let t = &shared.cfg.transport;
+    let h = &admitted.handles;
     let counters = Counters {
-        sent: &handles.response,
-        received: &handles.request,
+        sent: &h.response,
+        received: &h.request,
         load: None,
     };
     let out = splice::splice(
-        &tcp,
+        &admitted.tcp,
         send,
         recv,
         t.splice_buffer as usize,
@@ -185,14 +229,22 @@ async fn serve(
     tracing::debug!(sent = out.sent, received = out.received, end = ?out.end, "stream done");
 }
 
-type Admitted = (tokio::net::TcpStream, crate::local::LoadGuard);
+/// A stream let in: its endpoint connection and what it holds while it lives.
+struct Admitted {
+    tcp: tokio::net::TcpStream,
+    handles: ServiceHandles,
+    _load: crate::local::LoadGuard,
+    _active: ActiveGuard,
+    _peer: Held,
+}
 
 /// Decides whether a request may proceed and connects to a local endpoint.
+/// Authorization comes first: a peer learns nothing and creates no metric
+/// label for a service not exported to it.
 async fn admit(
     shared: &Shared,
     cluster: &ClusterId,
     req: &Request,
-    active: i64,
 ) -> Result<Admitted, (Status, String)> {
     if shared.shutdown.is_cancelled() {
         return Err((Status::Draining, "gateway is draining; use another".into()));
@@ -217,17 +269,32 @@ async fn admit(
             format!("{} is not exported to cluster {cluster}", req.service),
         ));
     }
-    if active >= i64::from(shared.cfg.limits.max_streams_per_service) {
-        return Err((
-            Status::Overloaded,
-            "too many connections for this service".into(),
-        ));
+    let overloaded = |what: &str| (Status::Overloaded, format!("too many connections {what}"));
+    let l = &shared.cfg.limits;
+    let peer = shared
+        .peer_streams
+        .enter(cluster, l.max_streams_per_peer as usize)
+        .ok_or_else(|| overloaded("from this peer"))?;
+    let handles = shared
+        .metrics
+        .service(&req.service.to_string(), Direction::Inbound);
+    // Counted first, then checked: concurrent streams cannot overrun the limit.
+    let active = ActiveGuard::new(&handles.active);
+    if handles.active.get() > i64::from(l.max_streams_per_service) {
+        return Err(overloaded("for this service"));
     }
     let targets = match &req.endpoint {
         Some(host) => crate::headless::targets(export, req.port, host),
         None => crate::local::ready_targets(export, req.port),
     };
-    crate::local::connect(&shared.loads, &targets, shared.cfg.timeouts.connect)
+    let (tcp, load) = crate::local::connect(&shared.loads, &targets, shared.cfg.timeouts.connect)
         .await
-        .map_err(|s| (s, String::new()))
+        .map_err(|s| (s, String::new()))?;
+    Ok(Admitted {
+        tcp,
+        handles,
+        _load: load,
+        _active: active,
+        _peer: peer,
+    })
 }

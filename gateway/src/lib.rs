@@ -31,6 +31,7 @@ mod metrics;
 mod outbound;
 mod pool;
 pub mod protocol;
+mod quota;
 mod shared;
 mod splice;
 mod stats;

@@ -12,6 +12,7 @@ use crate::endpoint::WorkerEndpoints;
 use crate::local::EndpointLoads;
 use crate::metrics::Metrics;
 use crate::pool::Pool;
+use crate::quota::PeerCounts;
 use crate::tls::Identity;
 use crate::workers::Workers;
 
@@ -28,6 +29,11 @@ pub struct Shared {
     pub catalog: watch::Receiver<Arc<CatalogSnapshot>>,
     pub exports: watch::Receiver<Arc<Vec<Export>>>,
     pub loads: Arc<EndpointLoads>,
+    /// Inbound connections and streams each peer cluster holds open.
+    pub peer_connections: PeerCounts,
+    pub peer_streams: PeerCounts,
+    /// Inbound handshakes in progress (past a limit, unvalidated peers get a Retry).
+    pub handshaking: std::sync::atomic::AtomicUsize,
     /// Drain started: stop accepting, answer `draining`.
     pub shutdown: CancellationToken,
     /// Drain deadline passed: close everything.
