@@ -21,7 +21,7 @@ use tracing::info;
 
 use crate::admin::{self, Admin, Readiness};
 use crate::config::Config;
-use crate::identities::{load_cert, load_peers};
+use crate::identities::{load_cert, load_own, load_peers, watch_target};
 
 /// How often certificate files are checked for rotation.
 const CERT_POLL: Duration = Duration::from_secs(1);
@@ -78,7 +78,7 @@ pub async fn run(
     };
     let (feeds, fed) = match (component.has(Component::Federation), &peers) {
         (true, Some(peers)) => s.start_federation(&peers.0).await?,
-        _ => (s.follow_remote()?, None),
+        _ => (s.follow_remote(component)?, None),
     };
     if component.has(Component::Dns) {
         s.start_dns(&feeds).await?;
@@ -107,6 +107,7 @@ impl Start {
             .map(|(trust, p)| PeerEndpoint {
                 trust: trust.clone(),
                 addr: p.federation.clone(),
+                policy: p.policy(),
             })
             .collect();
         let inputs = FederationInputs {
@@ -115,6 +116,7 @@ impl Start {
             local: local_info(&self.cfg)?,
             cert,
             peers,
+            own: load_own(&self.cfg)?,
             vip_ranges: self.cfg.gateway.vip_ranges.clone(),
             shutdown: self.shutdown.clone(),
         };
@@ -129,12 +131,18 @@ impl Start {
         Ok((feeds, Some(fed)))
     }
 
-    /// Follows a federation in another process; ready once its first catalog arrives.
-    fn follow_remote(&mut self) -> anyhow::Result<Feeds> {
-        let target = self.cfg.federation.watch_target().context(
+    /// Follows a federation in another process over mutual TLS, as this
+    /// cluster's gateway or DNS; ready once its first catalog arrives.
+    fn follow_remote(&mut self, component: Component) -> anyhow::Result<Feeds> {
+        let addr = self.cfg.federation.watch_target().context(
             "a component run apart follows the federation's catalog: set federation.watch_connect (host:port of its watch_listen)",
         )?;
-        info!(%target, "following the federation's catalog");
+        let workload = match component {
+            Component::Dns => Workload::Dns,
+            _ => Workload::Gateway,
+        };
+        info!(%addr, %workload, "following the federation's catalog");
+        let target = watch_target(&self.cfg, workload, addr)?;
         let RemoteCatalog {
             catalog,
             local_exports,

@@ -19,7 +19,7 @@ fn certs(dir: &Path, name: &str) {
     let ca = Ca::generate(&ClusterId::new(name).unwrap(), &td).unwrap();
     let out = dir.join(name);
     ca.save(&out, false).unwrap();
-    for w in [Workload::Gateway, Workload::Federation] {
+    for w in Workload::ALL {
         let leaf = ca.issue(w, Validity::default()).unwrap();
         leaf.save(&out, w, false).unwrap();
     }
@@ -70,6 +70,8 @@ cluster: {{ name: east, region: r1, clusterset: test }}
 identity:
   gateway: {{ cert: east/gateway.pem, key: east/gateway-key.pem }}
   federation: {{ cert: east/federation.pem, key: east/federation-key.pem }}
+  dns: {{ cert: east/dns.pem, key: east/dns-key.pem }}
+  ca: east/ca.pem
 gateway: {{ listen: "127.0.0.1:{gw}", vip_ranges: [127.77.9.0/24] }}
 federation: {{ listen: "127.0.0.1:{fed}", watch_listen: "127.0.0.1:{watch}", state_dir: state }}
 dns: {{ listen: "127.0.0.1:{dns}" }}

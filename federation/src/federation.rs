@@ -16,6 +16,7 @@ use tokio::sync::{Notify, watch};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::admit::PeerPolicy;
 use crate::error::Error;
 use crate::exporter::Exporter;
 use crate::hub::Hub;
@@ -36,6 +37,8 @@ pub struct PeerEndpoint {
     pub trust: PeerTrust,
     /// host:port of the peer's federation listener.
     pub addr: String,
+    /// What this cluster accepts from the peer.
+    pub policy: PeerPolicy,
 }
 
 /// Everything the federation needs, in one place.
@@ -47,6 +50,9 @@ pub struct FederationInputs {
     /// Our federation certificate (SPIFFE ID `spiffe://<td>/federation`).
     pub cert: Arc<ReloadingCert>,
     pub peers: Vec<PeerEndpoint>,
+    /// This cluster's own CA and trust domain; needed for `watch_listen`
+    /// (only this cluster's gateway and DNS may follow the catalog feed).
+    pub own: Option<PeerTrust>,
     /// ClusterSetIP ranges; the federation allocates and persists VIPs.
     pub vip_ranges: Vec<IpNet>,
     pub shutdown: CancellationToken,
@@ -102,6 +108,7 @@ impl Federation {
         let slots = peer_slots(&inputs.peers, state.peers, &lease, Instant::now());
         let (local_tx, local_rx) = watch::channel(Arc::new(exports));
         let (changes, changes_rx) = watch::channel(0);
+        let owners = crate::hub::owners_of(&state.catalog);
         let (catalog_tx, catalog_rx) = watch::channel(state.catalog);
         let (persist_tx, persist_rx) = watch::channel(Arc::new(State::default()));
         let dirty = Arc::new(Notify::new());
@@ -122,6 +129,8 @@ impl Federation {
             vip_errors: String::new(),
             settled: settled_tx,
             started: Instant::now(),
+            owners,
+            taken: BTreeMap::new(),
         };
         hub.take_local();
         hub.recompute(Instant::now());
@@ -129,6 +138,7 @@ impl Federation {
             cfg: &cfg,
             cert: inputs.cert.clone(),
             peers: peer_set,
+            own: inputs.own.clone(),
             exporter,
             changes: changes_rx,
             catalog: catalog_rx.clone(),
@@ -249,6 +259,7 @@ fn peer_slots(
                 }
                 None => PeerView::new(name),
             };
+            let view = view.with_policy(Arc::new(p.policy.clone()));
             Arc::new(PeerSlot::new(p.trust.clone(), p.addr.clone(), view))
         })
         .collect()

@@ -75,6 +75,7 @@ async fn pair_seeded(sinks: bool, seed: impl Fn(usize, &FakeKube)) -> (Cluster, 
         let peer = PeerEndpoint {
             trust: ids[1 - i].trust(),
             addr: addrs[1 - i].to_string(),
+            policy: Default::default(),
         };
         let stop = CancellationToken::new();
         let inputs = FederationInputs {
@@ -83,6 +84,7 @@ async fn pair_seeded(sinks: bool, seed: impl Fn(usize, &FakeKube)) -> (Cluster, 
             local: ids[i].info(),
             cert: ids[i].cert(),
             peers: vec![peer],
+            own: Some(ids[i].trust()),
             vip_ranges: vec![format!("10.96.{}.0/24", 200 + i).parse().unwrap()],
             shutdown: stop.clone(),
         };
@@ -397,9 +399,11 @@ async fn a_silent_exporter_keeps_its_imports_until_its_lease_expires() {
 async fn every_export_of_a_conflicting_port_gets_the_conflict_condition() {
     init_tracing();
     let (west, east) = pair(false).await;
+    // A peer's created_at counts from when this cluster first saw the export
+    // (docs/security.md): east's export is made after the link, west's before.
     for (kube, port, created) in [
         (&west.kube, 80, "2026-01-01T00:00:00Z"),
-        (&east.kube, 8080, "2026-02-01T00:00:00Z"),
+        (&east.kube, 8080, "2099-02-01T00:00:00Z"),
     ] {
         kube.put("services", json!({"metadata": {"name": "web", "namespace": "demo"}, "spec": {"ports": [{"name": "http", "port": port}]}}));
         kube.put(

@@ -118,6 +118,11 @@ impl PeerSet {
         Ok(PeerSet { peers })
     }
 
+    /// A set of one (e.g. this cluster's own trust, for its local links).
+    pub fn one(trust: PeerTrust) -> Self {
+        PeerSet { peers: vec![trust] }
+    }
+
     pub fn iter(&self) -> impl Iterator<Item = &PeerTrust> {
         self.peers.iter()
     }

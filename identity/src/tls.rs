@@ -34,6 +34,25 @@ pub fn server_config(
     peers: Arc<PeerSet>,
     expect: Workload,
 ) -> Result<ServerConfig, TlsError> {
+    server_config_for(cert, &peers, vec![expect])
+}
+
+/// A server for this cluster's own components (the federation's catalog
+/// feed): the client must chain to `own` (this cluster's CA and trust
+/// domain) and be one of the `allow` workloads.
+pub fn local_server_config(
+    cert: Arc<ReloadingCert>,
+    own: &PeerTrust,
+    allow: &[Workload],
+) -> Result<ServerConfig, TlsError> {
+    server_config_for(cert, &PeerSet::one(own.clone()), allow.to_vec())
+}
+
+fn server_config_for(
+    cert: Arc<ReloadingCert>,
+    peers: &PeerSet,
+    expect: Vec<Workload>,
+) -> Result<ServerConfig, TlsError> {
     let provider = crate::provider();
     let verifier = PeerClientVerifier {
         peers: peers

@@ -20,7 +20,7 @@ use crate::san;
 pub(crate) struct PeerClientVerifier {
     /// Each peer with a webpki verifier over its bundle alone.
     pub(crate) peers: Vec<(PeerTrust, Arc<dyn ClientCertVerifier>)>,
-    pub(crate) expect: Workload,
+    pub(crate) expect: Vec<Workload>,
     pub(crate) algs: WebPkiSupportedAlgorithms,
     pub(crate) hints: Vec<DistinguishedName>,
 }
@@ -48,7 +48,7 @@ impl PeerClientVerifier {
         let mut chain_error = None;
         for (peer, webpki) in &self.peers {
             match webpki.verify_client_cert(end_entity, intermediates, now) {
-                Ok(_) => match check_identity(peer, end_entity, self.expect) {
+                Ok(_) => match check_identity(peer, end_entity, &self.expect) {
                     Ok(id) => return Ok(id),
                     Err(e) => {
                         mismatch.get_or_insert(e);

@@ -49,7 +49,7 @@ impl PeerServerVerifier {
             )
         });
         match chain {
-            Ok(()) => check_identity(&self.peer, end_entity, self.expect),
+            Ok(()) => check_identity(&self.peer, end_entity, &[self.expect]),
             Err(e) if not_signed(&e) => Err(VerifyError::NotSignedByPeer {
                 peer: self.peer.name.clone(),
                 presented: san::describe(end_entity),
