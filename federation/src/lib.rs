@@ -11,6 +11,8 @@ mod config;
 mod error;
 mod exporter;
 mod federation;
+#[doc(hidden)]
+pub mod fuzzing;
 mod hub;
 mod k8s;
 mod local_source;
