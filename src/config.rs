@@ -76,8 +76,13 @@ pub struct IdentityConfig {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AdminConfig {
+    /// Every admin route (config, catalog, peers, UI); keep it on loopback.
     #[serde(default = "default_admin")]
     pub listen: SocketAddr,
+    /// Optional second listener with only `/healthz`, `/readyz` and
+    /// `/metrics`, for probes and scraping from outside the pod.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 fn default_admin() -> SocketAddr {
@@ -88,6 +93,7 @@ impl Default for AdminConfig {
     fn default() -> Self {
         Self {
             listen: default_admin(),
+            metrics_listen: None,
         }
     }
 }
@@ -345,6 +351,9 @@ impl Config {
         ];
         if let Some(w) = self.federation.watch_listen {
             tcp.push(("federation.watch_listen", w));
+        }
+        if let Some(m) = self.admin.metrics_listen {
+            tcp.push(("admin.metrics_listen", m));
         }
         let udp = [
             ("dns.listen", self.dns.listen),

@@ -112,18 +112,20 @@ pub fn load_own(cfg: &Config) -> Result<Option<PeerTrust>, IdentityError> {
         .map_err(IdentityError::OwnCa)
 }
 
-/// How `workload` (gateway or DNS) run apart follows the federation's catalog feed.
+/// How `workload` (gateway or DNS) run apart follows the federation's catalog
+/// feed, and the certificate it presents there.
 pub fn watch_target(
     cfg: &Config,
     workload: Workload,
     addr: String,
-) -> Result<causeway_federation::WatchTarget, anyhow::Error> {
+) -> Result<(causeway_federation::WatchTarget, Arc<ReloadingCert>), anyhow::Error> {
     let own = load_own(cfg)?.ok_or(IdentityError::NoOwnCa)?;
     let cert = load_cert(cfg, workload)?;
-    let tls = causeway_identity::client_config(cert, &own, Workload::Federation)?;
-    Ok(causeway_federation::WatchTarget {
+    let tls = causeway_identity::client_config(cert.clone(), &own, Workload::Federation)?;
+    let target = causeway_federation::WatchTarget {
         addr,
         tls,
         trust_domain: own.trust_domain.to_string(),
-    })
+    };
+    Ok((target, cert))
 }

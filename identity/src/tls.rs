@@ -5,8 +5,6 @@
 
 use std::sync::Arc;
 
-use rustls::server::WebPkiClientVerifier;
-use rustls::server::danger::ClientCertVerifier;
 use rustls::{ClientConfig, ServerConfig};
 
 use crate::names::Workload;
@@ -55,13 +53,14 @@ fn server_config_for(
 ) -> Result<ServerConfig, TlsError> {
     let provider = crate::provider();
     let verifier = PeerClientVerifier {
-        peers: peers
-            .iter()
-            .map(|peer| Ok((peer.clone(), chain_verifier(peer)?)))
-            .collect::<Result<_, TlsError>>()?,
+        peers: peers.iter().cloned().collect(),
         expect,
         algs: provider.signature_verification_algorithms,
-        hints: peers.iter().flat_map(|p| p.roots.subjects()).collect(),
+        // Only hints: taken at build time, they may lag a reloaded bundle.
+        hints: peers
+            .iter()
+            .flat_map(|p| p.roots.store().subjects())
+            .collect(),
     };
     let config = ServerConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13])
@@ -93,14 +92,4 @@ pub fn client_config(
         .with_custom_certificate_verifier(Arc::new(verifier))
         .with_client_cert_resolver(cert);
     Ok(config)
-}
-
-/// webpki's client-auth chain check over one peer's bundle only.
-fn chain_verifier(peer: &PeerTrust) -> Result<Arc<dyn ClientCertVerifier>, TlsError> {
-    WebPkiClientVerifier::builder_with_provider(Arc::clone(&peer.roots), crate::provider())
-        .build()
-        .map_err(|source| TlsError::PeerRoots {
-            peer: peer.name.to_string(),
-            source,
-        })
 }

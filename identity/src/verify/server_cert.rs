@@ -39,10 +39,10 @@ impl PeerServerVerifier {
         now: UnixTime,
     ) -> Result<SpiffeId, VerifyError> {
         let chain = ParsedCertificate::try_from(end_entity).and_then(|cert| {
-            let roots = &self.peer.roots;
+            let roots = self.peer.roots.store();
             verify_server_cert_signed_by_trust_anchor(
                 &cert,
-                roots,
+                &roots,
                 intermediates,
                 now,
                 self.algs.all,
