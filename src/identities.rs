@@ -46,6 +46,10 @@ pub enum IdentityError {
 pub struct Identities {
     pub gateway: Arc<ReloadingCert>,
     pub federation: Arc<ReloadingCert>,
+    /// When `identity.dns` is set.
+    pub dns: Option<Arc<ReloadingCert>>,
+    /// This cluster's own CA, when `identity.ca` is set.
+    pub own: Option<PeerTrust>,
     pub peers: Vec<PeerTrust>,
     pub peer_set: Arc<PeerSet>,
 }
@@ -53,9 +57,15 @@ pub struct Identities {
 impl Identities {
     pub fn load(cfg: &Config) -> Result<Self, IdentityError> {
         let (peers, peer_set) = load_peers(cfg)?;
+        let dns = match cfg.identity.dns {
+            Some(_) => Some(load_cert(cfg, Workload::Dns)?),
+            None => None,
+        };
         Ok(Self {
             gateway: load_cert(cfg, Workload::Gateway)?,
             federation: load_cert(cfg, Workload::Federation)?,
+            dns,
+            own: load_own(cfg)?,
             peers,
             peer_set,
         })

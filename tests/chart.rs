@@ -76,7 +76,7 @@ fn make_certs(dir: &Path) {
             &ca,
         ]);
     }
-    for w in ["gateway", "federation"] {
+    for w in ["gateway", "federation", "dns"] {
         causeway(&[
             "ca",
             "issue",
@@ -93,6 +93,7 @@ fn make_certs(dir: &Path) {
         dir.join("certs/peer-west-ca.pem"),
     )
     .unwrap();
+    std::fs::copy(dir.join("ca-east/ca.pem"), dir.join("certs/ca.pem")).unwrap();
 }
 
 #[test]

@@ -109,6 +109,9 @@ impl Federation {
         let (local_tx, local_rx) = watch::channel(Arc::new(exports));
         let (changes, changes_rx) = watch::channel(0);
         let owners = crate::hub::owners_of(&state.catalog);
+        // Without a Kubernetes sink this replica always serves the catalog feed;
+        // with one, only while it leads (its ClusterSetIPs are the ones written).
+        let (leading_tx, leading_rx) = watch::channel(cfg.kubernetes.is_none());
         let (catalog_tx, catalog_rx) = watch::channel(state.catalog);
         let (persist_tx, persist_rx) = watch::channel(Arc::new(State::default()));
         let dirty = Arc::new(Notify::new());
@@ -139,6 +142,7 @@ impl Federation {
             cert: inputs.cert.clone(),
             peers: peer_set,
             own: inputs.own.clone(),
+            leading: leading_rx,
             exporter,
             changes: changes_rx,
             catalog: catalog_rx.clone(),
@@ -158,7 +162,7 @@ impl Federation {
         source.spawn(outputs, &tasks, shutdown.clone());
         if let Some(sink) = &cfg.kubernetes {
             let inputs = (catalog_rx.clone(), settled_rx.clone());
-            spawn_sink(sink, inputs, &tasks, shutdown.clone()).await?;
+            spawn_sink(sink, inputs, leading_tx, &tasks, shutdown.clone()).await?;
         }
         tasks.spawn(hub.run(shutdown.clone()));
         if let Some(dir) = cfg.state_dir.clone() {

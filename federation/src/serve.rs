@@ -37,6 +37,8 @@ pub struct ServeInputs<'a> {
     pub peers: Arc<PeerSet>,
     /// This cluster's own CA and trust domain: who may follow the watch feed.
     pub own: Option<PeerTrust>,
+    /// Whether this replica may serve the watch feed (it leads, or there is no election).
+    pub leading: watch::Receiver<bool>,
     pub exporter: Arc<std::sync::Mutex<Exporter>>,
     pub changes: watch::Receiver<u64>,
     pub catalog: watch::Receiver<Arc<CatalogSnapshot>>,
@@ -77,6 +79,7 @@ pub async fn spawn(i: ServeInputs<'_>) -> Result<(SocketAddr, Option<SocketAddr>
             let svc = WatchService {
                 catalog: i.catalog,
                 local_exports: i.local_exports,
+                leading: i.leading,
                 tasks: i.tasks.clone(),
                 shutdown: i.shutdown.clone(),
             };

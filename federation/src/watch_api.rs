@@ -29,6 +29,10 @@ pub const MAX_CATALOG_MESSAGE: usize = 64 * 1024 * 1024;
 pub struct WatchService {
     pub catalog: watch::Receiver<Arc<CatalogSnapshot>>,
     pub local_exports: watch::Receiver<Arc<Vec<Export>>>,
+    /// Only the leader serves (its ClusterSetIPs are the ones in the derived
+    /// Services); a follower refuses, and ends its streams when it stops leading,
+    /// so clients behind one Service retry until they reach the leader.
+    pub leading: watch::Receiver<bool>,
     pub tasks: TaskTracker,
     pub shutdown: CancellationToken,
 }
@@ -43,10 +47,13 @@ impl proto::catalog_watch_server::CatalogWatch for WatchService {
         &self,
         _: Request<proto::WatchRequest>,
     ) -> Result<Response<Self::WatchCatalogStream>, Status> {
+        if !*self.leading.borrow() {
+            return Err(not_leader());
+        }
         // One message in flight: a slow watcher skips to the newest catalog.
         let (tx, rx) = mpsc::channel(1);
         let (mut catalog, shutdown) = (self.catalog.clone(), self.shutdown.clone());
-        let mut local = self.local_exports.clone();
+        let (mut local, mut leading) = (self.local_exports.clone(), self.leading.clone());
         self.tasks.spawn(async move {
             loop {
                 let msg = encode(&catalog.borrow_and_update(), &local.borrow_and_update());
@@ -58,11 +65,27 @@ impl proto::catalog_watch_server::CatalogWatch for WatchService {
                     _ = tx.closed() => return,
                     r = catalog.changed() => if r.is_err() { return },
                     r = local.changed() => if r.is_err() { return },
+                    _ = lost(&mut leading) => {
+                        let _ = tx.send(Err(not_leader())).await;
+                        return;
+                    }
                 }
             }
         });
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
     }
+}
+
+/// Completes when this replica stops leading; never when nothing elects
+/// (the sender is gone while this replica serves).
+async fn lost(leading: &mut watch::Receiver<bool>) {
+    if leading.wait_for(|l| !*l).await.is_err() {
+        std::future::pending::<()>().await;
+    }
+}
+
+fn not_leader() -> Status {
+    Status::unavailable("this federation replica does not lead; reconnect to reach the leader")
 }
 
 fn encode(catalog: &CatalogSnapshot, local: &[Export]) -> Result<proto::Catalog, Status> {
