@@ -316,7 +316,11 @@ impl Config {
     /// Every duration the data plane adds to an `Instant` is bounded, so a
     /// typo such as `idle: 99999999999h` is refused instead of overflowing.
     fn validate_durations(&self) -> Result<(), ConfigError> {
-        let (t, c) = (&self.gateway.timeouts, &self.gateway.connections);
+        let (t, c, e) = (
+            &self.gateway.timeouts,
+            &self.gateway.connections,
+            &self.gateway.ejection,
+        );
         let all = [
             ("gateway.timeouts.connect", t.connect),
             ("gateway.timeouts.handshake", t.handshake),
@@ -324,9 +328,13 @@ impl Config {
             ("gateway.timeouts.status", t.status),
             ("gateway.timeouts.idle", t.idle),
             ("gateway.connections.keep_alive", c.keep_alive),
+            ("gateway.connections.liveness", c.liveness),
             ("gateway.connections.idle_timeout", c.idle_timeout),
             ("gateway.connections.backoff_initial", c.backoff_initial),
             ("gateway.connections.backoff_max", c.backoff_max),
+            ("gateway.ejection.base_time", e.base_time),
+            ("gateway.ejection.max_time", e.max_time),
+            ("gateway.drain_deadline", self.gateway.drain_deadline),
         ];
         match all.into_iter().find(|(_, d)| *d > MAX_DURATION) {
             Some((key, value)) => Err(ConfigError::TooLong {

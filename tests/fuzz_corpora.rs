@@ -124,7 +124,10 @@ fn stream_header_corpus() {
 
 #[test]
 fn peer_view_apply_corpus() {
-    replay("peer_view_apply", causeway_federation::fuzzing::peer_view_apply);
+    replay(
+        "peer_view_apply",
+        causeway_federation::fuzzing::peer_view_apply,
+    );
 }
 
 #[test]
@@ -144,5 +147,8 @@ fn state_json_corpus() {
 
 #[test]
 fn service_export_corpus() {
-    replay("service_export", causeway_federation::fuzzing::service_export);
+    replay(
+        "service_export",
+        causeway_federation::fuzzing::service_export,
+    );
 }
