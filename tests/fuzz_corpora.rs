@@ -1,6 +1,6 @@
 //! The fuzz targets' checks (fuzz/fuzz_targets/) on stable Rust: every input
 //! in fuzz/corpus/<target>/ (seeds and what long runs found worth keeping),
-//! plus a bounded number of seeded byte mutations of each. cargo-fuzz needs
+//! plus a bounded number of seeded byte mutations of them. cargo-fuzz needs
 //! nightly; this keeps the corpora exercised in every `cargo test`.
 #![allow(clippy::unwrap_used)]
 
@@ -15,9 +15,10 @@ use causeway_gateway::protocol::{
 use causeway_identity::{SpiffeId, spiffe_id_of};
 use rustls::pki_types::CertificateDer;
 
-/// Mutants per corpus file: enough to leave the seeds' exact shapes, small
-/// enough for a debug build on two cores (all targets: a few seconds).
-const MUTANTS: usize = 64;
+/// Mutants per target, spread over its corpus files (at least one each):
+/// enough to leave the inputs' exact shapes, small enough for a debug build
+/// on two cores (all targets: a few seconds).
+const MUTANTS: usize = 4096;
 
 fn stream_header(data: &[u8]) {
     if let Some(p) = data.first_chunk::<3>() {
@@ -108,10 +109,11 @@ fn replay(target: &str, check: fn(&[u8])) {
         .collect();
     assert!(!files.is_empty(), "no corpus for {target}");
     let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+    let per_file = (MUTANTS / files.len()).max(1);
     for f in &files {
         let seed = std::fs::read(f).unwrap();
         check(&seed);
-        for _ in 0..MUTANTS {
+        for _ in 0..per_file {
             check(&mutate(&mut rng, &seed));
         }
     }
