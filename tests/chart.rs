@@ -163,6 +163,8 @@ fn the_default_vip_range_avoids_the_reserved_addresses_and_the_docs_agree() {
             "docs/kubernetes.md names {r}"
         );
     }
+}
+
 /// The rendered manifests, one YAML document each.
 fn documents(manifest: &str) -> Vec<serde_json::Value> {
     manifest

@@ -194,8 +194,10 @@ pub fn admit_info(
 
 /// An export as it is stored on arrival: `created_at` no older than the
 /// first time this cluster saw the service (`first_seen`: the stored export's
-/// time, else `now`), and only ready endpoints: one more than
-/// `max_endpoints_per_export` at most, so admission can tell the peer went over.
+/// time, else `now`), and one more endpoint than `max_endpoints_per_export`
+/// at most, so admission can tell the peer went over. A service with a
+/// ClusterSetIP keeps only its ready endpoints (only their count is used); a
+/// headless one keeps them all (each gets a name and an address here).
 pub fn intake(
     policy: &PeerPolicy,
     mut e: Export,
@@ -203,7 +205,9 @@ pub fn intake(
     now: UnixMillis,
 ) -> Export {
     e.created_at = e.created_at.max(first_seen.unwrap_or(now));
-    e.endpoints.retain(|ep| ep.ready);
+    if !e.headless {
+        e.endpoints.retain(|ep| ep.ready);
+    }
     e.endpoints
         .truncate(policy.limits.max_endpoints_per_export.saturating_add(1));
     e

@@ -16,11 +16,14 @@ fn export(key: &str, ports: usize, endpoints: usize) -> Export {
             .map(|i| Endpoint {
                 addr: SocketAddr::from(([10, 0, (i / 250) as u8, (i % 250) as u8], 80)),
                 ready: true,
+                hostname: None,
             })
             .collect(),
         export_to: ExportTo::All,
         created_at: UnixMillis(0),
         serve_stale: false,
+        headless: false,
+        props: Default::default(),
     }
 }
 

@@ -113,12 +113,23 @@ impl PeerView {
 
     /// A view loaded from disk: stale at once, expiring `expire - stale` later
     /// unless the peer confirms it first.
+    ///
+    /// A state file is input too (it may be damaged or edited): exports that
+    /// would be refused on the wire are left out, as the peer's session would.
     pub fn restore(name: ClusterId, saved: SavedView, lease: &LeaseConfig, now: Instant) -> Self {
         let mut v = Self::new(name);
         v.raw_info = Some(saved.info);
         v.epoch = saved.epoch;
         v.version = saved.version;
-        v.replace(saved.exports);
+        let (valid, invalid): (Vec<Export>, Vec<Export>) = saved
+            .exports
+            .into_iter()
+            .partition(|e| e.validate().is_ok());
+        if let Some(bad) = invalid.first() {
+            let error = bad.validate().err().map(|e| e.to_string());
+            tracing::warn!(peer = %v.name, count = invalid.len(), ?error, "persisted view holds invalid exports; leaving them out");
+        }
+        v.replace(valid);
         v.last_heard = Some(now.checked_sub(lease.stale_after()).unwrap_or(now));
         v
     }

@@ -30,6 +30,7 @@ fn port(name: &str, number: u32) -> proto::Port {
         name: name.into(),
         number,
         protocol: proto::Protocol::Tcp.into(),
+        ..Default::default()
     }
 }
 
@@ -41,6 +42,7 @@ fn export(ns: &str, name: &str, number: u32, created_at_ms: u64) -> proto::Expor
         endpoints: vec![proto::Endpoint {
             addr: "10.9.9.9:80".into(),
             ready: true,
+            ..Default::default()
         }],
         created_at_ms,
         ..Default::default()
@@ -185,8 +187,8 @@ async fn a_hostile_peer_gets_only_what_its_policy_allows() {
     );
     assert!(
         web.conditions.iter().any(|c| matches!(c,
-            Condition::PortConflict { kept_from, ignored_from, .. }
-                if kept_from.as_str() == "b" && ignored_from.as_str() == "x")),
+            Condition::Conflict { winner, disagreeing, .. }
+                if winner.as_str() == "b" && disagreeing.iter().any(|d| d.as_str() == "x"))),
         "{:?}",
         web.conditions
     );

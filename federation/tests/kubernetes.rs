@@ -528,6 +528,7 @@ async fn a_derived_service_keeps_its_cluster_ip_when_another_replica_leads() {
     spawn_sink(
         &sink_config(east.kube.url("east-1"), "east-1"),
         (east.fed.catalog(), east.fed.settled()),
+        tokio::sync::watch::channel(false).0,
         &tasks,
         stop.clone(),
     )
@@ -781,7 +782,9 @@ async fn a_leader_that_starts_alone_keeps_the_imports_until_its_peers_are_heard_
         peers: vec![PeerEndpoint {
             trust: west.trust(),
             addr: free_addr().to_string(),
+            policy: Default::default(),
         }],
+        own: Some(east.trust()),
         vip_ranges: vec!["10.96.201.0/24".parse().unwrap()],
         shutdown: stop.clone(),
     };
