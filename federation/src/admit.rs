@@ -192,9 +192,17 @@ pub fn admit_info(
     info
 }
 
+/// How much older than "first seen here" a new export's `created_at` may be:
+/// propagation and clock skew between honest clusters, so that clusters agree
+/// on the oldest export (MCS conflict resolution) when both were made around
+/// the same time. A back-dating peer gains at most this much.
+pub const CREATED_AT_TOLERANCE_MS: u64 = 60_000;
+
 /// An export as it is stored on arrival: `created_at` no older than the
-/// first time this cluster saw the service (`first_seen`: the stored export's
-/// time, else `now`), and one more endpoint than `max_endpoints_per_export`
+/// first time this cluster saw the service, less [`CREATED_AT_TOLERANCE_MS`]
+/// (`now` for a new service); for a service already stored, no older than the
+/// stored time (`first_seen`), so repeating a claim never moves it back. One
+/// more endpoint than `max_endpoints_per_export`
 /// at most, so admission can tell the peer went over. A service with a
 /// ClusterSetIP keeps only its ready endpoints (only their count is used); a
 /// headless one keeps them all (each gets a name and an address here).
@@ -204,7 +212,8 @@ pub fn intake(
     first_seen: Option<UnixMillis>,
     now: UnixMillis,
 ) -> Export {
-    e.created_at = e.created_at.max(first_seen.unwrap_or(now));
+    let floor = first_seen.unwrap_or(UnixMillis(now.0.saturating_sub(CREATED_AT_TOLERANCE_MS)));
+    e.created_at = e.created_at.max(floor);
     if !e.headless {
         e.endpoints.retain(|ep| ep.ready);
     }

@@ -112,24 +112,42 @@ fn endpoints_are_kept_as_a_capped_count_of_ready_ones() {
 }
 
 /// A peer claims its export is from 1970 to win MCS conflicts: the time is
-/// clamped to when this cluster first saw it, and stays there.
+/// clamped to when this cluster first saw it (less the tolerance for honest
+/// skew), and repeating the claim never moves it back.
 #[test]
 fn created_at_is_clamped_to_first_seen() {
     let policy = PeerPolicy::default();
-    let first = intake(&policy, export("ns/a", 1, 0), None, UnixMillis(5000));
-    assert_eq!(first.created_at, UnixMillis(5000));
+    let now = UnixMillis(1_000_000);
+    let first = intake(&policy, export("ns/a", 1, 0), None, now);
+    assert_eq!(
+        first.created_at,
+        UnixMillis(1_000_000 - CREATED_AT_TOLERANCE_MS)
+    );
     let again = intake(
         &policy,
         export("ns/a", 1, 0),
         Some(first.created_at),
-        UnixMillis(9000),
+        UnixMillis(9_000_000),
     );
-    assert_eq!(again.created_at, UnixMillis(5000));
-    let mut later = export("ns/a", 1, 0);
-    later.created_at = UnixMillis(7000);
+    assert_eq!(again.created_at, first.created_at);
+    // An honest claim within the tolerance is kept as is.
+    let mut recent = export("ns/b", 1, 0);
+    recent.created_at = UnixMillis(990_000);
     assert_eq!(
-        intake(&policy, later, Some(UnixMillis(5000)), UnixMillis(9000)).created_at,
-        UnixMillis(7000)
+        intake(&policy, recent, None, now).created_at,
+        UnixMillis(990_000)
+    );
+    let mut later = export("ns/a", 1, 0);
+    later.created_at = UnixMillis(7_000_000);
+    assert_eq!(
+        intake(
+            &policy,
+            later,
+            Some(first.created_at),
+            UnixMillis(9_000_000)
+        )
+        .created_at,
+        UnixMillis(7_000_000)
     );
 }
 

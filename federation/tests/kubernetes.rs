@@ -561,12 +561,14 @@ async fn a_derived_service_keeps_its_cluster_ip_when_another_replica_leads() {
 async fn unnamed_ports_from_two_clusters_never_make_a_service_the_api_server_refuses() {
     init_tracing();
     let (west, east) = pair(true).await;
+    // A peer's created_at counts from when this cluster first saw the export
+    // (docs/security.md): east's export is made after the link, west's before.
     for (kube, ports, created) in [
         (&west.kube, json!([{"port": 80}]), "2026-01-01T00:00:00Z"),
         (
             &east.kube,
             json!([{"name": "http", "port": 81}, {"name": "grpc", "port": 82}]),
-            "2026-02-01T00:00:00Z",
+            "2099-02-01T00:00:00Z",
         ),
     ] {
         kube.put(
