@@ -140,22 +140,7 @@ impl DnsServer {
         });
         let workers = start_udp(self.udp, fast, &mut server, &workers_stop)?;
         // hickory's TCP accept is unbounded: it listens on loopback behind the gate.
-        let loopback = match self.tcp.local_addr() {
-            Ok(a) if a.is_ipv6() => SocketAddr::from((std::net::Ipv6Addr::LOCALHOST, 0)),
-            _ => SocketAddr::from((std::net::Ipv4Addr::LOCALHOST, 0)),
-        };
-        let inner = TcpListener::bind(loopback)
-            .await
-            .map_err(|source| DnsError::Bind {
-                proto: "tcp",
-                addr: loopback,
-                source,
-            })?;
-        let inner_addr = inner.local_addr().map_err(|source| DnsError::Bind {
-            proto: "tcp",
-            addr: loopback,
-            source,
-        })?;
+        let (inner, inner_addr) = crate::tcp_gate::bind_inner().await?;
         server.register_listener(inner, TCP_IDLE_TIMEOUT, TCP_RESPONSE_BUFFER);
         let _gate = crate::tcp_gate::spawn(self.tcp, inner_addr, workers_stop.clone());
         let updater = tokio::spawn(follow_catalog(

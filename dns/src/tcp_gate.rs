@@ -54,6 +54,29 @@ fn admit(counts: &Arc<Mutex<Counts>>, src: IpAddr) -> Option<Place> {
     Some(Place(counts.clone(), src))
 }
 
+/// Where hickory listens behind the gate: a port on 127.0.0.2 where the
+/// system has it (Linux: all of 127/8), so it never takes a port someone
+/// may want on 127.0.0.1 or the wildcard address; else on 127.0.0.1.
+pub async fn bind_inner() -> Result<(TcpListener, SocketAddr), crate::DnsError> {
+    let mut last = None;
+    for ip in [[127, 0, 0, 2], [127, 0, 0, 1]] {
+        let addr = SocketAddr::from((ip, 0));
+        match TcpListener::bind(addr).await.and_then(|l| {
+            let a = l.local_addr()?;
+            Ok((l, a))
+        }) {
+            Ok(bound) => return Ok(bound),
+            Err(source) => last = Some((addr, source)),
+        }
+    }
+    let (addr, source) = last.unwrap_or_else(|| unreachable!("two addresses were tried"));
+    Err(crate::DnsError::Bind {
+        proto: "tcp",
+        addr,
+        source,
+    })
+}
+
 /// Relays connections from `public` to hickory's `inner` address until `stop`.
 pub fn spawn(public: TcpListener, inner: SocketAddr, stop: CancellationToken) -> TaskTracker {
     let tasks = TaskTracker::new();
