@@ -62,11 +62,11 @@ causeway() {
 
 make_certs() {
     local c=$1 dir="$WORK/$1"
-    if [ -f "$dir/certs/federation.pem" ]; then return; fi
+    if [ -f "$dir/certs/dns.pem" ]; then return; fi
     log "certificates for $c (trust domain $c.$CLUSTERSET)"
     mkdir -p "$dir/ca" "$dir/certs"
     causeway ca init --cluster "$c" --trust-domain "$c.$CLUSTERSET" --out "$dir/ca"
-    for w in gateway federation; do
+    for w in gateway federation dns; do
         causeway ca issue --ca "$dir/ca" --workload "$w" --out "$dir/certs"
     done
 }

@@ -84,6 +84,22 @@ impl Admin {
         Self { router, shared }
     }
 
+    /// Only the read-only probes (`/healthz`, `/readyz`, `/metrics`): what
+    /// `admin.metrics_listen` serves on the pod IP for kubelet and Prometheus,
+    /// while the rest of admin stays on `admin.listen` (loopback).
+    pub fn probes(registry: Arc<Registry>, ready: Readiness) -> Self {
+        let router = Router::new()
+            .route("/healthz", get(|| async { "ok\n" }))
+            .route("/readyz", get(readyz))
+            .route("/metrics", get(metrics));
+        let shared = Shared {
+            registry,
+            config: Arc::new(serde_json::Value::Null),
+            ready,
+        };
+        Self { router, shared }
+    }
+
     /// Adds a route, e.g. `/v1/catalog` from the federation.
     pub fn route(mut self, path: &str, handler: MethodRouter<()>) -> Self {
         self.router = self.router.route_service(path, handler);
@@ -108,9 +124,14 @@ impl Admin {
 
 /// Binds the admin listener; fails with the address in the error.
 pub async fn bind(addr: SocketAddr) -> Result<TcpListener, std::io::Error> {
-    TcpListener::bind(addr).await.map_err(|e| {
-        std::io::Error::new(e.kind(), format!("admin.listen {addr}: cannot bind: {e}"))
-    })
+    bind_key("admin.listen", addr).await
+}
+
+/// Binds `key`'s listener; fails with the key and address in the error.
+pub async fn bind_key(key: &str, addr: SocketAddr) -> Result<TcpListener, std::io::Error> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|e| std::io::Error::new(e.kind(), format!("{key} {addr}: cannot bind: {e}")))
 }
 
 async fn readyz(State(s): State<Shared>) -> Response {

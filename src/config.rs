@@ -5,9 +5,12 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use causeway_catalog::{ClusterId, VipAllocator, VipError};
-use causeway_federation::SourceConfig;
+use causeway_federation::{ImportPolicy, PeerLimits, PeerPolicy, PolicyError, SourceConfig};
 use causeway_identity::{CertPaths, TrustDomain};
 use serde::{Deserialize, Serialize};
+
+/// The longest wait any timeout may name: 30 days.
+pub const MAX_DURATION: std::time::Duration = std::time::Duration::from_secs(30 * 24 * 3600);
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -59,13 +62,27 @@ pub struct IdentityConfig {
     pub gateway: CertPaths,
     /// The federation's certificate (SPIFFE ID `spiffe://<trust-domain>/federation`).
     pub federation: CertPaths,
+    /// The DNS server's certificate (`spiffe://<trust-domain>/dns`); needed by
+    /// `causeway dns` run apart, to follow the federation's catalog feed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dns: Option<CertPaths>,
+    /// This cluster's own CA certificate (no key). Needed when components run
+    /// apart: the catalog feed (`federation.watch_listen`) accepts only this
+    /// cluster's gateway and DNS, and they accept only its federation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AdminConfig {
+    /// Every admin route (config, catalog, peers, UI); keep it on loopback.
     #[serde(default = "default_admin")]
     pub listen: SocketAddr,
+    /// Optional second listener with only `/healthz`, `/readyz` and
+    /// `/metrics`, for probes and scraping from outside the pod.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 fn default_admin() -> SocketAddr {
@@ -76,6 +93,7 @@ impl Default for AdminConfig {
     fn default() -> Self {
         Self {
             listen: default_admin(),
+            metrics_listen: None,
         }
     }
 }
@@ -92,6 +110,30 @@ pub struct PeerConfig {
     pub trust_domain: Option<TrustDomain>,
     /// `host:port` of the peer's federation listener.
     pub federation: String,
+    /// The peer's region and zone as this cluster sees them (locality tiers);
+    /// what the peer says about itself is not trusted. Unset: no region.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub region: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub zone: Option<String>,
+    /// Which of the peer's services this cluster imports (namespaces, services).
+    #[serde(default)]
+    pub import: ImportPolicy,
+    /// Quotas on what the peer may put in this cluster's catalog.
+    #[serde(default)]
+    pub limits: PeerLimits,
+}
+
+impl PeerConfig {
+    /// What the federation accepts from this peer.
+    pub fn policy(&self) -> PeerPolicy {
+        PeerPolicy {
+            import: self.import.clone(),
+            limits: self.limits,
+            region: self.region.clone(),
+            zone: self.zone.clone(),
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -112,6 +154,8 @@ pub enum ConfigError {
     Dns(#[from] causeway_dns::ConfigError),
     #[error("gateway.vip_ranges: {0}")]
     Vip(#[from] VipError),
+    #[error("{0}")]
+    PeerPolicy(#[from] PolicyError),
     #[error("peers: {0} is listed twice; list each peer cluster once")]
     DuplicatePeer(ClusterId),
     #[error("peers: {0} is this cluster's own name (cluster.name); list only other clusters")]
@@ -122,6 +166,18 @@ pub enum ConfigError {
         "gateway.kubernetes ports {gateway} differ from federation.kubernetes ports {federation}; both must name the same port_base and port_count, or the derived Services point at ports the gateway does not listen on"
     )]
     KubernetesPorts { gateway: String, federation: String },
+    #[error(
+        "federation.watch_listen needs identity.ca (this cluster's CA certificate): the catalog feed accepts only this cluster's gateway and DNS certificates"
+    )]
+    WatchWithoutCa,
+    #[error(
+        "{key}: {value:?} is too long; use at most {max:?} (longer waits overflow the clock and never end in practice)"
+    )]
+    TooLong {
+        key: &'static str,
+        value: std::time::Duration,
+        max: std::time::Duration,
+    },
     #[error("federation.watch_connect: {0:?} is not host:port (e.g. causeway-federation:15011)")]
     WatchConnect(String),
     #[error("{a} and {b} both listen on {addr}/{proto}; give each its own port")]
@@ -173,6 +229,13 @@ impl Config {
         for p in [&mut id.federation.cert, &mut id.federation.key] {
             fix(p);
         }
+        if let Some(dns) = &mut id.dns {
+            fix(&mut dns.cert);
+            fix(&mut dns.key);
+        }
+        if let Some(ca) = &mut id.ca {
+            fix(ca);
+        }
         self.peers.iter_mut().for_each(|p| fix(&mut p.ca));
         if let Some(dir) = &mut self.federation.state_dir {
             fix(dir);
@@ -200,6 +263,10 @@ impl Config {
         self.cluster.trust_domain()?;
         self.validate_peers()?;
         self.validate_kubernetes_ports()?;
+        self.validate_durations()?;
+        if self.federation.watch_listen.is_some() && self.identity.ca.is_none() {
+            return Err(ConfigError::WatchWithoutCa);
+        }
         if let Some(w) = self
             .federation
             .watch_connect
@@ -226,6 +293,7 @@ impl Config {
                 });
             }
             self.peer_trust_domain(p)?;
+            p.policy().validate(p.name.as_str())?;
         }
         Ok(())
     }
@@ -245,6 +313,39 @@ impl Config {
         })
     }
 
+    /// Every duration the data plane adds to an `Instant` is bounded, so a
+    /// typo such as `idle: 99999999999h` is refused instead of overflowing.
+    fn validate_durations(&self) -> Result<(), ConfigError> {
+        let (t, c, e) = (
+            &self.gateway.timeouts,
+            &self.gateway.connections,
+            &self.gateway.ejection,
+        );
+        let all = [
+            ("gateway.timeouts.connect", t.connect),
+            ("gateway.timeouts.handshake", t.handshake),
+            ("gateway.timeouts.header", t.header),
+            ("gateway.timeouts.status", t.status),
+            ("gateway.timeouts.idle", t.idle),
+            ("gateway.connections.keep_alive", c.keep_alive),
+            ("gateway.connections.liveness", c.liveness),
+            ("gateway.connections.idle_timeout", c.idle_timeout),
+            ("gateway.connections.backoff_initial", c.backoff_initial),
+            ("gateway.connections.backoff_max", c.backoff_max),
+            ("gateway.ejection.base_time", e.base_time),
+            ("gateway.ejection.max_time", e.max_time),
+            ("gateway.drain_deadline", self.gateway.drain_deadline),
+        ];
+        match all.into_iter().find(|(_, d)| *d > MAX_DURATION) {
+            Some((key, value)) => Err(ConfigError::TooLong {
+                key,
+                value,
+                max: MAX_DURATION,
+            }),
+            None => Ok(()),
+        }
+    }
+
     pub fn peer_trust_domain(&self, p: &PeerConfig) -> Result<TrustDomain, ConfigError> {
         let key = format!("peers.{}", p.name);
         default_trust_domain(&key, &p.trust_domain, &p.name, &self.cluster.clusterset)
@@ -258,6 +359,9 @@ impl Config {
         ];
         if let Some(w) = self.federation.watch_listen {
             tcp.push(("federation.watch_listen", w));
+        }
+        if let Some(m) = self.admin.metrics_listen {
+            tcp.push(("admin.metrics_listen", m));
         }
         let udp = [
             ("dns.listen", self.dns.listen),

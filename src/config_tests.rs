@@ -108,7 +108,14 @@ fn watch_connect_is_host_port() {
         e.contains("federation.watch_connect") && e.contains("nowhere"),
         "{e}"
     );
-    let cfg = parse("federation: { watch_listen: \"0.0.0.0:15011\" }").unwrap();
+    let e = err("federation: { watch_listen: \"0.0.0.0:15011\" }");
+    assert!(e.contains("identity.ca"), "{e}");
+    let with_ca = BASE.replace("f-key.pem }", "f-key.pem }\n  ca: ca.pem");
+    let cfg = Config::parse(&format!(
+        "{with_ca}federation: {{ watch_listen: \"0.0.0.0:15011\" }}"
+    ))
+    .unwrap();
+    cfg.validate().unwrap();
     assert_eq!(
         cfg.federation.watch_target().as_deref(),
         Some("127.0.0.1:15011")
@@ -172,4 +179,38 @@ fn relative_paths_resolve_against_the_file() {
         .unwrap_err()
         .to_string();
     assert!(e.contains("missing.yaml"), "{e}");
+}
+
+#[test]
+fn huge_timeouts_are_refused_before_they_overflow_the_clock() {
+    let with = |idle: &str| {
+        let text = BASE.replace(
+            "gateway: { listen: \"127.0.0.1:15443\" }",
+            &format!("gateway: {{ listen: \"127.0.0.1:15443\", timeouts: {{ idle: {idle} }} }}"),
+        );
+        let cfg = Config::parse(&text).unwrap();
+        cfg.validate().map_err(|e| e.to_string())
+    };
+    let e = with("99999999999h").unwrap_err();
+    assert!(
+        e.contains("gateway.timeouts.idle") && e.contains("at most"),
+        "{e}"
+    );
+    with("30days").unwrap();
+}
+
+#[test]
+fn peer_policies_are_checked() {
+    let peer =
+        "peers: [{ name: west, ca: w.pem, federation: \"w:1\", limits: { max_exports: 0 } }]";
+    let e = err(peer);
+    assert!(e.contains("peers.west.limits.max_exports"), "{e}");
+    let e =
+        err("peers: [{ name: west, ca: w.pem, federation: \"w:1\", limits: { max_export: 5 } }]");
+    assert!(e.contains("max_export"), "{e}");
+    let ok = "peers: [{ name: west, ca: w.pem, federation: \"w:1\", region: far, import: { namespaces: [shop, kube-system] } }]";
+    let cfg = parse(ok).unwrap();
+    let policy = cfg.peers[0].policy();
+    assert_eq!(policy.region.as_deref(), Some("far"));
+    assert_eq!(policy.import.namespaces, ["shop", "kube-system"]);
 }

@@ -24,6 +24,16 @@ pub enum IdentityError {
         found: SpiffeId,
         expected: SpiffeId,
     },
+    #[error(
+        "identity.dns: a DNS server run apart follows the catalog feed with its own certificate; issue one with `causeway ca issue --workload dns` and set identity.dns"
+    )]
+    NoDnsCert,
+    #[error(
+        "identity.ca: a component run apart checks the federation against this cluster's CA; set identity.ca to the CA certificate (ca.pem, no key)"
+    )]
+    NoOwnCa,
+    #[error("identity.ca: {0}")]
+    OwnCa(LoadError),
     #[error("peers.{name}.ca: {source}")]
     PeerCa { name: String, source: LoadError },
     #[error("peers: {0}")]
@@ -36,6 +46,10 @@ pub enum IdentityError {
 pub struct Identities {
     pub gateway: Arc<ReloadingCert>,
     pub federation: Arc<ReloadingCert>,
+    /// When `identity.dns` is set.
+    pub dns: Option<Arc<ReloadingCert>>,
+    /// This cluster's own CA, when `identity.ca` is set.
+    pub own: Option<PeerTrust>,
     pub peers: Vec<PeerTrust>,
     pub peer_set: Arc<PeerSet>,
 }
@@ -43,9 +57,15 @@ pub struct Identities {
 impl Identities {
     pub fn load(cfg: &Config) -> Result<Self, IdentityError> {
         let (peers, peer_set) = load_peers(cfg)?;
+        let dns = match cfg.identity.dns {
+            Some(_) => Some(load_cert(cfg, Workload::Dns)?),
+            None => None,
+        };
         Ok(Self {
             gateway: load_cert(cfg, Workload::Gateway)?,
             federation: load_cert(cfg, Workload::Federation)?,
+            dns,
+            own: load_own(cfg)?,
             peers,
             peer_set,
         })
@@ -57,6 +77,7 @@ pub fn load_cert(cfg: &Config, workload: Workload) -> Result<Arc<ReloadingCert>,
     let paths = match workload {
         Workload::Gateway => cfg.identity.gateway.clone(),
         Workload::Federation => cfg.identity.federation.clone(),
+        Workload::Dns => cfg.identity.dns.clone().ok_or(IdentityError::NoDnsCert)?,
     };
     let cert =
         ReloadingCert::load(paths).map_err(|source| IdentityError::Cert { workload, source })?;
@@ -87,4 +108,34 @@ pub fn load_peers(cfg: &Config) -> Result<(Vec<PeerTrust>, Arc<PeerSet>), Identi
         .collect::<Result<Vec<_>, _>>()?;
     let set = Arc::new(PeerSet::new(peers.clone())?);
     Ok((peers, set))
+}
+
+/// This cluster's own CA and trust domain, for the links between its own
+/// components (the catalog feed); `None` when `identity.ca` is unset.
+pub fn load_own(cfg: &Config) -> Result<Option<PeerTrust>, IdentityError> {
+    let Some(ca) = &cfg.identity.ca else {
+        return Ok(None);
+    };
+    let td = cfg.cluster.trust_domain()?;
+    PeerTrust::load(cfg.cluster.name.clone(), td, ca)
+        .map(Some)
+        .map_err(IdentityError::OwnCa)
+}
+
+/// How `workload` (gateway or DNS) run apart follows the federation's catalog
+/// feed, and the certificate it presents there.
+pub fn watch_target(
+    cfg: &Config,
+    workload: Workload,
+    addr: String,
+) -> Result<(causeway_federation::WatchTarget, Arc<ReloadingCert>), anyhow::Error> {
+    let own = load_own(cfg)?.ok_or(IdentityError::NoOwnCa)?;
+    let cert = load_cert(cfg, workload)?;
+    let tls = causeway_identity::client_config(cert.clone(), &own, Workload::Federation)?;
+    let target = causeway_federation::WatchTarget {
+        addr,
+        tls,
+        trust_domain: own.trust_domain.to_string(),
+    };
+    Ok((target, cert))
 }

@@ -3,6 +3,7 @@
 
 pub mod admin;
 pub mod ca;
+pub mod cert_metrics;
 pub mod config;
 pub mod dev;
 pub mod identities;

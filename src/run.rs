@@ -12,7 +12,7 @@ use causeway_catalog::{CatalogSnapshot, ClusterInfo, Export};
 use causeway_dns::DnsServer;
 use causeway_federation::{Federation, FederationInputs, PeerEndpoint, RemoteCatalog};
 use causeway_gateway::{Gateway, GatewayInputs};
-use causeway_identity::{PeerSet, PeerTrust, Workload};
+use causeway_identity::{PeerSet, PeerTrust, ReloadingCert, Workload};
 use prometheus_client::registry::Registry;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
@@ -20,8 +20,9 @@ use tokio_util::task::TaskTracker;
 use tracing::info;
 
 use crate::admin::{self, Admin, Readiness};
+use crate::cert_metrics;
 use crate::config::Config;
-use crate::identities::{load_cert, load_peers};
+use crate::identities::{load_cert, load_own, load_peers, watch_target};
 
 /// How often certificate files are checked for rotation.
 const CERT_POLL: Duration = Duration::from_secs(1);
@@ -50,6 +51,8 @@ struct Feeds {
 /// State shared while the process starts its components.
 struct Start {
     cfg: Config,
+    /// Our certificates in use, by workload, for the expiry metric.
+    certs: Vec<(String, Arc<ReloadingCert>)>,
     registry: Registry,
     ready: Readiness,
     tasks: TaskTracker,
@@ -67,6 +70,7 @@ pub async fn run(
     info!(config = %effective, ?component, "starting causeway");
     let mut s = Start {
         cfg,
+        certs: Vec::new(),
         registry: Registry::with_prefix("causeway"),
         ready: Readiness::default(),
         tasks: TaskTracker::new(),
@@ -76,9 +80,12 @@ pub async fn run(
         Component::Dns => None,
         _ => Some(load_peers(&s.cfg)?),
     };
+    // Peer CA bundles are re-read while running: every clone of a peer's
+    // trust (gateway, federation) shares the reloaded bundle.
+    let _bundles = peers.as_ref().map(|p| p.1.spawn_watch(CERT_POLL));
     let (feeds, fed) = match (component.has(Component::Federation), &peers) {
         (true, Some(peers)) => s.start_federation(&peers.0).await?,
-        _ => (s.follow_remote()?, None),
+        _ => (s.follow_remote(component)?, None),
     };
     if component.has(Component::Dns) {
         s.start_dns(&feeds).await?;
@@ -86,6 +93,12 @@ pub async fn run(
     if let (true, Some(peers)) = (component.has(Component::Gateway), &peers) {
         s.start_gateway(&feeds, peers.1.clone()).await?;
     }
+    let watched = cert_metrics::Watched {
+        own: std::mem::take(&mut s.certs),
+        peers: peers.as_ref().map(|p| p.1.clone()),
+    };
+    let expiry = cert_metrics::register(&mut s.registry);
+    cert_metrics::spawn(expiry, watched, CERT_POLL, &s.tasks, s.shutdown.clone());
     s.serve_admin(effective, &feeds, fed).await?;
     s.tasks.close();
     s.shutdown.cancelled().await;
@@ -101,12 +114,14 @@ impl Start {
     ) -> anyhow::Result<(Feeds, Option<Arc<Federation>>)> {
         let cert = load_cert(&self.cfg, Workload::Federation)?;
         cert.spawn_watch(CERT_POLL);
+        self.certs.push(("federation".into(), cert.clone()));
         let peers = trust
             .iter()
             .zip(&self.cfg.peers)
             .map(|(trust, p)| PeerEndpoint {
                 trust: trust.clone(),
                 addr: p.federation.clone(),
+                policy: p.policy(),
             })
             .collect();
         let inputs = FederationInputs {
@@ -115,6 +130,7 @@ impl Start {
             local: local_info(&self.cfg)?,
             cert,
             peers,
+            own: load_own(&self.cfg)?,
             vip_ranges: self.cfg.gateway.vip_ranges.clone(),
             shutdown: self.shutdown.clone(),
         };
@@ -129,12 +145,22 @@ impl Start {
         Ok((feeds, Some(fed)))
     }
 
-    /// Follows a federation in another process; ready once its first catalog arrives.
-    fn follow_remote(&mut self) -> anyhow::Result<Feeds> {
-        let target = self.cfg.federation.watch_target().context(
+    /// Follows a federation in another process over mutual TLS, as this
+    /// cluster's gateway or DNS; ready once its first catalog arrives.
+    fn follow_remote(&mut self, component: Component) -> anyhow::Result<Feeds> {
+        let addr = self.cfg.federation.watch_target().context(
             "a component run apart follows the federation's catalog: set federation.watch_connect (host:port of its watch_listen)",
         )?;
-        info!(%target, "following the federation's catalog");
+        let workload = match component {
+            Component::Dns => Workload::Dns,
+            _ => Workload::Gateway,
+        };
+        info!(%addr, %workload, "following the federation's catalog");
+        let (target, cert) = watch_target(&self.cfg, workload, addr)?;
+        cert.spawn_watch(CERT_POLL);
+        if workload == Workload::Dns {
+            self.certs.push(("dns".into(), cert));
+        }
         let RemoteCatalog {
             catalog,
             local_exports,
@@ -162,6 +188,7 @@ impl Start {
     async fn start_gateway(&mut self, feeds: &Feeds, peers: Arc<PeerSet>) -> anyhow::Result<()> {
         let cert = load_cert(&self.cfg, Workload::Gateway)?;
         cert.spawn_watch(CERT_POLL);
+        self.certs.push(("gateway".into(), cert.clone()));
         let inputs = GatewayInputs {
             cfg: self.cfg.gateway.clone(),
             local: local_info(&self.cfg)?,
@@ -185,7 +212,18 @@ impl Start {
     ) -> anyhow::Result<()> {
         let listener = admin::bind(self.cfg.admin.listen).await?;
         info!(addr = %listener.local_addr()?, "admin listening");
+        if !listener.local_addr()?.ip().is_loopback() {
+            tracing::warn!(
+                "admin.listen is not loopback: /v1/config and /v1/catalog are readable by anyone who reaches it; use admin.metrics_listen for probes and scraping"
+            );
+        }
         let registry = Arc::new(std::mem::take(&mut self.registry));
+        if let Some(addr) = self.cfg.admin.metrics_listen {
+            let probes = admin::bind_key("admin.metrics_listen", addr).await?;
+            info!(addr = %probes.local_addr()?, "metrics and probes listening");
+            let only = Admin::probes(registry.clone(), self.ready.clone());
+            self.tasks.spawn(only.serve(probes, self.shutdown.clone()));
+        }
         let mut admin = Admin::new(registry, effective, self.ready.clone());
         admin = with_catalog_route(admin, feeds.catalog.clone());
         if let Some(fed) = fed {

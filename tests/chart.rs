@@ -22,6 +22,11 @@ fn causeway(args: &[&str]) -> Output {
 
 /// `helm template` of the chart with its CI values, or None when helm is missing.
 fn render() -> Option<String> {
+    render_with(&["--show-only", "templates/configmap.yaml"])
+}
+
+/// The whole chart, or None when helm is missing.
+fn render_with(extra: &[&str]) -> Option<String> {
     let chart = Path::new(env!("CARGO_MANIFEST_DIR")).join("charts/causeway");
     let values = chart.join("ci/test-values.yaml");
     let out = Command::new("helm")
@@ -29,7 +34,7 @@ fn render() -> Option<String> {
         .arg(&chart)
         .arg("-f")
         .arg(&values)
-        .args(["--show-only", "templates/configmap.yaml"])
+        .args(extra)
         .output();
     let out = match out {
         Ok(o) => o,
@@ -76,7 +81,7 @@ fn make_certs(dir: &Path) {
             &ca,
         ]);
     }
-    for w in ["gateway", "federation"] {
+    for w in ["gateway", "federation", "dns"] {
         causeway(&[
             "ca",
             "issue",
@@ -93,6 +98,7 @@ fn make_certs(dir: &Path) {
         dir.join("certs/peer-west-ca.pem"),
     )
     .unwrap();
+    std::fs::copy(dir.join("ca-east/ca.pem"), dir.join("certs/ca.pem")).unwrap();
 }
 
 #[test]
@@ -157,4 +163,101 @@ fn the_default_vip_range_avoids_the_reserved_addresses_and_the_docs_agree() {
             "docs/kubernetes.md names {r}"
         );
     }
+}
+
+/// The rendered manifests, one YAML document each.
+fn documents(manifest: &str) -> Vec<serde_json::Value> {
+    manifest
+        .split("\n---")
+        .filter_map(|d| serde_saphyr::from_str::<serde_json::Value>(d).ok())
+        .filter(|v| v.is_object())
+        .collect()
+}
+
+fn of_kind<'a>(docs: &'a [serde_json::Value], kind: &str) -> Vec<&'a serde_json::Value> {
+    docs.iter().filter(|d| d["kind"] == kind).collect()
+}
+
+/// Finding 9 (docs/security.md): what the chart grants and exposes.
+#[test]
+fn the_chart_grants_and_exposes_only_what_each_component_needs() {
+    let Some(manifest) = render_with(&["--set", "federation.importNamespaces={shop}"]) else {
+        return;
+    };
+    let docs = documents(&manifest);
+    assert_eq!(of_kind(&docs, "Deployment").len(), 3, "{manifest}");
+    assert_eq!(of_kind(&docs, "Role").len(), 2);
+    // No write access to pods; writes to Services and EndpointSlices only in
+    // the listed import namespace.
+    for role in of_kind(&docs, "Role")
+        .into_iter()
+        .chain(of_kind(&docs, "ClusterRole"))
+    {
+        for rule in role["rules"].as_array().unwrap() {
+            let res = rule["resources"].to_string();
+            let verbs = rule["verbs"].to_string();
+            assert!(
+                !(res.contains("\"pods\"")
+                    && (verbs.contains("patch") || verbs.contains("update"))),
+                "pods are writable: {role}"
+            );
+            let writes = verbs.contains("create") || verbs.contains("delete");
+            if writes && (res.contains("services") || res.contains("endpointslices")) {
+                assert_eq!(role["kind"], "Role", "cluster-wide writes: {role}");
+                assert_eq!(role["metadata"]["namespace"], "shop");
+            }
+        }
+    }
+    // Each Deployment mounts its own key only, 0400, and probes the metrics port.
+    for d in of_kind(&docs, "Deployment") {
+        let component = d["metadata"]["labels"]["app.kubernetes.io/component"]
+            .as_str()
+            .unwrap();
+        let pod = &d["spec"]["template"]["spec"];
+        let items = pod["volumes"][0]["projected"]["sources"][1]["secret"]["items"]
+            .as_array()
+            .unwrap();
+        let keys: Vec<&serde_json::Value> = items
+            .iter()
+            .filter(|i| i["key"].as_str().unwrap().ends_with("-key.pem"))
+            .collect();
+        assert_eq!(keys.len(), 1, "{component}: {items:?}");
+        assert_eq!(keys[0]["key"], format!("{component}-key.pem"));
+        assert_eq!(keys[0]["mode"], 256, "{component}'s key is not 0400");
+        let probe = &pod["containers"][0]["readinessProbe"]["httpGet"]["port"];
+        assert_eq!(probe, "metrics", "{component}");
+    }
+    // The full admin API stays on loopback.
+    let config = config_of(&render().unwrap());
+    assert!(config.contains("listen: 127.0.0.1:15000"), "{config}");
+    assert!(config.contains("metrics_listen: 0.0.0.0:"), "{config}");
+    // Only this release's gateway and DNS pods may reach the catalog feed.
+    let policies = of_kind(&docs, "NetworkPolicy");
+    assert_eq!(policies.len(), 3);
+    let fed = policies
+        .iter()
+        .find(|p| {
+            p["metadata"]["name"]
+                .as_str()
+                .unwrap()
+                .ends_with("-federation")
+        })
+        .unwrap();
+    let feed = fed["spec"]["ingress"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["ports"][0]["port"] == 15011)
+        .unwrap();
+    let from: Vec<&str> = feed["from"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| {
+            f["podSelector"]["matchLabels"]["app.kubernetes.io/component"]
+                .as_str()
+                .unwrap()
+        })
+        .collect();
+    assert_eq!(from, ["gateway", "dns"]);
 }

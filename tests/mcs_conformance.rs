@@ -14,8 +14,11 @@ use hickory_resolver::proto::rr::RecordType;
 use mcs::*;
 use serde_json::{Value, json};
 
-const T0: &str = "2026-01-01T00:00:00Z";
-const T1: &str = "2026-01-01T00:00:02Z";
+// After the link, as exports in a live clusterset are: a peer's created_at
+// counts from when this cluster first saw the export (docs/security.md), so
+// exports dated before it would all look as old as the link.
+const T0: &str = "2099-01-01T00:00:00Z";
+const T1: &str = "2099-01-01T00:00:02Z";
 
 /// Upstream's two-cluster driver: export in west first, then (older by a
 /// second, as upstream waits 1.1 s) `svc2` in east.

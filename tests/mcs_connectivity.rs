@@ -19,8 +19,11 @@ use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
-const T0: &str = "2026-01-01T00:00:00Z";
-const T1: &str = "2026-01-01T00:00:02Z";
+// After the link, as exports in a live clusterset are: a peer's created_at
+// counts from when this cluster first saw the export (docs/security.md), so
+// exports dated before it would all look as old as the link.
+const T0: &str = "2099-01-01T00:00:00Z";
+const T1: &str = "2099-01-01T00:00:02Z";
 const FQDN: &str = "hello.mcs-conformance.svc.clusterset.local.";
 
 /// The hello pod of cluster `i` in test `slot`: 127.0.<80+slot>.<10+i>, on port 42.

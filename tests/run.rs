@@ -19,7 +19,7 @@ fn certs(dir: &Path, name: &str) {
     let ca = Ca::generate(&ClusterId::new(name).unwrap(), &td).unwrap();
     let out = dir.join(name);
     ca.save(&out, false).unwrap();
-    for w in [Workload::Gateway, Workload::Federation] {
+    for w in Workload::ALL {
         let leaf = ca.issue(w, Validity::default()).unwrap();
         leaf.save(&out, w, false).unwrap();
     }
@@ -33,6 +33,7 @@ fn free_port() -> u16 {
 #[derive(Clone, Copy)]
 struct Ports {
     admin: u16,
+    metrics: u16,
     fed: u16,
     watch: u16,
     dns: u16,
@@ -45,6 +46,7 @@ impl Ports {
         let p = || free_port();
         Ports {
             admin: p(),
+            metrics: p(),
             fed: p(),
             watch: p(),
             dns: p(),
@@ -58,6 +60,7 @@ impl Ports {
 fn config(dir: &Path, p: Ports, file: &str) -> PathBuf {
     let Ports {
         admin,
+        metrics,
         fed,
         watch,
         dns,
@@ -70,10 +73,12 @@ cluster: {{ name: east, region: r1, clusterset: test }}
 identity:
   gateway: {{ cert: east/gateway.pem, key: east/gateway-key.pem }}
   federation: {{ cert: east/federation.pem, key: east/federation-key.pem }}
+  dns: {{ cert: east/dns.pem, key: east/dns-key.pem }}
+  ca: east/ca.pem
 gateway: {{ listen: "127.0.0.1:{gw}", vip_ranges: [127.77.9.0/24] }}
 federation: {{ listen: "127.0.0.1:{fed}", watch_listen: "127.0.0.1:{watch}", state_dir: state }}
 dns: {{ listen: "127.0.0.1:{dns}" }}
-admin: {{ listen: "127.0.0.1:{admin}" }}
+admin: {{ listen: "127.0.0.1:{admin}", metrics_listen: "127.0.0.1:{metrics}" }}
 source:
   static:
     exports:
@@ -156,6 +161,35 @@ fn run_serves_admin_and_stops_on_sigterm() {
         "{metrics}"
     );
     assert!(!metrics.contains("causeway_causeway_"), "{metrics}");
+    // Finding 8: certificate expiry, for our own certificates and peer CAs.
+    let expiry = |label: &str| {
+        let line = metrics
+            .lines()
+            .find(|l| {
+                l.starts_with(&format!(
+                    "causeway_certificate_expiry_timestamp_seconds{{{label}}}"
+                ))
+            })
+            .unwrap_or_else(|| panic!("no expiry for {label}: {metrics}"));
+        line.rsplit(' ').next().unwrap().parse::<f64>().unwrap()
+    };
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64();
+    assert!(expiry("kind=\"workload\",name=\"gateway\"") > now);
+    assert!(expiry("kind=\"workload\",name=\"federation\"") > now);
+    assert!(expiry("kind=\"peer_ca\",name=\"west\"") > now);
+    // Finding 9: the metrics port serves probes and metrics, nothing else.
+    let m = ports.metrics;
+    assert!(get(m, "/readyz").is_some() && get(m, "/healthz").is_some());
+    assert!(get(m, "/metrics").unwrap().contains("causeway_federation_"));
+    for secret in ["/v1/config", "/v1/catalog", "/v1/peers"] {
+        assert!(
+            get(m, secret).is_none(),
+            "{secret} served on the metrics port"
+        );
+    }
 
     let pid = child.pid().to_string();
     assert!(
@@ -195,10 +229,12 @@ fn components_run_apart() {
     let fed = Ports::new();
     let dns = Ports {
         admin: free_port(),
+        metrics: free_port(),
         ..fed
     };
     let gw = Ports {
         admin: free_port(),
+        metrics: free_port(),
         ..fed
     };
     let _dns = spawn("dns", &config(dir.path(), dns, "dns.yaml"));

@@ -17,6 +17,7 @@ mod index;
 mod metrics;
 mod names;
 mod server;
+mod tcp_gate;
 mod udp;
 mod wire;
 mod zone;
@@ -26,3 +27,31 @@ pub use config::{Config, ConfigError};
 pub use index::SCHEMA_VERSION;
 pub use names::NameError;
 pub use server::{DnsError, DnsServer, serve};
+pub use tcp_gate::{MAX_TCP, MAX_TCP_PER_SOURCE};
+
+/// Entry points for the fuzz targets in `fuzz/` (not a stable API).
+#[doc(hidden)]
+pub mod fuzzing {
+    use causeway_catalog::CatalogSnapshot;
+
+    use crate::{Config, NameError, fast, index, zones::Zones};
+
+    /// The UDP fast path over one catalog: parse a query, answer it from the wire index.
+    pub struct FastPath {
+        index: index::Index,
+    }
+
+    impl FastPath {
+        pub fn new(cfg: &Config, catalog: &CatalogSnapshot) -> Result<Self, NameError> {
+            let zones = Zones::from_config(cfg)?;
+            Ok(Self {
+                index: index::build(&zones, catalog, 1),
+            })
+        }
+
+        /// The fast path's answer to `req` in `out`; false when hickory would answer.
+        pub fn respond(&self, req: &[u8], out: &mut Vec<u8>) -> bool {
+            fast::respond(&self.index.wire, req, out).is_some()
+        }
+    }
+}

@@ -139,7 +139,10 @@ impl DnsServer {
             metrics: self.metrics.clone(),
         });
         let workers = start_udp(self.udp, fast, &mut server, &workers_stop)?;
-        server.register_listener(self.tcp, TCP_IDLE_TIMEOUT, TCP_RESPONSE_BUFFER);
+        // hickory's TCP accept is unbounded: it listens on loopback behind the gate.
+        let (inner, inner_addr) = crate::tcp_gate::bind_inner().await?;
+        server.register_listener(inner, TCP_IDLE_TIMEOUT, TCP_RESPONSE_BUFFER);
+        let _gate = crate::tcp_gate::spawn(self.tcp, inner_addr, workers_stop.clone());
         let updater = tokio::spawn(follow_catalog(
             self.catalog,
             self.zones,

@@ -152,7 +152,9 @@ async fn main() {
                 peers: vec![PeerEndpoint {
                     trust: sub.trust(),
                     addr: "127.0.0.1:9".into(),
+                    policy: Default::default(),
                 }],
+                own: Some(id.trust()),
                 vip_ranges: vec![],
                 shutdown: stop.clone(),
             },
@@ -163,6 +165,7 @@ async fn main() {
         peers.push(PeerEndpoint {
             trust: id.trust(),
             addr: fed.listen_addr().to_string(),
+            policy: Default::default(),
         });
         feds.push((fed, id, state));
     }
@@ -175,6 +178,7 @@ async fn main() {
             local: sub.info(),
             cert: sub.cert(),
             peers,
+            own: Some(sub.trust()),
             // A /16 holds 65,534 ClusterSetIPs; past that every import would
             // find the range full (and the sync would measure that instead).
             vip_ranges: vec![

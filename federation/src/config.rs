@@ -169,6 +169,9 @@ pub enum ConfigError {
     },
 }
 
+/// The longest duration any federation setting may name: 30 days.
+const MAX_DURATION: Duration = Duration::from_secs(30 * 24 * 3600);
+
 fn range(key: &'static str, value: impl std::fmt::Debug, valid: &'static str) -> ConfigError {
     ConfigError::Range {
         key,
@@ -180,6 +183,7 @@ fn range(key: &'static str, value: impl std::fmt::Debug, valid: &'static str) ->
 impl Config {
     pub fn validate(&self) -> Result<(), ConfigError> {
         self.lease()?;
+        self.check_durations()?;
         let checks = [
             (
                 self.heartbeat_interval.is_zero() || self.heartbeat_interval >= self.stale_after,
@@ -236,6 +240,24 @@ impl Config {
                 .kubernetes
                 .as_ref()
                 .map_or(Ok(()), KubeSinkConfig::validate),
+        }
+    }
+
+    /// Every duration is added to an `Instant` somewhere; a typo such as
+    /// `stale_after: 99999999999h` is refused instead of overflowing it.
+    fn check_durations(&self) -> Result<(), ConfigError> {
+        let all = [
+            ("stale_after", self.stale_after),
+            ("expire_after", self.expire_after),
+            ("heartbeat_interval", self.heartbeat_interval),
+            ("idle_timeout", self.idle_timeout),
+            ("connect_timeout", self.connect_timeout),
+            ("backoff_min", self.backoff_min),
+            ("backoff_max", self.backoff_max),
+        ];
+        match all.into_iter().find(|(_, d)| *d > MAX_DURATION) {
+            Some((key, d)) => Err(range(key, d, "use at most 30 days")),
+            None => Ok(()),
         }
     }
 
@@ -356,5 +378,16 @@ mod tests {
         c.validate().unwrap();
         let bad: Result<Config, _> = serde_json::from_str(r#"{"listen":"127.0.0.1:1","nope":1}"#);
         assert!(bad.is_err());
+    }
+
+    #[test]
+    fn huge_durations_are_refused() {
+        let c = Config {
+            expire_after: Duration::from_secs(u64::MAX / 2),
+            stale_after: Duration::from_secs(u64::MAX / 4),
+            ..Config::default()
+        };
+        let e = c.validate().unwrap_err().to_string();
+        assert!(e.contains("at most 30 days"), "{e}");
     }
 }

@@ -19,6 +19,10 @@ pub enum Error {
     Peers(#[from] causeway_identity::PeerSetError),
     #[error("federation TLS: {0}")]
     Tls(#[from] causeway_identity::TlsError),
+    #[error(
+        "federation.watch_listen is set but this cluster's CA is not: set identity.ca (the CA certificate, no key) so the catalog feed can check its gateway and DNS clients"
+    )]
+    WatchWithoutCa,
     #[error("cannot listen on {addr}: {source}; is another process using it?")]
     Bind {
         addr: SocketAddr,

@@ -16,6 +16,7 @@ use tokio::sync::{Notify, watch};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::admit::PeerPolicy;
 use crate::error::Error;
 use crate::exporter::Exporter;
 use crate::hub::Hub;
@@ -36,6 +37,8 @@ pub struct PeerEndpoint {
     pub trust: PeerTrust,
     /// host:port of the peer's federation listener.
     pub addr: String,
+    /// What this cluster accepts from the peer.
+    pub policy: PeerPolicy,
 }
 
 /// Everything the federation needs, in one place.
@@ -47,6 +50,9 @@ pub struct FederationInputs {
     /// Our federation certificate (SPIFFE ID `spiffe://<td>/federation`).
     pub cert: Arc<ReloadingCert>,
     pub peers: Vec<PeerEndpoint>,
+    /// This cluster's own CA and trust domain; needed for `watch_listen`
+    /// (only this cluster's gateway and DNS may follow the catalog feed).
+    pub own: Option<PeerTrust>,
     /// ClusterSetIP ranges; the federation allocates and persists VIPs.
     pub vip_ranges: Vec<IpNet>,
     pub shutdown: CancellationToken,
@@ -102,6 +108,10 @@ impl Federation {
         let slots = peer_slots(&inputs.peers, state.peers, &lease, Instant::now());
         let (local_tx, local_rx) = watch::channel(Arc::new(exports));
         let (changes, changes_rx) = watch::channel(0);
+        let owners = crate::hub::owners_of(&state.catalog);
+        // Without a Kubernetes sink this replica always serves the catalog feed;
+        // with one, only while it leads (its ClusterSetIPs are the ones written).
+        let (leading_tx, leading_rx) = watch::channel(cfg.kubernetes.is_none());
         let (catalog_tx, catalog_rx) = watch::channel(state.catalog);
         let (persist_tx, persist_rx) = watch::channel(Arc::new(State::default()));
         let dirty = Arc::new(Notify::new());
@@ -122,6 +132,8 @@ impl Federation {
             vip_errors: String::new(),
             settled: settled_tx,
             started: Instant::now(),
+            owners,
+            taken: BTreeMap::new(),
         };
         hub.take_local();
         hub.recompute(Instant::now());
@@ -129,6 +141,8 @@ impl Federation {
             cfg: &cfg,
             cert: inputs.cert.clone(),
             peers: peer_set,
+            own: inputs.own.clone(),
+            leading: leading_rx,
             exporter,
             changes: changes_rx,
             catalog: catalog_rx.clone(),
@@ -148,7 +162,7 @@ impl Federation {
         source.spawn(outputs, &tasks, shutdown.clone());
         if let Some(sink) = &cfg.kubernetes {
             let inputs = (catalog_rx.clone(), settled_rx.clone());
-            spawn_sink(sink, inputs, &tasks, shutdown.clone()).await?;
+            spawn_sink(sink, inputs, leading_tx, &tasks, shutdown.clone()).await?;
         }
         tasks.spawn(hub.run(shutdown.clone()));
         if let Some(dir) = cfg.state_dir.clone() {
@@ -249,6 +263,7 @@ fn peer_slots(
                 }
                 None => PeerView::new(name),
             };
+            let view = view.with_policy(Arc::new(p.policy.clone()));
             Arc::new(PeerSlot::new(p.trust.clone(), p.addr.clone(), view))
         })
         .collect()

@@ -14,7 +14,7 @@ use tokio_util::sync::CancellationToken;
 use crate::exporter::Exporter;
 use crate::metrics::Metrics;
 use crate::persist::{SavedLocal, State};
-use crate::publish::{PeerInput, build_catalog, next_lease_change};
+use crate::publish::{Built, GatewayOwners, PeerInput, build_catalog, next_lease_change};
 use crate::slot::PeerSlot;
 
 pub struct Hub {
@@ -38,6 +38,21 @@ pub struct Hub {
     /// enough for the Kubernetes sink to delete what it lacks.
     pub settled: watch::Sender<bool>,
     pub started: Instant,
+    /// Which cluster owns each gateway address (seeded from the persisted catalog).
+    pub owners: GatewayOwners,
+    /// Gateway addresses last refused per peer, to log each change once.
+    pub taken: BTreeMap<causeway_catalog::ClusterId, usize>,
+}
+
+/// Gateway owners as a persisted catalog had them: each address under one cluster.
+pub fn owners_of(catalog: &CatalogSnapshot) -> GatewayOwners {
+    let mut owners = GatewayOwners::new();
+    for (name, info) in &catalog.clusters {
+        for addr in &info.gateways {
+            owners.entry(*addr).or_insert_with(|| name.clone());
+        }
+    }
+    owners
 }
 
 impl Hub {
@@ -76,9 +91,20 @@ impl Hub {
         }
         let local = self.local_rx.borrow().clone();
         let claims = self.claims.borrow_and_update().clone();
-        let (catalog, errors) =
-            build_catalog(&self.local, &local, &inputs, &mut self.vips, &claims);
-        self.report_vip_errors(&errors);
+        let Built {
+            catalog,
+            vip_errors,
+            taken,
+        } = build_catalog(
+            &self.local,
+            &local,
+            &inputs,
+            &mut self.vips,
+            &claims,
+            &mut self.owners,
+        );
+        self.report_vip_errors(&vip_errors);
+        self.report_taken(taken);
         self.metrics
             .catalog_imports
             .set(catalog.imports.len() as i64);
@@ -114,6 +140,19 @@ impl Hub {
             true => next,
             false => Some(next.map_or(settle_by, |n| n.min(settle_by))),
         }
+    }
+
+    fn report_taken(&mut self, taken: BTreeMap<causeway_catalog::ClusterId, usize>) {
+        let reason = crate::admit::Reason::GatewayOwned.as_str();
+        for slot in &self.peers {
+            let peer = &slot.trust.name;
+            let count = taken.get(peer).copied().unwrap_or(0);
+            self.metrics.set_refused(peer.as_str(), reason, count);
+            if count > 0 && self.taken.get(peer) != Some(&count) {
+                tracing::warn!(%peer, count, "peer {peer} advertises {count} gateway address(es) another cluster owns; ignoring them (a peer cannot take over another cluster's gateways)");
+            }
+        }
+        self.taken = taken;
     }
 
     fn report_vip_errors(&mut self, errors: &[causeway_catalog::VipError]) {

@@ -5,10 +5,14 @@
 //! source, the mutual-TLS transport, the gRPC servers, subscriber sessions,
 //! the hub that publishes the merged catalog, and persistence.
 
+mod accept_limit;
+mod admit;
 mod config;
 mod error;
 mod exporter;
 mod federation;
+#[doc(hidden)]
+pub mod fuzzing;
 mod hub;
 mod k8s;
 mod local_source;
@@ -32,6 +36,8 @@ pub mod proto {
     tonic::include_proto!("causeway.federation.v1");
 }
 
+pub use accept_limit::{AcceptLimit, MAX_HANDSHAKES, MAX_HANDSHAKES_PER_SOURCE};
+pub use admit::{ImportPolicy, PeerLimits, PeerPolicy, PolicyError, Reason, is_protected};
 pub use config::{Config, ConfigError, SourceConfig};
 pub use error::Error;
 pub use federation::{Federation, FederationInputs, PeerEndpoint};
@@ -47,7 +53,7 @@ pub use persist::PersistError;
 pub use session::SessionError;
 pub use source::{SourceError, StaticSource};
 pub use status::PeerStatus;
-pub use transport::{PeerConn, PeerConnector, PeerInfo, incoming};
+pub use transport::{PeerConn, PeerConnector, PeerInfo, incoming, incoming_limited};
 pub use view::ViewError;
-pub use watch_api::{RemoteCatalog, WatchError, watch_remote};
+pub use watch_api::{RemoteCatalog, WatchError, WatchTarget, watch_remote};
 pub use wire::{WireError, export_from_proto, export_to_proto};

@@ -26,6 +26,12 @@ pub struct PeerStateLabel {
     pub state: SessionState,
 }
 
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+pub struct RefusedLabel {
+    pub peer: String,
+    pub reason: &'static str,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, EncodeLabelValue)]
 pub enum Kind {
     Snapshot,
@@ -53,6 +59,8 @@ pub struct Metrics {
     pub persist_writes: Counter,
     pub persist_errors: Counter,
     pub source_rejected: Counter,
+    /// Services (or gateway addresses) of a peer left out by its policy, per reason.
+    pub peer_refused: Family<RefusedLabel, Gauge>,
 }
 
 impl Metrics {
@@ -104,10 +112,26 @@ impl Metrics {
             self.persist_errors.clone(),
         );
         r.register(
+            "peer_refused",
+            "Services (or gateway addresses) of a peer left out by its import policy or quotas, per reason",
+            self.peer_refused.clone(),
+        );
+        r.register(
             "source_rejected",
             "Edits of the export file rejected as invalid",
             self.source_rejected.clone(),
         );
+    }
+
+    /// The current count left out of `peer`'s catalog for `reason`.
+    pub fn set_refused(&self, peer: &str, reason: &'static str, count: usize) {
+        let label = RefusedLabel {
+            peer: peer.to_owned(),
+            reason,
+        };
+        self.peer_refused
+            .get_or_create(&label)
+            .set(i64::try_from(count).unwrap_or(i64::MAX));
     }
 
     pub fn set_state(&self, peer: &str, state: SessionState) {

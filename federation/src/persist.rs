@@ -111,11 +111,19 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), PersistError> {
         source,
     };
     let dir = path.parent().unwrap_or(Path::new("."));
-    let mut tmp = tempfile_in(dir, path).map_err(io)?;
-    tmp.1.write_all(bytes).map_err(io)?;
-    tmp.1.sync_all().map_err(io)?;
-    drop(tmp.1);
-    std::fs::rename(&tmp.0, path).map_err(io)?;
+    let (tmp, mut file) = tempfile_in(dir, path).map_err(io)?;
+    let written = file
+        .write_all(bytes)
+        .and_then(|()| file.sync_all())
+        .and_then(|()| {
+            drop(file);
+            std::fs::rename(&tmp, path)
+        });
+    if let Err(e) = written {
+        // Never leave a half-written temp file behind (a full disk stays full).
+        let _ = std::fs::remove_file(&tmp);
+        return Err(io(e));
+    }
     std::fs::File::open(dir)
         .and_then(|d| d.sync_all())
         .map_err(io)
@@ -143,8 +151,13 @@ fn files(state: &State) -> Vec<(String, Result<Vec<u8>, serde_json::Error>)> {
     out
 }
 
+/// First wait before writing again after a failed write; doubles up to [`RETRY_MAX`].
+const RETRY_MIN: Duration = Duration::from_millis(200);
+const RETRY_MAX: Duration = Duration::from_secs(30);
+
 /// Writes the latest state from `rx` after it settles for `debounce`, until
-/// `shutdown`; then writes whatever is still pending once more.
+/// `shutdown`; then writes whatever is still pending once more. A failed
+/// write is retried with backoff, without waiting for the next change.
 pub async fn run(
     dir: PathBuf,
     mut rx: watch::Receiver<Arc<State>>,
@@ -153,10 +166,12 @@ pub async fn run(
     shutdown: CancellationToken,
 ) {
     let mut written: BTreeMap<String, Vec<u8>> = BTreeMap::new();
+    let mut retry: Option<Duration> = None;
     loop {
         let stop = tokio::select! {
             _ = shutdown.cancelled() => true,
             r = rx.changed() => r.is_err(),
+            _ = sleep_or_never(retry) => false,
         };
         if !stop {
             tokio::select! {
@@ -168,12 +183,22 @@ pub async fn run(
         let (d, m) = (dir.clone(), metrics.clone());
         let prev = std::mem::take(&mut written);
         // Serialising and fsyncing can take a while: keep it off the runtime's threads.
-        written = tokio::task::spawn_blocking(move || write_changed(&d, &state, prev, &m))
-            .await
-            .unwrap_or_default();
+        let failed;
+        (written, failed) =
+            tokio::task::spawn_blocking(move || write_changed(&d, &state, prev, &m))
+                .await
+                .unwrap_or_default();
+        retry = failed.then(|| retry.map_or(RETRY_MIN, |r| (r * 2).min(RETRY_MAX)));
         if stop || shutdown.is_cancelled() {
             return;
         }
+    }
+}
+
+async fn sleep_or_never(after: Option<Duration>) {
+    match after {
+        Some(d) => tokio::time::sleep(d).await,
+        None => std::future::pending().await,
     }
 }
 
@@ -182,7 +207,8 @@ fn write_changed(
     state: &State,
     mut written: BTreeMap<String, Vec<u8>>,
     metrics: &Metrics,
-) -> BTreeMap<String, Vec<u8>> {
+) -> (BTreeMap<String, Vec<u8>>, bool) {
+    let mut failed = false;
     for (name, bytes) in files(state) {
         let Ok(bytes) = bytes else {
             metrics.persist_errors.inc();
@@ -198,11 +224,12 @@ fn write_changed(
             }
             Err(e) => {
                 metrics.persist_errors.inc();
-                tracing::error!("{e}");
+                failed = true;
+                tracing::error!("{e}; retrying");
             }
         }
     }
-    written
+    (written, failed)
 }
 
 #[cfg(test)]
@@ -226,7 +253,7 @@ mod tests {
             .0
             .insert("ns/a".parse().unwrap(), vec!["127.77.0.5".parse().unwrap()]);
         let m = Metrics::default();
-        let written = write_changed(dir.path(), &state, BTreeMap::new(), &m);
+        let (written, _) = write_changed(dir.path(), &state, BTreeMap::new(), &m);
         assert_eq!(m.persist_writes.get(), 3);
         // Unchanged files are not written again.
         write_changed(dir.path(), &state, written, &m);
@@ -242,5 +269,56 @@ mod tests {
             .filter(|e| e.file_name().to_string_lossy().ends_with(".tmp"))
             .collect();
         assert!(leftovers.is_empty());
+    }
+
+    fn leftovers(dir: &Path) -> usize {
+        std::fs::read_dir(dir)
+            .unwrap()
+            .filter_map(|e| e.ok())
+            .filter(|e| e.file_name().to_string_lossy().ends_with(".tmp"))
+            .count()
+    }
+
+    /// A write that fails (here: the target is a directory) leaves no temp
+    /// file and is retried on its own, with no new change to trigger it.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_failed_write_is_cleaned_up_and_retried() {
+        let dir = tempfile::tempdir().unwrap();
+        let blocker = dir.path().join(CATALOG);
+        std::fs::create_dir_all(blocker.join("in-the-way")).unwrap();
+        let (tx, rx) = watch::channel(Arc::new(State::default()));
+        let (m, stop) = (Metrics::default(), CancellationToken::new());
+        let task = tokio::spawn(run(
+            dir.path().to_owned(),
+            rx,
+            Duration::from_millis(1),
+            m.clone(),
+            stop.clone(),
+        ));
+        tx.send_replace(Arc::new(State::default()));
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        while m.persist_errors.get() < 2 {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no retry after a failed write"
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        assert_eq!(
+            leftovers(dir.path()),
+            0,
+            "a failed write left its temp file"
+        );
+        std::fs::remove_dir_all(&blocker).unwrap();
+        while !blocker.is_file() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the retry never wrote the file"
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        stop.cancel();
+        task.await.unwrap();
+        assert_eq!(leftovers(dir.path()), 0);
     }
 }

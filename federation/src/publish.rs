@@ -3,6 +3,7 @@
 //! ClusterSetIPs filled in.
 
 use std::collections::BTreeMap;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -10,6 +11,10 @@ use causeway_catalog::{
     CatalogSnapshot, ClusterId, ClusterInfo, Export, Freshness, Import, LeaseConfig, PeerView,
     ServiceKey, VipAllocator, VipClaims, VipError, VipKey, merge,
 };
+
+/// Which cluster each gateway address belongs to; kept across merges so a
+/// later claim never takes an address from its owner.
+pub type GatewayOwners = BTreeMap<SocketAddr, ClusterId>;
 
 /// One peer as the merge sees it.
 #[derive(Debug, Clone)]
@@ -19,15 +24,27 @@ pub struct PeerInput {
     pub exports: Arc<Vec<Export>>,
 }
 
-/// The catalog for `local`, and any ClusterSetIP that could not be allocated.
-/// `claims` (Kubernetes mode) are the addresses the cluster already holds.
+/// What one merge produced.
+#[derive(Debug, Default)]
+pub struct Built {
+    pub catalog: CatalogSnapshot,
+    /// ClusterSetIPs that could not be allocated.
+    pub vip_errors: Vec<VipError>,
+    /// Per peer, gateway addresses dropped because another cluster owns them.
+    pub taken: BTreeMap<ClusterId, usize>,
+}
+
+/// The catalog for `local`: the merge, ClusterSetIPs, and each gateway address
+/// under exactly one cluster (see [`own_gateways`]). `claims` (Kubernetes
+/// mode) are the addresses the cluster already holds.
 pub fn build_catalog(
     local: &ClusterInfo,
     local_exports: &[Export],
     peers: &[PeerInput],
     vips: &mut VipAllocator,
     claims: &VipClaims,
-) -> (CatalogSnapshot, Vec<VipError>) {
+    owners: &mut GatewayOwners,
+) -> Built {
     let mut views = vec![PeerView {
         info: local,
         freshness: Freshness::Fresh,
@@ -48,12 +65,53 @@ pub fn build_catalog(
     for import in imports.values_mut() {
         fill_addresses(&local.name, import, vips);
     }
+    let mut infos: Vec<ClusterInfo> = peers.iter().map(|p| p.info.clone()).collect();
+    let taken = own_gateways(local, &mut infos, owners);
     let mut clusters = BTreeMap::new();
     clusters.insert(local.name.clone(), local.clone());
-    for p in peers {
-        clusters.insert(p.info.name.clone(), p.info.clone());
+    for info in infos {
+        clusters.insert(info.name.clone(), info);
     }
-    (CatalogSnapshot { imports, clusters }, errors)
+    Built {
+        catalog: CatalogSnapshot { imports, clusters },
+        vip_errors: errors,
+        taken,
+    }
+}
+
+/// Leaves each gateway address to one cluster: this cluster's own addresses
+/// are its own; an address keeps the owner it had while that owner still
+/// claims it; a new address goes to the first claimant by name. Every other
+/// claim is removed from the claimant's info; returns how many per peer.
+pub fn own_gateways(
+    local: &ClusterInfo,
+    peers: &mut [ClusterInfo],
+    owners: &mut GatewayOwners,
+) -> BTreeMap<ClusterId, usize> {
+    peers.sort_by(|a, b| a.name.cmp(&b.name));
+    let claims = |addr: &SocketAddr, c: &ClusterId| {
+        peers
+            .iter()
+            .any(|p| p.name == *c && p.gateways.contains(addr))
+    };
+    owners.retain(|addr, owner| claims(addr, owner));
+    for addr in &local.gateways {
+        owners.insert(*addr, local.name.clone());
+    }
+    for p in peers.iter() {
+        for addr in &p.gateways {
+            owners.entry(*addr).or_insert_with(|| p.name.clone());
+        }
+    }
+    let mut taken = BTreeMap::new();
+    for p in peers.iter_mut() {
+        let before = p.gateways.len();
+        p.gateways.retain(|a| owners.get(a) == Some(&p.name));
+        if p.gateways.len() < before {
+            taken.insert(p.name.clone(), before - p.gateways.len());
+        }
+    }
+    taken
 }
 
 /// What needs a local address: a ClusterSetIP import, or each endpoint of a
@@ -143,36 +201,76 @@ mod tests {
             freshness: f,
             exports: Arc::new(vec![export("ns/plain", false), export("ns/sticky", true)]),
         };
-        let (cat, errs) = build_catalog(
-            &info("a"),
-            &[],
-            &[peer(Freshness::Stale)],
-            &mut vips,
-            &VipClaims::default(),
-        );
+        let mut owners = GatewayOwners::new();
+        let mut build = |f| {
+            let claims = VipClaims::default();
+            build_catalog(&info("a"), &[], &[peer(f)], &mut vips, &claims, &mut owners)
+        };
+        let Built {
+            catalog: cat,
+            vip_errors: errs,
+            ..
+        } = build(Freshness::Stale);
         assert!(errs.is_empty());
         assert_eq!(cat.imports.len(), 2);
         let vip = cat.imports.values().next().unwrap().vips.clone();
         assert_eq!(vip.len(), 1);
         assert_eq!(cat.clusters.len(), 2);
-        let (cat, _) = build_catalog(
-            &info("a"),
-            &[],
-            &[peer(Freshness::Expired)],
-            &mut vips,
-            &VipClaims::default(),
-        );
+        let cat = build(Freshness::Expired).catalog;
         let keys: Vec<_> = cat.imports.keys().map(ToString::to_string).collect();
         assert_eq!(keys, ["ns/sticky"]);
         // Coming back, the service gets an address again.
-        let (cat, _) = build_catalog(
-            &info("a"),
-            &[],
-            &[peer(Freshness::Fresh)],
-            &mut vips,
-            &VipClaims::default(),
-        );
+        let cat = build(Freshness::Fresh).catalog;
         assert_eq!(cat.imports.len(), 2);
+    }
+
+    fn with_gateways(n: &str, gws: &[&str]) -> ClusterInfo {
+        let mut i = info(n);
+        i.gateways = gws.iter().map(|g| g.parse().unwrap()).collect();
+        i
+    }
+
+    /// The attack of finding 4: `zz` advertises `west`'s gateway address (and
+    /// this cluster's), and neither is taken from its owner, before or after
+    /// `zz` sorts first, and across later merges.
+    #[test]
+    fn a_peer_cannot_take_another_clusters_gateway_address() {
+        let local = with_gateways("a", &["10.0.0.1:443"]);
+        let west = with_gateways("west", &["10.0.0.2:443"]);
+        let mut owners = GatewayOwners::new();
+        let mut peers = vec![west.clone()];
+        assert!(own_gateways(&local, &mut peers, &mut owners).is_empty());
+        for attacker in ["zz", "aa"] {
+            let evil = with_gateways(attacker, &["10.0.0.2:443", "10.0.0.1:443", "10.0.0.9:443"]);
+            let mut peers = vec![evil, west.clone()];
+            let taken = own_gateways(&local, &mut peers, &mut owners);
+            assert_eq!(taken[&ClusterId::new(attacker).unwrap()], 2);
+            let by_name: BTreeMap<_, _> = peers.iter().map(|p| (p.name.as_str(), p)).collect();
+            assert_eq!(by_name["west"].gateways, west.gateways);
+            let own: Vec<String> = by_name[attacker]
+                .gateways
+                .iter()
+                .map(|g| g.to_string())
+                .collect();
+            assert_eq!(own, ["10.0.0.9:443"]);
+        }
+        // Once west stops claiming its old address, the address is free again.
+        let mut peers = vec![with_gateways("zz", &["10.0.0.2:443"]), info("west")];
+        assert!(own_gateways(&local, &mut peers, &mut owners).is_empty());
+    }
+
+    #[test]
+    fn two_new_claimants_leave_the_address_to_one() {
+        let local = info("a");
+        let mut owners = GatewayOwners::new();
+        let mut peers = vec![
+            with_gateways("c", &["10.0.0.5:1"]),
+            with_gateways("b", &["10.0.0.5:1"]),
+        ];
+        let taken = own_gateways(&local, &mut peers, &mut owners);
+        assert_eq!(taken.len(), 1);
+        let holders = peers.iter().filter(|p| !p.gateways.is_empty()).count();
+        assert_eq!(holders, 1);
     }
 
     #[test]

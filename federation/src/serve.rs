@@ -1,5 +1,6 @@
 //! The two gRPC servers: the federation listener (mutual TLS, peers only)
-//! and the local catalog watch listener (plaintext, meant for loopback).
+//! and the local catalog watch listener (mutual TLS, this cluster's own
+//! gateway and DNS only).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -13,7 +14,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tonic::transport::Server;
 
-use causeway_identity::{PeerSet, ReloadingCert, Workload};
+use causeway_identity::{PeerSet, PeerTrust, ReloadingCert, Workload};
 
 use crate::Config;
 use crate::error::Error;
@@ -34,6 +35,10 @@ pub struct ServeInputs<'a> {
     pub cfg: &'a Config,
     pub cert: Arc<ReloadingCert>,
     pub peers: Arc<PeerSet>,
+    /// This cluster's own CA and trust domain: who may follow the watch feed.
+    pub own: Option<PeerTrust>,
+    /// Whether this replica may serve the watch feed (it leads, or there is no election).
+    pub leading: watch::Receiver<bool>,
     pub exporter: Arc<std::sync::Mutex<Exporter>>,
     pub changes: watch::Receiver<u64>,
     pub catalog: watch::Receiver<Arc<CatalogSnapshot>>,
@@ -53,7 +58,8 @@ pub async fn spawn(i: ServeInputs<'_>) -> Result<(SocketAddr, Option<SocketAddr>
     let listen = listener
         .local_addr()
         .map_err(|source| Error::Bind { addr, source })?;
-    let tls = causeway_identity::server_config(i.cert, i.peers.clone(), Workload::Federation)?;
+    let tls =
+        causeway_identity::server_config(i.cert.clone(), i.peers.clone(), Workload::Federation)?;
     let svc = FederationService {
         exporter: i.exporter,
         changes: i.changes,
@@ -68,17 +74,24 @@ pub async fn spawn(i: ServeInputs<'_>) -> Result<(SocketAddr, Option<SocketAddr>
         crate::transport::incoming(listener, tls, i.peers, i.cfg.connect_timeout, tasks, stop);
     let serving = federation(svc, incoming, i.cfg.max_message_size, i.shutdown.clone());
     i.tasks.spawn(serving);
-    let watch_listen = match i.cfg.watch_listen {
-        Some(addr) => {
+    let watch_listen = match (i.cfg.watch_listen, i.own) {
+        (Some(addr), Some(own)) => {
             let svc = WatchService {
                 catalog: i.catalog,
                 local_exports: i.local_exports,
+                leading: i.leading,
                 tasks: i.tasks.clone(),
                 shutdown: i.shutdown.clone(),
             };
-            Some(spawn_watch(addr, svc, i.tasks, i.shutdown).await?)
+            let tls = WatchTls {
+                cert: i.cert,
+                own,
+                handshake_timeout: i.cfg.connect_timeout,
+            };
+            Some(spawn_watch(addr, svc, tls, i.tasks, i.shutdown).await?)
         }
-        None => None,
+        (Some(_), None) => return Err(Error::WatchWithoutCa),
+        (None, _) => None,
     };
     Ok((listen, watch_listen))
 }
@@ -104,24 +117,41 @@ pub async fn federation(
     }
 }
 
+/// Who the watch listener is and whom it lets in.
+pub struct WatchTls {
+    /// The federation's certificate.
+    pub cert: Arc<ReloadingCert>,
+    /// This cluster's own CA and trust domain.
+    pub own: PeerTrust,
+    pub handshake_timeout: Duration,
+}
+
+/// The workloads that may follow the catalog feed.
+pub const WATCHERS: [Workload; 2] = [Workload::Gateway, Workload::Dns];
+
 /// Binds the watch listener and serves it until `shutdown`; returns its address.
 pub async fn spawn_watch(
     addr: SocketAddr,
     svc: WatchService,
+    tls: WatchTls,
     tasks: &TaskTracker,
     shutdown: &CancellationToken,
 ) -> Result<SocketAddr, Error> {
     let bind_err = |source| Error::Bind { addr, source };
     let listener = TcpListener::bind(addr).await.map_err(bind_err)?;
     let bound = listener.local_addr().map_err(bind_err)?;
-    if !bound.ip().is_loopback() {
-        tracing::warn!(%bound, "the catalog watch API is plaintext and unauthenticated; keep it on loopback");
-    }
+    let config = causeway_identity::local_server_config(tls.cert, &tls.own, &WATCHERS)?;
+    let own = Arc::new(PeerSet::one(tls.own));
+    let (t, stop) = (tasks.clone(), shutdown.clone());
+    let incoming =
+        crate::transport::incoming(listener, config, own, tls.handshake_timeout, t, stop);
     let svc = CatalogWatchServer::new(svc).max_encoding_message_size(MAX_CATALOG_MESSAGE);
-    let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
     let stop = shutdown.clone();
     tasks.spawn(async move {
         let result = Server::builder()
+            .http2_keepalive_interval(Some(KEEPALIVE))
+            .http2_keepalive_timeout(Some(KEEPALIVE))
+            .max_concurrent_streams(Some(MAX_STREAMS_PER_CONNECTION))
             .add_service(svc)
             .serve_with_incoming_shutdown(incoming, stop.cancelled_owned())
             .await;

@@ -13,6 +13,7 @@ use tokio_util::sync::CancellationToken;
 use tonic::transport::Endpoint;
 
 use crate::Config;
+use crate::admit::{Reason, Refused};
 use crate::metrics::{Kind, Metrics, SessionState};
 use crate::proto::{self, federation_client::FederationClient};
 use crate::slot::PeerSlot;
@@ -196,7 +197,10 @@ fn apply(slot: &PeerSlot, ctx: &SessionCtx, update: proto::Update) -> Result<(),
     let (applied, was_fresh) = {
         let mut view = slot.view();
         let was_fresh = view.freshness(&ctx.lease, now) == Some(causeway_catalog::Freshness::Fresh);
-        (view.apply(update, now)?, was_fresh)
+        let before = view.refused().clone();
+        let applied = view.apply(update, now)?;
+        report_refused(peer, &before, view.refused(), &ctx.metrics);
+        (applied, was_fresh)
     };
     let mut status = slot.status_mut();
     let changed = match applied {
@@ -225,6 +229,24 @@ fn apply(slot: &PeerSlot, ctx: &SessionCtx, update: proto::Update) -> Result<(),
         ctx.dirty.notify_one();
     }
     Ok(())
+}
+
+/// Logs what the peer's policy newly leaves out, and sets the gauges.
+fn report_refused(peer: &str, before: &Refused, now: &Refused, metrics: &Metrics) {
+    for reason in Reason::ALL {
+        let (was, is) = (before.get(&reason), now.get(&reason));
+        let count = is.copied().unwrap_or(0);
+        metrics.set_refused(peer, reason.as_str(), count);
+        if was != is && count > 0 {
+            tracing::warn!(
+                %peer,
+                reason = reason.as_str(),
+                count,
+                "peer {peer}: {count} left out ({}); raise peers.{peer}.limits or widen peers.{peer}.import if they should be imported",
+                reason.as_str()
+            );
+        }
+    }
 }
 
 /// An error and its sources, joined: "transport error: tls handshake: ...".

@@ -19,15 +19,18 @@ use hyper_util::rt::TokioIo;
 use rustls::pki_types::ServerName;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{Semaphore, mpsc};
+use tokio::sync::mpsc;
 use tokio_rustls::{TlsAcceptor, TlsConnector};
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tonic::transport::server::Connected;
 
-/// Handshakes in flight at once; more connections wait in the kernel backlog.
-const MAX_HANDSHAKES: usize = 64;
+use crate::accept_limit::AcceptLimit;
+
+/// A client must send its first byte (the TLS ClientHello) this soon after
+/// connecting, or at most within the handshake timeout.
+const FIRST_BYTE: Duration = Duration::from_secs(2);
 
 /// Who is on the other end of a server connection, as TLS verified it.
 #[derive(Debug, Clone)]
@@ -83,6 +86,10 @@ impl AsyncWrite for PeerConn {
 }
 
 /// Accepts TLS connections from configured peers until `shutdown`.
+///
+/// The loop never waits for a handshake: each runs in its own task under
+/// [`AcceptLimit`] (connections over a cap are closed at once), must send its
+/// first byte within [`FIRST_BYTE`] and finish within `handshake_timeout`.
 pub fn incoming(
     listener: TcpListener,
     config: rustls::ServerConfig,
@@ -91,9 +98,30 @@ pub fn incoming(
     tasks: TaskTracker,
     shutdown: CancellationToken,
 ) -> ReceiverStream<Result<PeerConn, io::Error>> {
+    let limit = AcceptLimit::default();
+    incoming_limited(
+        listener,
+        config,
+        peers,
+        handshake_timeout,
+        limit,
+        tasks,
+        shutdown,
+    )
+}
+
+/// [`incoming`] with explicit caps.
+pub fn incoming_limited(
+    listener: TcpListener,
+    config: rustls::ServerConfig,
+    peers: Arc<PeerSet>,
+    handshake_timeout: Duration,
+    limit: AcceptLimit,
+    tasks: TaskTracker,
+    shutdown: CancellationToken,
+) -> ReceiverStream<Result<PeerConn, io::Error>> {
     let acceptor = TlsAcceptor::from(Arc::new(with_h2(config)));
     let (tx, rx) = mpsc::channel(16);
-    let limit = Arc::new(Semaphore::new(MAX_HANDSHAKES));
     let t = tasks.clone();
     tasks.spawn(async move {
         loop {
@@ -108,13 +136,17 @@ pub fn incoming(
                     continue;
                 }
             };
-            let Ok(permit) = limit.clone().acquire_owned().await else {
-                return;
+            let slot = match limit.try_admit(remote.ip()) {
+                Ok(slot) => slot,
+                Err(full) => {
+                    tracing::debug!(%remote, ?full, "too many federation handshakes in flight; closing");
+                    continue;
+                }
             };
             let (acceptor, peers, tx) = (acceptor.clone(), peers.clone(), tx.clone());
             t.spawn(async move {
                 let conn = handshake(acceptor, tcp, remote, &peers, handshake_timeout).await;
-                drop(permit);
+                drop(slot);
                 if let Some(conn) = conn {
                     // The server is gone when this fails; the connection just closes.
                     let _ = tx.send(Ok(conn)).await;
@@ -132,7 +164,18 @@ async fn handshake(
     peers: &PeerSet,
     limit: Duration,
 ) -> Option<PeerConn> {
-    let stream = match tokio::time::timeout(limit, acceptor.accept(tcp)).await {
+    let first = FIRST_BYTE.min(limit);
+    let started = tokio::time::Instant::now();
+    match tokio::time::timeout(first, tcp.peek(&mut [0u8; 1])).await {
+        Ok(Ok(n)) if n > 0 => {}
+        Ok(_) => return None,
+        Err(_) => {
+            tracing::debug!(%remote, "federation client sent nothing within {first:?}; closing");
+            return None;
+        }
+    }
+    let rest = limit.saturating_sub(started.elapsed());
+    let stream = match tokio::time::timeout(rest, acceptor.accept(tcp)).await {
         Ok(Ok(s)) => s,
         Ok(Err(e)) => {
             tracing::warn!(%remote, error = %e, "federation TLS handshake refused");

@@ -1,6 +1,12 @@
-//! The local `WatchCatalog` API: the merged catalog for a gateway or DNS
-//! process running apart from the federation, over plaintext gRPC on a
-//! loopback address, and the client that follows it.
+//! The local `WatchCatalog` API: the merged catalog and this cluster's
+//! exports for a gateway or DNS process running apart from the federation,
+//! and the client that follows it.
+//!
+//! The gateway takes its local exports (which endpoints peers may reach)
+//! from this feed, so both ends authenticate: the server accepts only this
+//! cluster's own gateway and DNS certificates (`spiffe://<td>/gateway`,
+//! `/dns`, chained to this cluster's CA), and the client accepts only this
+//! cluster's federation (`spiffe://<td>/federation`).
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -15,6 +21,7 @@ use tokio_util::task::TaskTracker;
 use tonic::{Request, Response, Status};
 
 use crate::proto::{self, catalog_watch_client::CatalogWatchClient};
+use crate::transport::PeerConnector;
 
 /// Largest catalog message either side accepts.
 pub const MAX_CATALOG_MESSAGE: usize = 64 * 1024 * 1024;
@@ -22,6 +29,10 @@ pub const MAX_CATALOG_MESSAGE: usize = 64 * 1024 * 1024;
 pub struct WatchService {
     pub catalog: watch::Receiver<Arc<CatalogSnapshot>>,
     pub local_exports: watch::Receiver<Arc<Vec<Export>>>,
+    /// Only the leader serves (its ClusterSetIPs are the ones in the derived
+    /// Services); a follower refuses, and ends its streams when it stops leading,
+    /// so clients behind one Service retry until they reach the leader.
+    pub leading: watch::Receiver<bool>,
     pub tasks: TaskTracker,
     pub shutdown: CancellationToken,
 }
@@ -36,10 +47,13 @@ impl proto::catalog_watch_server::CatalogWatch for WatchService {
         &self,
         _: Request<proto::WatchRequest>,
     ) -> Result<Response<Self::WatchCatalogStream>, Status> {
+        if !*self.leading.borrow() {
+            return Err(not_leader());
+        }
         // One message in flight: a slow watcher skips to the newest catalog.
         let (tx, rx) = mpsc::channel(1);
         let (mut catalog, shutdown) = (self.catalog.clone(), self.shutdown.clone());
-        let mut local = self.local_exports.clone();
+        let (mut local, mut leading) = (self.local_exports.clone(), self.leading.clone());
         self.tasks.spawn(async move {
             loop {
                 let msg = encode(&catalog.borrow_and_update(), &local.borrow_and_update());
@@ -51,11 +65,27 @@ impl proto::catalog_watch_server::CatalogWatch for WatchService {
                     _ = tx.closed() => return,
                     r = catalog.changed() => if r.is_err() { return },
                     r = local.changed() => if r.is_err() { return },
+                    _ = lost(&mut leading) => {
+                        let _ = tx.send(Err(not_leader())).await;
+                        return;
+                    }
                 }
             }
         });
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
     }
+}
+
+/// Completes when this replica stops leading; never when nothing elects
+/// (the sender is gone while this replica serves).
+async fn lost(leading: &mut watch::Receiver<bool>) {
+    if leading.wait_for(|l| !*l).await.is_err() {
+        std::future::pending::<()>().await;
+    }
+}
+
+fn not_leader() -> Status {
+    Status::unavailable("this federation replica does not lead; reconnect to reach the leader")
 }
 
 fn encode(catalog: &CatalogSnapshot, local: &[Export]) -> Result<proto::Catalog, Status> {
@@ -72,9 +102,22 @@ pub struct RemoteCatalog {
     pub local_exports: watch::Receiver<Arc<Vec<Export>>>,
 }
 
-/// Follows the `WatchCatalog` endpoint at `addr` (host:port) until `shutdown`,
+/// Where and how to reach the federation's `WatchCatalog` endpoint.
+#[derive(Clone)]
+pub struct WatchTarget {
+    /// host:port
+    pub addr: String,
+    /// From `causeway_identity::client_config(our cert, this cluster's own
+    /// trust, Workload::Federation)`.
+    pub tls: rustls::ClientConfig,
+    /// This cluster's trust domain (the server name the client sends).
+    pub trust_domain: String,
+}
+
+/// Follows the `WatchCatalog` endpoint at `target` until `shutdown`,
 /// reconnecting with backoff; the receivers start empty and hold the newest values.
-pub fn watch_remote(addr: String, shutdown: CancellationToken) -> RemoteCatalog {
+pub fn watch_remote(target: WatchTarget, shutdown: CancellationToken) -> RemoteCatalog {
+    let addr = target.addr.clone();
     let (tx, catalog) = watch::channel(Arc::default());
     let (local_tx, local_exports) = watch::channel(Arc::default());
     let txs = (tx, local_tx);
@@ -84,7 +127,7 @@ pub fn watch_remote(addr: String, shutdown: CancellationToken) -> RemoteCatalog 
             let mut got_any = false;
             tokio::select! {
                 _ = shutdown.cancelled() => return,
-                r = follow(&addr, &txs, &mut got_any) => if let Err(e) = r {
+                r = follow(&target, &txs, &mut got_any) => if let Err(e) = r {
                     tracing::warn!(%addr, "catalog watch: {e}; retrying");
                 },
             }
@@ -109,6 +152,10 @@ pub fn watch_remote(addr: String, shutdown: CancellationToken) -> RemoteCatalog 
 pub enum WatchError {
     #[error("cannot connect: {0}")]
     Connect(#[from] tonic::transport::Error),
+    #[error(
+        "{0:?} is not a usable server name (it is this cluster's trust domain, from cluster.name and cluster.clusterset)"
+    )]
+    ServerName(String),
     #[error("stream failed: {0}")]
     Stream(#[from] Status),
     #[error("the catalog is not valid JSON: {0}")]
@@ -123,17 +170,25 @@ type Senders = (
 );
 
 async fn follow(
-    addr: &str,
+    target: &WatchTarget,
     (tx, local_tx): &Senders,
     got_any: &mut bool,
 ) -> Result<(), WatchError> {
-    let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))?
-        .connect_timeout(Duration::from_secs(5))
+    let timeout = Duration::from_secs(5);
+    let connector = PeerConnector::new(
+        target.addr.clone(),
+        target.tls.clone(),
+        &target.trust_domain,
+        timeout,
+    )
+    .map_err(|_| WatchError::ServerName(target.trust_domain.clone()))?;
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://{}", target.addr))?
+        .connect_timeout(timeout)
         // The stream is quiet while nothing changes: pings find a dead peer.
         .http2_keep_alive_interval(Duration::from_secs(10))
         .keep_alive_timeout(Duration::from_secs(5))
         .keep_alive_while_idle(true)
-        .connect()
+        .connect_with_connector(connector)
         .await?;
     let mut client =
         CatalogWatchClient::new(channel).max_decoding_message_size(MAX_CATALOG_MESSAGE);

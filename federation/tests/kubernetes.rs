@@ -75,6 +75,7 @@ async fn pair_seeded(sinks: bool, seed: impl Fn(usize, &FakeKube)) -> (Cluster, 
         let peer = PeerEndpoint {
             trust: ids[1 - i].trust(),
             addr: addrs[1 - i].to_string(),
+            policy: Default::default(),
         };
         let stop = CancellationToken::new();
         let inputs = FederationInputs {
@@ -83,6 +84,7 @@ async fn pair_seeded(sinks: bool, seed: impl Fn(usize, &FakeKube)) -> (Cluster, 
             local: ids[i].info(),
             cert: ids[i].cert(),
             peers: vec![peer],
+            own: Some(ids[i].trust()),
             vip_ranges: vec![format!("10.96.{}.0/24", 200 + i).parse().unwrap()],
             shutdown: stop.clone(),
         };
@@ -281,9 +283,12 @@ async fn with_two_replicas_only_the_leader_writes_and_the_other_takes_over() {
     let (stop_a, stop_b) = (CancellationToken::new(), CancellationToken::new());
     // A lease far longer than the test: the takeover below can only come from a release.
     let lease = Duration::from_secs(120);
+    let (lead_a, mut leads_a) = tokio::sync::watch::channel(false);
+    let (lead_b, mut leads_b) = tokio::sync::watch::channel(false);
     spawn_sink(
         &sink_with_lease(east.kube.url("east-0"), "east-0", lease),
         (east.fed.catalog(), east.fed.settled()),
+        lead_a,
         &tasks,
         stop_a.clone(),
     )
@@ -298,6 +303,7 @@ async fn with_two_replicas_only_the_leader_writes_and_the_other_takes_over() {
     spawn_sink(
         &sink_with_lease(east.kube.url("east-1"), "east-1", lease),
         (east.fed.catalog(), east.fed.settled()),
+        lead_b,
         &tasks,
         stop_b.clone(),
     )
@@ -321,6 +327,8 @@ async fn with_two_replicas_only_the_leader_writes_and_the_other_takes_over() {
     assert_eq!(east.kube.writers("serviceimports"), ["east-0"]);
     assert_eq!(leader_label(&east.kube, "east-0").as_deref(), Some("true"));
     assert_eq!(leader_label(&east.kube, "east-1"), None);
+    // Only the leader would serve the catalog feed.
+    assert!(*leads_a.borrow() && !*leads_b.borrow());
     assert_eq!(
         east.kube.writers("leases"),
         ["east-0"],
@@ -340,6 +348,11 @@ async fn with_two_replicas_only_the_leader_writes_and_the_other_takes_over() {
         .get("leases", "causeway", "causeway-federation")
         .unwrap();
     assert_eq!(lease["spec"]["leaseTransitions"], 1);
+    tokio::time::timeout(LIMIT, leads_b.wait_for(|l| *l))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(!*leads_a.borrow_and_update());
     wait_until("only east-1's pod carries the leader label", LIMIT, || {
         leader_label(&east.kube, "east-1").is_some() && leader_label(&east.kube, "east-0").is_none()
     })
@@ -397,9 +410,11 @@ async fn a_silent_exporter_keeps_its_imports_until_its_lease_expires() {
 async fn every_export_of_a_conflicting_port_gets_the_conflict_condition() {
     init_tracing();
     let (west, east) = pair(false).await;
+    // A peer's created_at counts from when this cluster first saw the export
+    // (docs/security.md): east's export is made after the link, west's before.
     for (kube, port, created) in [
         (&west.kube, 80, "2026-01-01T00:00:00Z"),
-        (&east.kube, 8080, "2026-02-01T00:00:00Z"),
+        (&east.kube, 8080, "2099-02-01T00:00:00Z"),
     ] {
         kube.put("services", json!({"metadata": {"name": "web", "namespace": "demo"}, "spec": {"ports": [{"name": "http", "port": port}]}}));
         kube.put(
@@ -513,6 +528,7 @@ async fn a_derived_service_keeps_its_cluster_ip_when_another_replica_leads() {
     spawn_sink(
         &sink_config(east.kube.url("east-1"), "east-1"),
         (east.fed.catalog(), east.fed.settled()),
+        tokio::sync::watch::channel(false).0,
         &tasks,
         stop.clone(),
     )
@@ -545,12 +561,14 @@ async fn a_derived_service_keeps_its_cluster_ip_when_another_replica_leads() {
 async fn unnamed_ports_from_two_clusters_never_make_a_service_the_api_server_refuses() {
     init_tracing();
     let (west, east) = pair(true).await;
+    // A peer's created_at counts from when this cluster first saw the export
+    // (docs/security.md): east's export is made after the link, west's before.
     for (kube, ports, created) in [
         (&west.kube, json!([{"port": 80}]), "2026-01-01T00:00:00Z"),
         (
             &east.kube,
             json!([{"name": "http", "port": 81}, {"name": "grpc", "port": 82}]),
-            "2026-02-01T00:00:00Z",
+            "2099-02-01T00:00:00Z",
         ),
     ] {
         kube.put(
@@ -585,6 +603,45 @@ async fn unnamed_ports_from_two_clusters_never_make_a_service_the_api_server_ref
             Some("PortConflict")
         );
     }
+    for c in [west, east] {
+        c.stop.cancel();
+        c.fed.closed().await;
+    }
+}
+
+/// Finding 9 (docs/security.md): derived EndpointSlices follow the gateway
+/// pods as they change, not on the next resync (30 s here, longer than the
+/// test may take): a gateway pod that stops being ready leaves the slice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn derived_slices_follow_gateway_pods_without_waiting_for_a_resync() {
+    init_tracing();
+    let (west, east) = pair(true).await;
+    export_web(&west.kube, json!([{"name": "http", "port": 80}]));
+    let addresses = || {
+        let slice = east.kube.get("endpointslices", "demo", "web-clusterset")?;
+        let eps = slice["endpoints"].as_array()?.clone();
+        let ips: Vec<String> = eps
+            .iter()
+            .flat_map(|e| e["addresses"].as_array().cloned().unwrap_or_default())
+            .filter_map(|a| a.as_str().map(str::to_owned))
+            .collect();
+        Some(ips)
+    };
+    wait_until("the slice points at gw-0", LIMIT, || {
+        addresses() == Some(vec!["10.244.1.10".into()])
+    })
+    .await;
+    // A rollout: gw-1 comes up, gw-0 goes away.
+    east.kube.put("pods", json!({"metadata": {"name": "gw-1", "namespace": "causeway", "labels": {"app": "causeway-gateway"}},
+        "status": {"podIP": "10.244.1.11", "conditions": [{"type": "Ready", "status": "True"}]}}));
+    east.kube.delete("pods", "causeway", "gw-0");
+    let took = wait_until(
+        "the slice points at gw-1 only",
+        Duration::from_secs(10),
+        || addresses() == Some(vec!["10.244.1.11".into()]),
+    )
+    .await;
+    assert!(took < Duration::from_secs(10));
     for c in [west, east] {
         c.stop.cancel();
         c.fed.closed().await;
@@ -727,7 +784,9 @@ async fn a_leader_that_starts_alone_keeps_the_imports_until_its_peers_are_heard_
         peers: vec![PeerEndpoint {
             trust: west.trust(),
             addr: free_addr().to_string(),
+            policy: Default::default(),
         }],
+        own: Some(east.trust()),
         vip_ranges: vec!["10.96.201.0/24".parse().unwrap()],
         shutdown: stop.clone(),
     };

@@ -4,6 +4,8 @@
 
 mod common;
 
+use causeway_identity::Workload;
+
 use std::time::{Duration, Instant};
 
 use causeway_catalog::Freshness;
@@ -46,8 +48,9 @@ async fn an_export_added_to_a_reaches_b_and_c() {
     assert_eq!(clusters[&a.id.name].gateways.len(), 1);
     // The local watch API serves the same catalog to another process.
     let stop = tokio_util::sync::CancellationToken::new();
-    let watched =
-        causeway_federation::watch_remote(b.fed().watch_addr().unwrap().to_string(), stop.clone());
+    let target =
+        b.id.watch_target(b.fed().watch_addr().unwrap(), Workload::Gateway);
+    let watched = causeway_federation::watch_remote(target, stop.clone());
     let mut remote = watched.catalog;
     tokio::time::timeout(LIMIT, remote.wait_for(|c| has(c, "demo/web")))
         .await

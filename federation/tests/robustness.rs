@@ -219,15 +219,18 @@ async fn setup(mode: Mode, impostor: bool) -> Setup {
         PeerEndpoint {
             trust: b.id.trust(),
             addr: b.addr.to_string(),
+            policy: Default::default(),
         },
         PeerEndpoint {
             trust: x.trust(),
             addr: x_addr.to_string(),
+            policy: Default::default(),
         },
     ];
     let b_peers = vec![PeerEndpoint {
         trust: a.id.trust(),
         addr: a.addr.to_string(),
+        policy: Default::default(),
     }];
     boot(&mut a, a_peers, 64 * 1024).await;
     boot(&mut b, b_peers, 64 * 1024).await;

@@ -36,6 +36,7 @@ mod names;
 mod peers;
 mod pem;
 mod reload;
+mod roots;
 mod san;
 mod tls;
 mod verify;
@@ -51,8 +52,9 @@ pub use names::{IdError, SpiffeId, TrustDomain, Workload};
 pub use peers::{PeerSet, PeerSetError, PeerTrust};
 pub use pem::LoadError;
 pub use reload::{CertPaths, ReloadingCert};
+pub use roots::Roots;
 pub use san::{SanError, spiffe_id_of};
-pub use tls::{TlsError, client_config, server_config};
+pub use tls::{TlsError, client_config, local_server_config, server_config};
 pub use verify::VerifyError;
 pub use write::WriteError;
 

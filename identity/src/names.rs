@@ -2,7 +2,8 @@
 //!
 //! A SPIFFE ID (<https://github.com/spiffe/spiffe/blob/main/standards/SPIFFE-ID.md>)
 //! is `spiffe://<trust-domain>/<path>`. causeway gives each cluster its own
-//! trust domain and names two workloads in it: `/gateway` and `/federation`.
+//! trust domain and names three workloads in it: `/gateway`, `/federation`
+//! and `/dns` (the DNS server, which follows the federation's catalog feed).
 
 use std::fmt;
 use std::str::FromStr;
@@ -19,7 +20,7 @@ pub enum IdError {
         "trust domain {value:?} is not valid: {reason} (use a lowercase DNS name such as east.demo.causeway)"
     )]
     TrustDomain { value: String, reason: &'static str },
-    #[error("unknown workload {value:?}; expected \"gateway\" or \"federation\"")]
+    #[error("unknown workload {value:?}; expected \"gateway\", \"federation\" or \"dns\"")]
     Workload { value: String },
     #[error("SPIFFE ID {value:?} is not valid: {reason}")]
     SpiffeId { value: String, reason: &'static str },
@@ -110,15 +111,17 @@ impl fmt::Display for TrustDomain {
 pub enum Workload {
     Gateway,
     Federation,
+    Dns,
 }
 
 impl Workload {
-    pub const ALL: [Workload; 2] = [Workload::Gateway, Workload::Federation];
+    pub const ALL: [Workload; 3] = [Workload::Gateway, Workload::Federation, Workload::Dns];
 
     pub fn as_str(self) -> &'static str {
         match self {
             Workload::Gateway => "gateway",
             Workload::Federation => "federation",
+            Workload::Dns => "dns",
         }
     }
 }
@@ -286,7 +289,10 @@ mod tests {
             assert_eq!(json, format!("\"{}\"", w.as_str()));
         }
         let err = "Gateway".parse::<Workload>().unwrap_err().to_string();
-        assert!(err.contains("\"gateway\" or \"federation\""), "{err}");
+        assert!(
+            err.contains("\"gateway\", \"federation\" or \"dns\""),
+            "{err}"
+        );
     }
 
     #[test]

@@ -6,14 +6,15 @@
 
 use std::collections::HashSet;
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
+use std::time::Duration;
 
 use causeway_catalog::ClusterId;
-use rustls::RootCertStore;
 use rustls::pki_types::CertificateDer;
 
 use crate::names::{SpiffeId, TrustDomain};
-use crate::pem::{self, LoadError};
+use crate::pem::LoadError;
+use crate::roots::Roots;
 use crate::san;
 
 /// What we trust for one peer cluster.
@@ -21,7 +22,9 @@ use crate::san;
 pub struct PeerTrust {
     pub name: ClusterId,
     pub trust_domain: TrustDomain,
-    pub roots: Arc<RootCertStore>,
+    /// The peer's CA bundle, shared by every clone and reloaded in place
+    /// ([`PeerSet::spawn_watch`]).
+    pub roots: Arc<Roots>,
 }
 
 impl PeerTrust {
@@ -34,39 +37,12 @@ impl PeerTrust {
         trust_domain: TrustDomain,
         ca_bundle: &Path,
     ) -> Result<Self, LoadError> {
-        let bytes = pem::read("CA bundle", ca_bundle)?;
-        let certs = pem::certs("CA bundle", ca_bundle, &bytes)?;
-        let mut roots = RootCertStore::empty();
-        for cert in certs {
-            check_bundle_domain(&name, &trust_domain, ca_bundle, &cert)?;
-            roots.add(cert).map_err(|source| LoadError::BadAnchor {
-                path: ca_bundle.to_owned(),
-                source,
-            })?;
-        }
+        let roots = Roots::load(name.clone(), trust_domain.clone(), ca_bundle)?;
         Ok(PeerTrust {
             name,
             trust_domain,
             roots: Arc::new(roots),
         })
-    }
-}
-
-fn check_bundle_domain(
-    peer: &ClusterId,
-    expected: &TrustDomain,
-    path: &Path,
-    cert: &CertificateDer<'_>,
-) -> Result<(), LoadError> {
-    // Unreadable SANs are left to webpki, which reports them when adding the anchor.
-    match san::ca_trust_domain(cert) {
-        Ok(Some(found)) if found != *expected => Err(LoadError::BundleTrustDomain {
-            peer: peer.to_string(),
-            path: path.to_owned(),
-            found,
-            expected: expected.clone(),
-        }),
-        _ => Ok(()),
     }
 }
 
@@ -116,6 +92,47 @@ impl PeerSet {
             }
         }
         Ok(PeerSet { peers })
+    }
+
+    /// A set of one (e.g. this cluster's own trust, for its local links).
+    pub fn one(trust: PeerTrust) -> Self {
+        PeerSet { peers: vec![trust] }
+    }
+
+    /// Re-reads every peer's CA bundle every `every` and puts a changed one
+    /// in force for new handshakes. Ends when the handle is aborted or the
+    /// set is dropped. Read errors (a file briefly missing while a Secret is
+    /// updated) are logged and retried on the next tick.
+    pub fn spawn_watch(self: &Arc<Self>, every: Duration) -> tokio::task::JoinHandle<()> {
+        let weak: Weak<Self> = Arc::downgrade(self);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every.max(Duration::from_millis(10)));
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                let Some(set) = weak.upgrade() else {
+                    return;
+                };
+                set.reload_all();
+            }
+        })
+    }
+
+    /// One pass of [`spawn_watch`](Self::spawn_watch); returns how many bundles changed.
+    pub fn reload_all(&self) -> usize {
+        let mut changed = 0;
+        for peer in &self.peers {
+            match peer.roots.reload_if_changed() {
+                Ok(true) => changed += 1,
+                Ok(false) => {}
+                // parse errors are logged by reload_if_changed itself.
+                Err(e @ LoadError::Read { .. }) => {
+                    tracing::warn!(peer = %peer.name, error = %e, "cannot re-read the CA bundle")
+                }
+                Err(_) => {}
+            }
+        }
+        changed
     }
 
     pub fn iter(&self) -> impl Iterator<Item = &PeerTrust> {

@@ -42,10 +42,20 @@ struct Current {
 }
 
 /// The bytes of both files as last read, to notice changes cheaply and exactly.
-#[derive(Debug, Default, PartialEq, Eq)]
+#[derive(Default, PartialEq, Eq)]
 struct Seen {
     cert: Vec<u8>,
     key: Vec<u8>,
+}
+
+/// Sizes only: the key's bytes must never reach a log line.
+impl std::fmt::Debug for Seen {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Seen")
+            .field("cert_bytes", &self.cert.len())
+            .field("key", &"[secret key elided]")
+            .finish()
+    }
 }
 
 /// A certificate and key loaded from files and reloaded when they change.

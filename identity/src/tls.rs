@@ -5,8 +5,6 @@
 
 use std::sync::Arc;
 
-use rustls::server::WebPkiClientVerifier;
-use rustls::server::danger::ClientCertVerifier;
 use rustls::{ClientConfig, ServerConfig};
 
 use crate::names::Workload;
@@ -34,15 +32,35 @@ pub fn server_config(
     peers: Arc<PeerSet>,
     expect: Workload,
 ) -> Result<ServerConfig, TlsError> {
+    server_config_for(cert, &peers, vec![expect])
+}
+
+/// A server for this cluster's own components (the federation's catalog
+/// feed): the client must chain to `own` (this cluster's CA and trust
+/// domain) and be one of the `allow` workloads.
+pub fn local_server_config(
+    cert: Arc<ReloadingCert>,
+    own: &PeerTrust,
+    allow: &[Workload],
+) -> Result<ServerConfig, TlsError> {
+    server_config_for(cert, &PeerSet::one(own.clone()), allow.to_vec())
+}
+
+fn server_config_for(
+    cert: Arc<ReloadingCert>,
+    peers: &PeerSet,
+    expect: Vec<Workload>,
+) -> Result<ServerConfig, TlsError> {
     let provider = crate::provider();
     let verifier = PeerClientVerifier {
-        peers: peers
-            .iter()
-            .map(|peer| Ok((peer.clone(), chain_verifier(peer)?)))
-            .collect::<Result<_, TlsError>>()?,
+        peers: peers.iter().cloned().collect(),
         expect,
         algs: provider.signature_verification_algorithms,
-        hints: peers.iter().flat_map(|p| p.roots.subjects()).collect(),
+        // Only hints: taken at build time, they may lag a reloaded bundle.
+        hints: peers
+            .iter()
+            .flat_map(|p| p.roots.store().subjects())
+            .collect(),
     };
     let config = ServerConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13])
@@ -74,14 +92,4 @@ pub fn client_config(
         .with_custom_certificate_verifier(Arc::new(verifier))
         .with_client_cert_resolver(cert);
     Ok(config)
-}
-
-/// webpki's client-auth chain check over one peer's bundle only.
-fn chain_verifier(peer: &PeerTrust) -> Result<Arc<dyn ClientCertVerifier>, TlsError> {
-    WebPkiClientVerifier::builder_with_provider(Arc::clone(&peer.roots), crate::provider())
-        .build()
-        .map_err(|source| TlsError::PeerRoots {
-            peer: peer.name.to_string(),
-            source,
-        })
 }

@@ -303,3 +303,30 @@ fn validity_must_not_be_empty() {
     let err = east.ca.issue(Workload::Gateway, validity).unwrap_err();
     assert!(matches!(err, CaError::Validity { .. }), "{err}");
 }
+
+/// Finding 10 (docs/security.md): a loaded certificate printed with `{:?}`
+/// (as a log line or an error might) shows no byte of its private key.
+#[test]
+fn debug_output_never_contains_key_material() {
+    let c = Cluster::new("east");
+    let leaf = c.ca.issue(Workload::Gateway, Validity::default()).unwrap();
+    let cert = common::load_pems(&leaf.cert_pem, &leaf.key_pem);
+    let printed = format!("{cert:?} {:?}", cert.certified_key());
+    let body: String = leaf
+        .key_pem
+        .lines()
+        .filter(|l| !l.starts_with("-----"))
+        .collect();
+    assert!(!printed.contains("PRIVATE KEY"), "{printed}");
+    for chunk in body.as_bytes().chunks(16) {
+        let chunk = std::str::from_utf8(chunk).unwrap();
+        assert!(!printed.contains(chunk), "key bytes {chunk} in {printed}");
+    }
+    // Nor as the decimal bytes a derived Debug of a Vec<u8> prints.
+    let der = leaf.key_pem.as_bytes();
+    let as_list = format!("{:?}", &der[..8]);
+    assert!(
+        !printed.contains(&as_list[1..as_list.len() - 1]),
+        "{printed}"
+    );
+}

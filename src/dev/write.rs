@@ -93,8 +93,8 @@ impl Plan {
         for p in peers {
             let _ = writeln!(
                 y,
-                "  - {{ name: {}, ca: ../{}/ca.pem, federation: \"{}\" }}",
-                p.name, p.name, p.federation_dial
+                "  - {{ name: {}, region: {}, ca: ../{}/ca.pem, federation: \"{}\" }}",
+                p.name, p.region, p.name, p.federation_dial
             );
         }
         y

@@ -99,6 +99,7 @@ pub async fn clusters_with(slot: Option<u8>) -> [Cluster; 2] {
         let peer = PeerEndpoint {
             trust: ids[1 - i].trust(),
             addr: addrs[1 - i].to_string(),
+            policy: Default::default(),
         };
         let stop = CancellationToken::new();
         let mut local = ids[i].info();
@@ -109,6 +110,7 @@ pub async fn clusters_with(slot: Option<u8>) -> [Cluster; 2] {
             local: local.clone(),
             cert: ids[i].cert(),
             peers: vec![peer],
+            own: Some(ids[i].trust()),
             vip_ranges: vec![format!("10.96.{}.0/24", 200 + i).parse().unwrap()],
             shutdown: stop.clone(),
         };

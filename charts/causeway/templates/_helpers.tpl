@@ -48,13 +48,14 @@ spec:
       args: [{{ .component | quote }}, "--config", "/etc/causeway/causeway.yaml"]
       ports:
         {{- toYaml .ports | nindent 8 }}
-        - {name: admin, containerPort: {{ .root.Values.adminPort }}, protocol: TCP}
+        # Probes and /metrics only; the full admin API stays on loopback.
+        - {name: metrics, containerPort: {{ .root.Values.metricsPort }}, protocol: TCP}
       livenessProbe:
-        httpGet: {path: /healthz, port: admin}
+        httpGet: {path: /healthz, port: metrics}
         periodSeconds: 10
         failureThreshold: 3
       readinessProbe:
-        httpGet: {path: /readyz, port: admin}
+        httpGet: {path: /readyz, port: metrics}
         periodSeconds: 5
         failureThreshold: 2
       resources:
@@ -67,18 +68,24 @@ spec:
   volumes:
     - name: config
       projected:
+        defaultMode: 292  # 0444; keys are 0400 (256) below
         sources:
           - configMap:
               name: {{ include "causeway.fullname" .root }}
               items: [{key: causeway.yaml, path: causeway.yaml}]
+          # Each component mounts only its own key (0400) and the certificates
+          # it checks others with: this cluster's CA, and the peers' CAs for
+          # the gateway and federation.
           - secret:
               name: {{ .root.Values.certificates.secretName }}
               items:
-                {{- range list "gateway.pem" "gateway-key.pem" "federation.pem" "federation-key.pem" }}
-                - {key: {{ . }}, path: certs/{{ . }}}
-                {{- end }}
+                - {key: {{ .component }}.pem, path: certs/{{ .component }}.pem, mode: 292}
+                - {key: {{ .component }}-key.pem, path: certs/{{ .component }}-key.pem, mode: 256}
+                - {key: ca.pem, path: certs/ca.pem, mode: 292}
+                {{- if ne .component "dns" }}
                 {{- range .root.Values.peers }}
-                - {key: {{ .caKey }}, path: certs/{{ .caKey }}}
+                - {key: {{ .caKey }}, path: certs/{{ .caKey }}, mode: 292}
+                {{- end }}
                 {{- end }}
     - name: state
       emptyDir: {sizeLimit: 64Mi}

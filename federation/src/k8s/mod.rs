@@ -13,7 +13,7 @@ mod config;
 pub mod crd;
 pub mod crdgen;
 mod desired;
-mod exports;
+pub(crate) mod exports;
 mod leader;
 mod leader_pod;
 mod mcs_slices;

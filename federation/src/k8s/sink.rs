@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use causeway_catalog::{CatalogSnapshot, Import, port_keys};
+use futures::StreamExt;
 use k8s_openapi::api::core::v1::{Pod, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::api::{Api, ListParams};
@@ -32,6 +33,8 @@ pub struct KubeSink {
     cfg: KubeSinkConfig,
     lease: LeaderLease,
     pod: Option<LeaderPod>,
+    /// Whether this replica leads (the catalog feed serves only then).
+    leading: watch::Sender<bool>,
 }
 
 /// The catalog, and whether it is settled ([`crate::Federation::settled`]).
@@ -43,6 +46,7 @@ pub type SinkInputs = (watch::Receiver<Arc<CatalogSnapshot>>, watch::Receiver<bo
 pub async fn spawn_sink(
     cfg: &KubeSinkConfig,
     (catalog, settled): SinkInputs,
+    leading: watch::Sender<bool>,
     tasks: &TaskTracker,
     stop: CancellationToken,
 ) -> Result<(), KubeError> {
@@ -67,6 +71,7 @@ pub async fn spawn_sink(
         cfg: cfg.clone(),
         lease,
         pod,
+        leading,
     };
     tasks.spawn(sink.run(catalog, settled, stop));
     Ok(())
@@ -91,12 +96,15 @@ impl KubeSink {
     ) {
         let mut tick = tokio::time::interval(self.cfg.renew_interval);
         let (mut leading, mut synced_at) = (false, None::<Instant>);
+        let mut pods = self.gateway_pod_events();
         loop {
             tokio::select! {
                 _ = stop.cancelled() => return self.step_down(leading).await,
                 _ = tick.tick() => {}
                 r = catalog.changed() => { if r.is_err() { return; } synced_at = None; }
                 r = settled.changed(), if !*settled.borrow() => { if r.is_err() { return; } }
+                // A gateway pod came, went or changed readiness: slices follow at once.
+                Some(_) = pods.next() => synced_at = None,
             }
             let was = leading;
             leading = self.lease.try_lead().await.unwrap_or_else(|e| {
@@ -107,6 +115,8 @@ impl KubeSink {
                 tracing::info!(identity = %self.lease.me, leading, "kubernetes sink leadership changed");
                 synced_at = None;
             }
+            self.leading
+                .send_if_modified(|l| std::mem::replace(l, leading) != leading);
             if let Some(pod) = &mut self.pod {
                 pod.sync(leading).await;
             }
@@ -123,8 +133,27 @@ impl KubeSink {
         }
     }
 
+    /// Events on the gateway pods (the watch retries with backoff on errors).
+    fn gateway_pod_events(&self) -> futures::stream::BoxStream<'static, ()> {
+        use kube::runtime::{WatchStreamExt, watcher};
+        let pods: Api<Pod> = Api::namespaced(self.client.clone(), &self.cfg.namespace);
+        let cfg = watcher::Config::default().labels(&self.gateway_labels());
+        watcher(pods, cfg)
+            .default_backoff()
+            .filter_map(|e| std::future::ready(e.ok().map(|_| ())))
+            .boxed()
+    }
+
+    fn gateway_labels(&self) -> String {
+        let sel: Vec<String> = (self.cfg.gateway_selector.iter())
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect();
+        sel.join(",")
+    }
+
     /// On shutdown: unlabel the pod, then hand the Lease back.
     async fn step_down(mut self, leading: bool) {
+        self.leading.send_replace(false);
         if !leading {
             return;
         }
@@ -185,15 +214,9 @@ impl KubeSink {
     }
 
     async fn gateway_ips(&self) -> Result<Vec<IpAddr>, KubeError> {
-        let sel: Vec<String> = self
-            .cfg
-            .gateway_selector
-            .iter()
-            .map(|(k, v)| format!("{k}={v}"))
-            .collect();
         let pods: Api<Pod> = Api::namespaced(self.client.clone(), &self.cfg.namespace);
         let list = pods
-            .list(&ListParams::default().labels(&sel.join(",")))
+            .list(&ListParams::default().labels(&self.gateway_labels()))
             .await
             .map_err(api_err("gateway Pods"))?;
         let ready = |p: &Pod| {

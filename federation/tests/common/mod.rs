@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use causeway_catalog::{CatalogSnapshot, ClusterId, ClusterInfo};
 use causeway_federation::{
-    Config, Federation, FederationInputs, PeerEndpoint, PeerStatus, SourceConfig,
+    Config, Federation, FederationInputs, PeerEndpoint, PeerStatus, SourceConfig, WatchTarget,
 };
 use causeway_identity::{Ca, CertPaths, PeerTrust, ReloadingCert, TrustDomain, Validity, Workload};
 use prometheus_client::registry::Registry;
@@ -57,13 +57,49 @@ impl Identity {
         .unwrap()
     }
 
+    /// A fresh certificate from this cluster's CA for `w`.
+    pub fn workload_cert(&self, w: Workload) -> Arc<ReloadingCert> {
+        let leaf = self.ca.issue(w, Validity::default()).unwrap();
+        leaf.save(self.dir.path(), w, true).unwrap();
+        ReloadingCert::load(CertPaths {
+            cert: self.dir.path().join(format!("{w}.pem")),
+            key: self.dir.path().join(format!("{w}-key.pem")),
+        })
+        .unwrap()
+    }
+
+    /// How this cluster's `w` (gateway or DNS) follows its federation's catalog feed.
+    pub fn watch_target(&self, addr: SocketAddr, w: Workload) -> WatchTarget {
+        let cert = self.workload_cert(w);
+        let tls =
+            causeway_identity::client_config(cert, &self.trust(), Workload::Federation).unwrap();
+        WatchTarget {
+            addr: addr.to_string(),
+            tls,
+            trust_domain: self.td.to_string(),
+        }
+    }
+
+    /// How a peer of this cluster is configured: its place, as the real config would say.
+    pub fn policy(&self) -> causeway_federation::PeerPolicy {
+        causeway_federation::PeerPolicy {
+            region: Some(format!("region-{}", self.name)),
+            zone: Some(format!("zone-{}", self.name)),
+            ..Default::default()
+        }
+    }
+
     pub fn info(&self) -> ClusterInfo {
         ClusterInfo {
             name: self.name.clone(),
             region: format!("region-{}", self.name),
             zone: format!("zone-{}", self.name),
             trust_domain: self.td.to_string(),
-            gateways: vec!["127.0.0.1:4433".parse().unwrap()],
+            // One address per cluster: an address belongs to one cluster only.
+            gateways: vec![std::net::SocketAddr::from((
+                [127, 0, 0, 1],
+                4400 + self.name.as_str().bytes().map(u16::from).sum::<u16>(),
+            ))],
         }
     }
 }
@@ -184,6 +220,7 @@ impl Mesh {
             .map(|(_, n)| PeerEndpoint {
                 trust: n.id.trust(),
                 addr: n.addr.to_string(),
+                policy: n.id.policy(),
             })
             .collect()
     }
@@ -231,6 +268,7 @@ pub fn inputs_for(node: &Node, peers: Vec<PeerEndpoint>) -> FederationInputs {
         local: node.id.info(),
         cert: node.id.cert(),
         peers,
+        own: Some(node.id.trust()),
         vip_ranges: vec!["127.77.0.0/24".parse().unwrap()],
         shutdown: CancellationToken::new(),
     }

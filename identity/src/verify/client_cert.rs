@@ -2,7 +2,6 @@
 //! then that same peer's trust domain.
 
 use std::fmt;
-use std::sync::Arc;
 
 use causeway_catalog::ClusterId;
 use rustls::client::danger::HandshakeSignatureValid;
@@ -18,16 +17,17 @@ use crate::san;
 
 /// Server side: the client must be some configured peer's `expect` workload.
 pub(crate) struct PeerClientVerifier {
-    /// Each peer with a webpki verifier over its bundle alone.
-    pub(crate) peers: Vec<(PeerTrust, Arc<dyn ClientCertVerifier>)>,
-    pub(crate) expect: Workload,
+    /// Each peer; its webpki verifier (over its bundle alone) is read per
+    /// handshake, so a reloaded bundle applies at once.
+    pub(crate) peers: Vec<PeerTrust>,
+    pub(crate) expect: Vec<Workload>,
     pub(crate) algs: WebPkiSupportedAlgorithms,
     pub(crate) hints: Vec<DistinguishedName>,
 }
 
 impl fmt::Debug for PeerClientVerifier {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let names: Vec<&ClusterId> = self.peers.iter().map(|(p, _)| &p.name).collect();
+        let names: Vec<&ClusterId> = self.peers.iter().map(|p| &p.name).collect();
         f.debug_struct("PeerClientVerifier")
             .field("peers", &names)
             .field("expect", &self.expect)
@@ -46,9 +46,10 @@ impl PeerClientVerifier {
     ) -> Result<SpiffeId, VerifyError> {
         let mut mismatch = None;
         let mut chain_error = None;
-        for (peer, webpki) in &self.peers {
+        for peer in &self.peers {
+            let webpki = peer.roots.anchors().client.clone();
             match webpki.verify_client_cert(end_entity, intermediates, now) {
-                Ok(_) => match check_identity(peer, end_entity, self.expect) {
+                Ok(_) => match check_identity(peer, end_entity, &self.expect) {
                     Ok(id) => return Ok(id),
                     Err(e) => {
                         mismatch.get_or_insert(e);

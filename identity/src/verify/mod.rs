@@ -42,7 +42,8 @@ pub enum VerifyError {
     WrongWorkload {
         peer: ClusterId,
         presented: SpiffeId,
-        expected: SpiffeId,
+        /// The accepted SPIFFE IDs, joined with " or ".
+        expected: String,
     },
     #[error("peer {peer} presented a certificate without a usable SPIFFE ID: {source}")]
     NoSpiffeId { peer: ClusterId, source: SanError },
@@ -80,11 +81,19 @@ fn not_signed(err: &Error) -> bool {
     )
 }
 
+fn expected_ids(td: &TrustDomain, expect: &[Workload]) -> String {
+    let ids: Vec<String> = expect
+        .iter()
+        .map(|w| SpiffeId::new(td.clone(), *w).to_string())
+        .collect();
+    ids.join(" or ")
+}
+
 /// The SAN check, after the chain check succeeded against `peer`'s bundle.
 fn check_identity(
     peer: &PeerTrust,
     cert: &CertificateDer<'_>,
-    expect: Workload,
+    expect: &[Workload],
 ) -> Result<SpiffeId, VerifyError> {
     let id = san::spiffe_id_of(cert).map_err(|source| VerifyError::NoSpiffeId {
         peer: peer.name.clone(),
@@ -97,13 +106,13 @@ fn check_identity(
             expected: peer.trust_domain.clone(),
         });
     }
-    let expected = SpiffeId::new(peer.trust_domain.clone(), expect);
-    if id != expected {
-        return Err(VerifyError::WrongWorkload {
+    let named = |w: &Workload| id == SpiffeId::new(peer.trust_domain.clone(), *w);
+    match expect.iter().find(|w| named(w)) {
+        Some(_) => Ok(id),
+        None => Err(VerifyError::WrongWorkload {
             peer: peer.name.clone(),
             presented: id,
-            expected,
-        });
+            expected: expected_ids(&peer.trust_domain, expect),
+        }),
     }
-    Ok(id)
 }

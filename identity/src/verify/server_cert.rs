@@ -39,17 +39,17 @@ impl PeerServerVerifier {
         now: UnixTime,
     ) -> Result<SpiffeId, VerifyError> {
         let chain = ParsedCertificate::try_from(end_entity).and_then(|cert| {
-            let roots = &self.peer.roots;
+            let roots = self.peer.roots.store();
             verify_server_cert_signed_by_trust_anchor(
                 &cert,
-                roots,
+                &roots,
                 intermediates,
                 now,
                 self.algs.all,
             )
         });
         match chain {
-            Ok(()) => check_identity(&self.peer, end_entity, self.expect),
+            Ok(()) => check_identity(&self.peer, end_entity, &[self.expect]),
             Err(e) if not_signed(&e) => Err(VerifyError::NotSignedByPeer {
                 peer: self.peer.name.clone(),
                 presented: san::describe(end_entity),
