@@ -149,6 +149,7 @@ pub struct Metrics {
     pub peer_datagrams_sent: Family<PeerLabels, Counter>,
     pub peer_send_calls: Family<PeerLabels, Counter>,
     pub peer_suspect: Family<PeerLabels, Gauge>,
+    pub peer_silences: Family<PeerLabels, Counter>,
     pub peer_cwnd: Family<PeerLabels, Gauge>,
     pub peer_mtu: Family<PeerLabels, Gauge>,
     pub peer_controller: Family<ControllerLabels, Gauge>,
@@ -256,6 +257,11 @@ impl Metrics {
             "peer_suspect",
             "1 while a peer connection has been silent past connections.liveness (no new streams)",
             self.peer_suspect.clone(),
+        );
+        r.register(
+            "peer_silences",
+            "Times a peer connection turned suspect (silent past connections.liveness)",
+            self.peer_silences.clone(),
         );
         r.register(
             "peer_congestion_window_bytes",

@@ -64,6 +64,11 @@ pub struct Counters<'a> {
 /// First TCP read size; doubles while reads fill the buffer, up to the
 /// configured chunk, so small exchanges allocate little.
 const FIRST_READ: usize = 16 << 10;
+/// Bytes a direction moves before it lets the other tasks of its worker run:
+/// quinn's reads and writes do not count against tokio's task budget, so a
+/// bulk stream would otherwise move megabytes per poll while new connections
+/// on the same worker wait.
+const YIELD_EVERY: u64 = 256 << 10;
 /// Longest a finished stream waits for the peer to acknowledge its end.
 const FIN_ACK_WAIT: Duration = Duration::from_secs(2);
 /// QUIC chunks (about a packet each) per vectored TCP write.
@@ -250,6 +255,15 @@ async fn tcp_to_stream(
             load.fetch_add(n as u64, Ordering::Relaxed);
         }
         act.touch();
+        fair_share(total, n).await;
+    }
+}
+
+/// Yields to the worker's other tasks each time `total` (just grown by `n`)
+/// crosses a multiple of `YIELD_EVERY`.
+async fn fair_share(total: &u64, n: usize) {
+    if (*total - n as u64) / YIELD_EVERY != *total / YIELD_EVERY {
+        tokio::task::yield_now().await;
     }
 }
 
@@ -268,6 +282,7 @@ async fn stream_to_tcp(
                 *total += n as u64;
                 counter.inc_by(n as u64);
                 act.touch();
+                fair_share(total, n).await;
             }
             Ok(None) => {
                 // FIN: half-close the TCP side; the other direction may continue.

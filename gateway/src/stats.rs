@@ -49,7 +49,9 @@ impl Tracker {
 
     pub fn suspect(&self, suspect: bool) {
         let g = self.metrics.peer_suspect.get_or_create(&self.labels);
-        g.set(i64::from(suspect));
+        if g.set(i64::from(suspect)) == 0 && suspect {
+            self.metrics.peer_silences.get_or_create(&self.labels).inc();
+        }
     }
 
     pub fn update(&mut self, conn: &quinn::Connection) {

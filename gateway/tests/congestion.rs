@@ -388,13 +388,17 @@ async fn stuck_readers_do_not_slow_a_healthy_bulk_stream() {
         100.0 * shared / baseline,
         streams(&a.metrics())
     );
-    // 100 ms on a quiet machine (the benchmark's figures are release builds);
-    // a loaded debug build only has to show that the stuck streams add nothing.
-    let bound = (p99(&quiet) * 3).max(Duration::from_millis(100));
+    // A release build on a quiet machine stays far below 100 ms at p99 (see
+    // docs/protocol.md); a loaded debug build only has to show that the stuck
+    // streams add nothing (p90) and that no new connection waited anywhere
+    // near a timeout (p99).
+    let p90 = |t: &[Duration]| t[t.len() * 90 / 100 - 1];
+    let bound = (p90(&quiet) * 3).max(Duration::from_millis(100));
     assert!(
-        p99(&loaded) < bound,
-        "new connections p99 {:?} beside stuck streams, {:?} without",
+        p90(&loaded) < bound && p99(&loaded) < Duration::from_secs(1),
+        "new connections p90 {:?} / p99 {:?} beside stuck streams, p90 {:?} without",
+        p90(&loaded),
         p99(&loaded),
-        p99(&quiet)
+        p90(&quiet)
     );
 }
