@@ -162,3 +162,41 @@ async fn unvalidated_peers_are_sent_a_retry_when_handshakes_pile_up() {
         .metric("gateway_inbound_handshakes_total{result=\"retry\"}");
     assert!(retries >= 1.0, "b answered with a Retry: {retries}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_advertising_anothers_gateway_address_cannot_cut_it_off() {
+    let mesh = setup("127.77.44.0/24").await;
+    let (a, b, c) = (mesh.info("a"), mesh.info("b"), mesh.info("c"));
+    let import = import("demo/echo", 7100, "127.77.44.1", &[b]);
+    // c (a peer a trusts) claims b's address as its own gateway, listed after b.
+    let mut snap = (*snapshot(
+        &[(a, mesh.addrs[0]), (b, mesh.addrs[1]), (c, mesh.addrs[2])],
+        vec![import],
+    ))
+    .clone();
+    if let Some(c) = snap.clusters.get_mut(&id("c")) {
+        c.gateways = vec![mesh.addrs[1]];
+    }
+    mesh.node("a")
+        .catalog
+        .send_replace(std::sync::Arc::new(snap));
+    let vip: std::net::SocketAddr = "127.77.44.1:7100".parse().unwrap();
+    wait_for("a reaches b's service", Duration::from_secs(10), || {
+        ping(vip)
+    })
+    .await;
+    let node = mesh.node("a");
+    wait_for(
+        "c's dialler for the stolen address failed",
+        Duration::from_secs(10),
+        || async {
+            (node.metric("gateway_peer_handshakes_total{cluster=\"c\",result=\"failed\"}") >= 1.0)
+                .then_some(())
+        },
+    )
+    .await;
+    for _ in 0..10 {
+        assert!(ping(vip).await.is_some(), "b stays reachable");
+    }
+    assert_eq!(node.connected("b").len(), 1, "b's connections untouched");
+}
