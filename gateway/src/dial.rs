@@ -106,8 +106,13 @@ async fn dial(shared: &Shared, peer: &PeerConn) -> Result<Connection, DialError>
     }
 }
 
-/// How often a held connection's liveness is checked.
-const CHECK: Duration = Duration::from_millis(50);
+/// Longest and shortest time between liveness checks of a held connection.
+/// Each check wakes the worker: checking every 50 ms tripled the p99 of 64-byte
+/// round trips on the other connections of a loaded 2-core host. So a check
+/// comes every 150 ms, closer together only just before silence would turn
+/// the connection suspect (suspicion comes at most ~200 ms late).
+const CHECK_MAX: Duration = Duration::from_millis(150);
+const CHECK_MIN: Duration = Duration::from_millis(50);
 /// How often its stats are exported and its send rate sampled.
 const SAMPLE: Duration = Duration::from_secs(1);
 
@@ -168,7 +173,7 @@ async fn watch(
 ) -> End {
     let cfg = &shared.cfg.connections;
     let mut live = Liveness::new(cfg.liveness, cfg.keep_alive, Instant::now());
-    let mut check = tokio::time::interval(CHECK);
+    let mut check = std::pin::pin!(tokio::time::sleep(CHECK_MAX));
     let mut sampled = Instant::now();
     let mut replacing: Option<Dialling<'_>> = None;
     loop {
@@ -183,7 +188,7 @@ async fn watch(
                     Err(e) => tracing::info!(error = %e, "replacement dial for a silent connection failed"),
                 }
             }
-            _ = check.tick() => {
+            () = check.as_mut() => {
                 let now = Instant::now();
                 let s = conn.stats();
                 let suspect = live.observe(s.udp_rx.datagrams, s.path.rtt, now);
@@ -192,6 +197,8 @@ async fn watch(
                 }
                 shared.pool.set_suspect(peer, suspect);
                 stats.suspect(suspect);
+                let next = live.until_suspect(now).clamp(CHECK_MIN, CHECK_MAX);
+                check.as_mut().reset(tokio::time::Instant::now() + next);
                 if live.wants_replacement(now) && replacing.is_none() {
                     replacing = Some(Box::pin(dial(shared, peer)));
                 }
@@ -249,6 +256,11 @@ impl Liveness {
 
     pub fn silent(&self, now: Instant) -> Duration {
         now.saturating_duration_since(self.heard)
+    }
+
+    /// Time left before silence makes the connection suspect (zero once it is).
+    pub fn until_suspect(&self, now: Instant) -> Duration {
+        self.threshold().saturating_sub(self.silent(now))
     }
 
     /// Takes the datagram count and RTT now; true while the connection is suspect.

@@ -189,17 +189,20 @@ pub fn decode_request(body: &[u8]) -> Result<Request, ProtoError> {
     if !c.0.is_empty() {
         return Err(ProtoError::Trailing(c.0.len()));
     }
+    // `cluster/host` names one headless endpoint; a host needs its cluster.
     let (target, endpoint) = match target.split_once('/') {
-        Some((cluster, host)) => (cluster, Some(ClusterId::new(host)?.to_string())),
-        None => (target, None),
+        Some((cluster, host)) => (
+            Some(ClusterId::new(cluster)?),
+            Some(ClusterId::new(host)?.to_string()),
+        ),
+        None if target.is_empty() => (None, None),
+        None => (Some(ClusterId::new(target)?), None),
     };
     Ok(Request {
         service: ServiceKey::new(namespace, name)?,
         port,
         protocol,
-        target: (!target.is_empty())
-            .then(|| ClusterId::new(target))
-            .transpose()?,
+        target,
         endpoint,
         traceparent: (!traceparent.is_empty()).then(|| traceparent.to_owned()),
     })
@@ -296,6 +299,16 @@ mod tests {
             decode_request(&bytes[PREFIX_LEN..]),
             Err(ProtoError::Name(_))
         ));
+    }
+
+    #[test]
+    fn an_endpoint_without_its_cluster_is_refused() {
+        // Found by fuzz/stream_header: `/db-0` decoded to a request that
+        // re-encoded without its endpoint.
+        let mut body = encode_request(&req()).unwrap()[PREFIX_LEN..].to_vec();
+        let at = body.windows(4).position(|w| w == b"west").unwrap();
+        body.splice(at - 1..at + 4, *b"\x05/db-0");
+        assert!(matches!(decode_request(&body), Err(ProtoError::Name(_))));
     }
 
     #[test]
