@@ -211,7 +211,7 @@ class Cluster:
     """One `causeway run` process on loopback, ports derived from its index."""
 
     def __init__(self, name, idx, root, vip_range, exports=(), peers=(), gateway_extra="",
-                 dns_extra="", poll="50ms", relay=False, ns=None, host="127.0.0.1"):
+                 dns_extra="", poll="50ms", relay=False, ns=None, host="127.0.0.1", peer_limits=""):
         # ns/host: run in network namespace NS, gateway and federation on HOST (its veth address);
         # DNS and admin stay on the namespace's own 127.0.0.1.
         self.name, self.idx, self.root, self.ns, self.host = name, idx, root, ns, host
@@ -225,8 +225,10 @@ class Cluster:
         # relay: peers reach this cluster's federation (TCP) and gateway (UDP) through
         # `causeway dev delay` on port + RELAY (see start_relay).
         off = RELAY if relay else 0
+        # peer_limits: a flow mapping for peers[].limits (the default quotas are 1,000 exports).
+        limits = f", limits: {peer_limits}" if peer_limits else ""
         peer_lines = "".join(
-            f"  - {{ name: {p.name}, ca: certs/{p.name}/ca.pem, federation: \"{p.host}:{p.fed + off}\" }}\n"
+            f"  - {{ name: {p.name}, ca: certs/{p.name}/ca.pem, federation: \"{p.host}:{p.fed + off}\"{limits} }}\n"
             for p in peers)
         if relay:
             gateway_extra += f"  advertise: [\"127.0.0.1:{self.gw + RELAY}\"]\n"
@@ -1039,7 +1041,8 @@ def fedproc_run(root, total, peers=5):
     per = total // peers
     sub_stub = Cluster("sub", 30, root, "127.80.0.0/12")
     exps = [Cluster(f"x{i}", 31 + i, root, f"127.{100 + i}.0.0/16", peers=[sub_stub]) for i in range(peers)]
-    sub = Cluster("sub", 30, root, "127.80.0.0/12", peers=exps)
+    sub = Cluster("sub", 30, root, "127.80.0.0/12", peers=exps,
+                  peer_limits=f"{{ max_exports: {per}, max_ports: {per}, max_bytes: {per * 1024} }}")
     for i, x in enumerate(exps):
         x.write_exports([export(f"scale/s{i}-{j}", 80, 8080) for j in range(per)])
         PROCS.start(f"fed-x{i}", [CAUSEWAY, "federation", "--config", x.cfg], cwd=root)

@@ -13,7 +13,8 @@ use std::time::{Duration, Instant};
 
 use causeway_catalog::{ClusterId, ClusterInfo, Endpoint, Export, ExportTo, Port, UnixMillis};
 use causeway_federation::{
-    Config, Federation, FederationInputs, PeerEndpoint, SourceConfig, export_to_proto, proto,
+    Config, Federation, FederationInputs, PeerEndpoint, PeerLimits, PeerPolicy, SourceConfig,
+    export_to_proto, proto,
 };
 use causeway_identity::{Ca, CertPaths, PeerTrust, ReloadingCert, TrustDomain, Validity, Workload};
 use prometheus_client::registry::Registry;
@@ -24,10 +25,12 @@ struct Id {
     name: ClusterId,
     td: TrustDomain,
     dir: tempfile::TempDir,
+    /// Its own gateway address: a claim on another cluster's address is dropped.
+    gateway: std::net::SocketAddr,
 }
 
 impl Id {
-    fn new(name: &str) -> Self {
+    fn new(name: &str, idx: u16) -> Self {
         let name = ClusterId::new(name).unwrap();
         let td = TrustDomain::new(format!("{name}.bench.causeway")).unwrap();
         let dir = tempfile::tempdir().unwrap();
@@ -35,7 +38,13 @@ impl Id {
         let leaf = ca.issue(Workload::Federation, Validity::default()).unwrap();
         leaf.save(dir.path(), Workload::Federation, true).unwrap();
         std::fs::write(dir.path().join("bundle.pem"), ca.cert_pem()).unwrap();
-        Self { name, td, dir }
+        let gateway = std::net::SocketAddr::from(([127, 0, 0, 1], 4433 + idx));
+        Self {
+            name,
+            td,
+            dir,
+            gateway,
+        }
     }
     fn cert(&self) -> Arc<ReloadingCert> {
         let d = self.dir.path();
@@ -59,7 +68,7 @@ impl Id {
             region: "bench".into(),
             zone: "bench-a".into(),
             trust_domain: self.td.to_string(),
-            gateways: vec!["127.0.0.1:4433".parse().unwrap()],
+            gateways: vec![self.gateway],
         }
     }
 }
@@ -105,6 +114,19 @@ fn cfg(state: &std::path::Path) -> Config {
     }
 }
 
+/// Quotas that admit all of a peer's exports (the default is 1,000 per peer).
+fn quotas_for(exports: usize) -> PeerPolicy {
+    PeerPolicy {
+        limits: PeerLimits {
+            max_exports: exports,
+            max_ports: 2 * exports, // two ports each
+            max_bytes: exports * 1024,
+            ..PeerLimits::default()
+        },
+        ..PeerPolicy::default()
+    }
+}
+
 #[tokio::main]
 async fn main() {
     let args: Vec<usize> = std::env::args()
@@ -119,13 +141,13 @@ async fn main() {
     );
     println!("start: {}", rss());
     let stop = CancellationToken::new();
-    let sub = Id::new("sub");
+    let sub = Id::new("sub", 0);
     let sub_state = tempfile::tempdir().unwrap();
     let mut peers = Vec::new();
     let mut feds = Vec::new();
     let mut registry = Registry::default();
     for i in 0..n_peers {
-        let id = Id::new(&format!("p{i}"));
+        let id = Id::new(&format!("p{i}"), i as u16 + 1);
         let list = exports(i, per_peer);
         if i == 0 {
             let snap = proto::Snapshot {
@@ -165,7 +187,7 @@ async fn main() {
         peers.push(PeerEndpoint {
             trust: id.trust(),
             addr: fed.listen_addr().to_string(),
-            policy: Default::default(),
+            policy: quotas_for(per_peer),
         });
         feds.push((fed, id, state));
     }
