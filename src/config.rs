@@ -29,6 +29,9 @@ pub struct Config {
     pub source: SourceConfig,
     #[serde(default)]
     pub peers: Vec<PeerConfig>,
+    /// Traffic policy per service; re-read while running (docs/policy.md).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub policies: Vec<causeway_policy::PolicySpec>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -156,6 +159,8 @@ pub enum ConfigError {
     Vip(#[from] VipError),
     #[error("{0}")]
     PeerPolicy(#[from] PolicyError),
+    #[error("{0}")]
+    Policy(#[from] causeway_policy::PolicyError),
     #[error("peers: {0} is listed twice; list each peer cluster once")]
     DuplicatePeer(ClusterId),
     #[error("peers: {0} is this cluster's own name (cluster.name); list only other clusters")]
@@ -275,7 +280,13 @@ impl Config {
         {
             return Err(ConfigError::WatchConnect(w.clone()));
         }
+        self.policies()?;
         self.validate_listeners()
+    }
+
+    /// The validated `policies:` section.
+    pub fn policies(&self) -> Result<causeway_policy::Policies, causeway_policy::PolicyError> {
+        causeway_policy::Policies::from_config(&self.policies)
     }
 
     fn validate_peers(&self) -> Result<(), ConfigError> {

@@ -195,7 +195,7 @@ fn run(file: &std::path::Path, component: Component) -> anyhow::Result<()> {
     rt.block_on(async {
         let shutdown = tokio_util::sync::CancellationToken::new();
         causeway::run::cancel_on_signal(shutdown.clone())?;
-        causeway::run::run(cfg, component, shutdown).await?;
+        causeway::run::run(cfg, Some(file.to_owned()), component, shutdown).await?;
         eprintln!("causeway stopped cleanly");
         Ok(())
     })

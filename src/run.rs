@@ -23,6 +23,8 @@ use crate::admin::{self, Admin, Readiness};
 use crate::cert_metrics;
 use crate::config::Config;
 use crate::identities::{load_cert, load_own, load_peers, watch_target};
+use crate::policy_watch;
+use causeway_policy::Policies;
 
 /// How often certificate files are checked for rotation.
 const CERT_POLL: Duration = Duration::from_secs(1);
@@ -60,8 +62,10 @@ struct Start {
 }
 
 /// Runs `component` until `shutdown` fires and everything has drained.
+/// `file` is where `cfg` came from: its `policies:` are re-read while running.
 pub async fn run(
     cfg: Config,
+    file: Option<std::path::PathBuf>,
     component: Component,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
@@ -91,7 +95,8 @@ pub async fn run(
         s.start_dns(&feeds).await?;
     }
     if let (true, Some(peers)) = (component.has(Component::Gateway), &peers) {
-        s.start_gateway(&feeds, peers.1.clone()).await?;
+        let policies = s.follow_policies(file)?;
+        s.start_gateway(&feeds, peers.1.clone(), policies).await?;
     }
     let watched = cert_metrics::Watched {
         own: std::mem::take(&mut s.certs),
@@ -185,7 +190,32 @@ impl Start {
         Ok(())
     }
 
-    async fn start_gateway(&mut self, feeds: &Feeds, peers: Arc<PeerSet>) -> anyhow::Result<()> {
+    /// The policies in force, followed in the config file when there is one.
+    fn follow_policies(
+        &mut self,
+        file: Option<std::path::PathBuf>,
+    ) -> anyhow::Result<watch::Receiver<Arc<Policies>>> {
+        let Some(path) = file else {
+            return Ok(watch::channel(Arc::new(self.cfg.policies()?)).1);
+        };
+        let watched = policy_watch::Watched {
+            path,
+            running: self.cfg.clone(),
+        };
+        policy_watch::spawn(
+            watched,
+            CERT_POLL,
+            &mut self.registry,
+            self.shutdown.clone(),
+        )
+    }
+
+    async fn start_gateway(
+        &mut self,
+        feeds: &Feeds,
+        peers: Arc<PeerSet>,
+        policies: watch::Receiver<Arc<Policies>>,
+    ) -> anyhow::Result<()> {
         let cert = load_cert(&self.cfg, Workload::Gateway)?;
         cert.spawn_watch(CERT_POLL);
         self.certs.push(("gateway".into(), cert.clone()));
@@ -196,6 +226,7 @@ impl Start {
             peers,
             catalog: feeds.catalog.clone(),
             local_exports: feeds.local_exports.clone(),
+            policies,
             shutdown: self.shutdown.clone(),
         };
         let gw = Gateway::bind(inputs, &mut self.registry).await?;

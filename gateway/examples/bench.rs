@@ -79,6 +79,7 @@ fn start(me: &Cluster, peer: &Cluster, cfg: Config) -> (SocketAddr, Channels) {
         peers: Arc::new(PeerSet::new(vec![trust(peer)]).unwrap()),
         catalog: crx,
         local_exports: erx,
+        policies: tokio::sync::watch::channel(Default::default()).1,
         shutdown: Default::default(),
     };
     let (tx, rx) = std::sync::mpsc::channel();

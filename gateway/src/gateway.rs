@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use causeway_catalog::{CatalogSnapshot, ClusterInfo, Export};
 use causeway_identity::{PeerSet, ReloadingCert};
+use causeway_policy::Policies;
 use prometheus_client::registry::Registry;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
@@ -15,6 +16,7 @@ use crate::config::Config;
 use crate::config_check::ConfigError;
 use crate::endpoint::{self, EndpointError, WorkerEndpoints};
 use crate::metrics::Metrics;
+use crate::policy_metrics::PolicyMetrics;
 use crate::protocol::CLOSE_DRAINING;
 use crate::shared::Shared;
 use crate::tls::Identity;
@@ -33,6 +35,8 @@ pub struct GatewayInputs {
     pub catalog: watch::Receiver<Arc<CatalogSnapshot>>,
     /// What this cluster exports: inbound authorization and local endpoints.
     pub local_exports: watch::Receiver<Arc<Vec<Export>>>,
+    /// Traffic policy; a new value applies to new connections only.
+    pub policies: watch::Receiver<Arc<Policies>>,
     /// Cancel to drain: stop accepting, finish streams until `drain_deadline`, close.
     pub shutdown: CancellationToken,
 }
@@ -66,6 +70,8 @@ impl Gateway {
             Workers::start(inputs.cfg.worker_count()).map_err(Error::Workers)?;
         let metrics = Metrics::default();
         metrics.register(registry);
+        let policy_metrics = PolicyMetrics::default();
+        policy_metrics.register(registry);
         let endpoints = bind_endpoints(&inputs.cfg, &id, &workers, &metrics)?;
         tracing::info!(cluster = %inputs.local.name, listen = ?endpoints[0].server.local_addr().ok(), workers = workers.len(), cfg = ?inputs.cfg, "gateway bound");
         crate::listeners::warn_if_ephemeral(&inputs.cfg);
@@ -79,6 +85,9 @@ impl Gateway {
             pool: Default::default(),
             catalog: inputs.catalog,
             exports: inputs.local_exports,
+            policies: inputs.policies,
+            policy_metrics,
+            limits: Default::default(),
             loads: Default::default(),
             peer_connections: Default::default(),
             peer_streams: Default::default(),

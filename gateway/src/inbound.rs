@@ -9,6 +9,7 @@ use tracing::Instrument;
 
 use crate::gate::SetupGate;
 use crate::header::{read_request, refuse, respond};
+use crate::limits::Grant;
 use crate::metrics::{ActiveGuard, Direction, InboundHandshake, ServiceHandles};
 use crate::protocol::{Request, Status};
 use crate::quota::Held;
@@ -211,10 +212,18 @@ async fn serve(
         .stream(cluster.as_str(), Direction::Inbound, Status::Ok.as_str());
     let t = &shared.cfg.transport;
     let h = &admitted.handles;
+    let shaped = admitted.grant.as_ref().and_then(|g| g.pace()).map(|pace| {
+        let waited = shared
+            .policy_metrics
+            .shaped(&req.service.to_string(), cluster.as_str());
+        (pace, waited)
+    });
     let counters = Counters {
         sent: &h.response,
         received: &h.request,
         load: None,
+        tee: None,
+        pace: shaped.as_ref().map(|(p, w)| (*p, w)),
     };
     let out = splice::splice(
         &admitted.tcp,
@@ -233,6 +242,8 @@ async fn serve(
 struct Admitted {
     tcp: tokio::net::TcpStream,
     handles: ServiceHandles,
+    /// The source cluster's hold on the service's policy limits.
+    grant: Option<Grant>,
     _load: crate::local::LoadGuard,
     _active: ActiveGuard,
     _peer: Held,
@@ -269,6 +280,7 @@ async fn admit(
             format!("{} is not exported to cluster {cluster}", req.service),
         ));
     }
+    let grant = policy_limits(shared, cluster, req)?;
     let overloaded = |what: &str| (Status::Overloaded, format!("too many connections {what}"));
     let l = &shared.cfg.limits;
     let peer = shared
@@ -293,8 +305,29 @@ async fn admit(
     Ok(Admitted {
         tcp,
         handles,
+        grant,
         _load: load,
         _active: active,
         _peer: peer,
+    })
+}
+
+/// The service's policy limits for connections from `cluster` (verified).
+fn policy_limits(
+    shared: &Shared,
+    cluster: &ClusterId,
+    req: &Request,
+) -> Result<Option<Grant>, (Status, String)> {
+    let Some(policy) = crate::traffic::lookup(shared, &req.service, req.port) else {
+        return Ok(None);
+    };
+    shared.limits.admit(&policy, cluster).map_err(|refusal| {
+        let what = refusal.as_str();
+        shared
+            .policy_metrics
+            .limited(&req.service.to_string(), cluster.as_str(), what);
+        tracing::info!(peer = %cluster, service = %req.service, limit = what, "refused by a policy limit");
+        let detail = format!("{} limits cluster {cluster} ({what})", req.service);
+        (Status::Limited, detail)
     })
 }

@@ -25,10 +25,13 @@ mod header;
 mod headless;
 mod inbound;
 mod lb;
+mod limits;
 mod listeners;
 mod local;
 mod metrics;
+mod mirror;
 mod outbound;
+mod policy_metrics;
 mod pool;
 pub mod protocol;
 mod quota;
@@ -37,6 +40,7 @@ mod splice;
 mod stats;
 mod steer;
 mod tls;
+mod traffic;
 mod workers;
 
 pub use config::{

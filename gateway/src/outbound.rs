@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use causeway_catalog::{ClusterId, Freshness, Import, Protocol, ServiceKey};
+use causeway_policy::ServicePolicy;
 use rand::Rng;
 use tokio::net::TcpStream;
 use tracing::Instrument;
@@ -16,7 +17,16 @@ use crate::metrics::{ActiveGuard, ClusterLabel, Direction, ServiceHandles};
 use crate::pool::Caps;
 use crate::protocol::Request;
 use crate::shared::Shared;
-use crate::splice::{self, Counters};
+use crate::splice::{self, Counters, End};
+use crate::traffic::{self, Decisions};
+
+/// One client connection on its way: who, the policy in force, what it decided.
+struct Conn<'a> {
+    client: SocketAddr,
+    policy: Option<Arc<ServicePolicy>>,
+    decisions: Decisions,
+    handles: &'a ServiceHandles,
+}
 
 pub async fn client(
     shared: Arc<Shared>,
@@ -48,7 +58,17 @@ pub async fn client(
             endpoint: endpoint.map(|e| e.hostname),
             traceparent: Some(trace),
         };
-        if let Some(tcp) = route(&shared, tcp, req, &handles).await {
+        let mut conn = Conn {
+            client,
+            policy: traffic::lookup(&shared, &req.service, req.port),
+            decisions: Decisions::default(),
+            handles: &handles,
+        };
+        let left = route(&shared, tcp, req, &mut conn).await;
+        if !conn.decisions.0.is_empty() {
+            tracing::debug!(decisions = ?conn.decisions.0, "policy applied");
+        }
+        if let Some(tcp) = left {
             tracing::info!("no cluster could take the connection");
             reset(tcp);
         }
@@ -75,7 +95,7 @@ async fn route(
     shared: &Arc<Shared>,
     mut tcp: TcpStream,
     mut req: Request,
-    h: &ServiceHandles,
+    c: &mut Conn<'_>,
 ) -> Option<TcpStream> {
     let snap = shared.catalog();
     let Some(import) = snap.imports.get(&req.service) else {
@@ -84,8 +104,9 @@ async fn route(
     let changed = shared.pool.changed();
     // A headless endpoint lives in one cluster: no other can take it.
     let only = req.target.clone();
+    let failover = c.policy.as_ref().map(|p| p.spec.failover.as_slice());
     let pick = |import| {
-        let mut c = candidates(shared, import, req.port);
+        let mut c = candidates(shared, import, req.port, failover.filter(|f| !f.is_empty()));
         c.retain(|c| only.as_ref().is_none_or(|o| o == c));
         c
     };
@@ -95,13 +116,27 @@ async fn route(
         let _ = tokio::time::timeout(shared.cfg.timeouts.handshake, changed).await;
         order = pick(import);
     }
-    let attempts = shared.cfg.limits.max_attempts as usize;
-    for cluster in order.into_iter().take(attempts) {
+    if let Some(p) = c.policy.clone() {
+        if only.is_none() {
+            traffic::pick_first(shared, &p, &mut order, c.client, &mut c.decisions);
+        }
+        if !inject_fault(shared, &p, order.first(), c).await {
+            reset(tcp);
+            return None;
+        }
+    }
+    let p = c.policy.as_ref().map(|p| &p.spec);
+    let attempts = p
+        .and_then(|p| p.attempts)
+        .unwrap_or(shared.cfg.limits.max_attempts);
+    let timeout = p.and_then(|p| p.connect_timeout);
+    for cluster in order.into_iter().take(attempts as usize) {
         let served = if cluster == shared.local.name {
-            direct(shared, &mut tcp, &req, h).await
+            direct(shared, &mut tcp, &req, c.handles).await
         } else {
             req.target = Some(cluster.clone());
-            remote(shared, &cluster, &mut tcp, &req, h).await
+            let timeout = timeout.unwrap_or(shared.cfg.timeouts.status);
+            remote(shared, &cluster, &mut tcp, &req, c, timeout).await
         };
         if served {
             return None;
@@ -110,10 +145,36 @@ async fn route(
     Some(tcp)
 }
 
+/// Delays or aborts per the policy's fault; false when the connection is to be reset.
+async fn inject_fault(
+    shared: &Shared,
+    p: &ServicePolicy,
+    first: Option<&ClusterId>,
+    c: &mut Conn<'_>,
+) -> bool {
+    let Some(first) = first else { return true };
+    match traffic::fault(shared, p, first, &mut c.decisions) {
+        Err(()) => {
+            tracing::info!("fault injected: connection reset (policy fault.abort_percent)");
+            false
+        }
+        Ok(Some(delay)) => {
+            tokio::time::sleep(delay).await;
+            true
+        }
+        Ok(None) => true,
+    }
+}
+
 /// Clusters that can take a connection to `port` now, best first: only
 /// those whose export has the port (KEP-1645: traffic to a port goes only to
-/// the clusters that expose it).
-fn candidates(shared: &Shared, import: &Import, port: u16) -> Vec<ClusterId> {
+/// the clusters that expose it). A policy's failover order replaces the config's.
+fn candidates(
+    shared: &Shared,
+    import: &Import,
+    port: u16,
+    failover: Option<&[ClusterId]>,
+) -> Vec<ClusterId> {
     let reachable = shared.pool.reachable();
     let now = Instant::now();
     let exports = shared.exports();
@@ -146,12 +207,14 @@ fn candidates(shared: &Shared, import: &Import, port: u16) -> Vec<ClusterId> {
         local: &shared.local.name,
         region: &shared.local.region,
         prefer_local: shared.cfg.locality.prefer_local,
-        failover: shared
-            .cfg
-            .locality
-            .failover
-            .get(&import.key)
-            .map(Vec::as_slice),
+        failover: failover.or_else(|| {
+            shared
+                .cfg
+                .locality
+                .failover
+                .get(&import.key)
+                .map(Vec::as_slice)
+        }),
     };
     lb::order(cands, &policy, &mut rand::rng())
 }
@@ -171,11 +234,12 @@ async fn direct(shared: &Shared, tcp: &mut TcpStream, req: &Request, h: &Service
 
 /// One attempt through `cluster`; true when the connection was carried.
 async fn remote(
-    shared: &Shared,
+    shared: &Arc<Shared>,
     cluster: &ClusterId,
     tcp: &mut TcpStream,
     req: &Request,
-    h: &ServiceHandles,
+    c: &Conn<'_>,
+    timeout: std::time::Duration,
 ) -> bool {
     let l = &shared.cfg.limits;
     let caps = Caps {
@@ -190,7 +254,7 @@ async fn remote(
     // No byte has reached the client yet: if the connection turns silent, give
     // up on it now and try the next cluster instead of waiting for the timeout.
     let tried = tokio::select! {
-        r = attempt(shared.cfg.timeouts.status, &conn, slot.gate(), req) => r,
+        r = attempt(timeout, &conn, slot.gate(), req) => r,
         () = slot.silent(&shared.pool) => Err(AttemptError::Silent),
     };
     let (send, recv) = match tried {
@@ -220,10 +284,14 @@ async fn remote(
     m.worker_stream(worker, Direction::Outbound);
     m.peer_streams.get_or_create(&slot.labels()).inc();
     tracing::debug!(%cluster, "stream open");
+    let mirror = c.policy.as_deref().and_then(traffic::mirrored);
+    let tee = mirror.map(|m| crate::mirror::start(shared, m, req));
     let counters = Counters {
-        sent: &h.request,
-        received: &h.response,
+        sent: &c.handles.request,
+        received: &c.handles.response,
         load: Some(slot.sent()),
+        tee: tee.as_ref(),
+        pace: None,
     };
     let buffer = shared.cfg.transport.splice_buffer as usize;
     let out = splice::splice(
@@ -236,6 +304,9 @@ async fn remote(
         slot.gate(),
     )
     .await;
+    if let Some(tee) = tee {
+        tee.close(out.end == End::Done);
+    }
     tracing::debug!(sent = out.sent, received = out.received, end = ?out.end, "connection done");
     true
 }

@@ -52,6 +52,7 @@ pub enum Status {
     Draining = 6,
     BadRequest = 7,
     UnsupportedVersion = 8,
+    Limited = 9,
 }
 
 impl Status {
@@ -67,6 +68,7 @@ impl Status {
             Draining,
             BadRequest,
             UnsupportedVersion,
+            Limited,
         ]
         .into_iter()
         .find(|s| *s as u8 == b)
@@ -83,6 +85,7 @@ impl Status {
             Status::Draining => "draining",
             Status::BadRequest => "bad_request",
             Status::UnsupportedVersion => "unsupported_version",
+            Status::Limited => "limited",
         }
     }
 

@@ -7,10 +7,14 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use causeway_policy::Policies;
+
 use crate::config::Config;
 use crate::endpoint::WorkerEndpoints;
+use crate::limits::LimitTable;
 use crate::local::EndpointLoads;
 use crate::metrics::Metrics;
+use crate::policy_metrics::PolicyMetrics;
 use crate::pool::Pool;
 use crate::quota::PeerCounts;
 use crate::tls::Identity;
@@ -28,6 +32,11 @@ pub struct Shared {
     pub pool: Pool,
     pub catalog: watch::Receiver<Arc<CatalogSnapshot>>,
     pub exports: watch::Receiver<Arc<Vec<Export>>>,
+    /// Traffic policy in force (re-read by its owner while running).
+    pub policies: watch::Receiver<Arc<Policies>>,
+    pub policy_metrics: PolicyMetrics,
+    /// Exporter-side limit state per policy and source cluster.
+    pub limits: LimitTable,
     pub loads: Arc<EndpointLoads>,
     /// Inbound connections and streams each peer cluster holds open.
     pub peer_connections: PeerCounts,

@@ -25,6 +25,8 @@ use tokio::net::TcpStream;
 use tokio::time::Instant;
 
 use crate::gate::SetupGate;
+use crate::limits::{Pace, Way};
+use crate::mirror::Tee;
 use crate::protocol::{EAGER_BYTES, stream_code};
 
 /// Why a splice ended.
@@ -59,6 +61,20 @@ pub struct Counters<'a> {
     pub sent: &'a Counter,
     pub received: &'a Counter,
     pub load: Option<&'a AtomicU64>,
+    /// Mirroring: gets a copy of every chunk read from TCP.
+    pub tee: Option<&'a Tee>,
+    /// A bandwidth limit, and the counter of bytes that had to wait for it.
+    pub pace: Option<(&'a Pace, &'a Counter)>,
+}
+
+impl Counters<'_> {
+    async fn pace(&self, way: Way, n: usize) {
+        if let Some((pace, waited)) = self.pace
+            && !pace.wait(way, n).await.is_zero()
+        {
+            waited.inc_by(n as u64);
+        }
+    }
 }
 
 /// First TCP read size; doubles while reads fill the buffer, up to the
@@ -127,7 +143,7 @@ pub async fn splice(
             &mut s.recv,
             tcp,
             &act,
-            counters.received,
+            &counters,
             &mut received
         ));
         // Ends the splice even while both directions are blocked (a reader
@@ -240,6 +256,10 @@ async fn tcp_to_stream(
             size = (size * 2).min(chunk);
         }
         let mut data = buf.freeze();
+        if let Some(tee) = counters.tee {
+            tee.offer(&data);
+        }
+        counters.pace(Way::Up, n).await;
         if *total < EAGER_BYTES {
             gate.write_eager(send, &mut data).await.map_err(write_end)?;
             if *total + n as u64 >= EAGER_BYTES {
@@ -271,16 +291,18 @@ async fn stream_to_tcp(
     recv: &mut RecvStream,
     tcp: &TcpStream,
     act: &Activity,
-    counter: &Counter,
+    counters: &Counters<'_>,
     total: &mut u64,
 ) -> Result<(), End> {
     let mut chunks: [Bytes; CHUNKS] = Default::default();
     loop {
         match recv.read_chunks(&mut chunks).await {
             Ok(Some(k)) => {
+                let size = chunks[..k].iter().map(Bytes::len).sum();
+                counters.pace(Way::Down, size).await;
                 let n = write_all_vectored(tcp, &mut chunks[..k]).await?;
                 *total += n as u64;
-                counter.inc_by(n as u64);
+                counters.received.inc_by(n as u64);
                 act.touch();
                 fair_share(total, n).await;
             }

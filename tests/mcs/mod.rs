@@ -177,6 +177,7 @@ async fn gateway(
         peers: std::sync::Arc::new(PeerSet::new(vec![ids[1 - i].trust()]).unwrap()),
         catalog: fed.catalog(),
         local_exports: fed.local_exports(),
+        policies: tokio::sync::watch::channel(Default::default()).1,
         shutdown: stop.clone(),
     };
     let gw = causeway_gateway::Gateway::bind(inputs, &mut Registry::default())

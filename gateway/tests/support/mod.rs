@@ -130,6 +130,8 @@ pub struct Node {
     pub addr: SocketAddr,
     pub catalog: watch::Sender<Arc<CatalogSnapshot>>,
     pub exports: watch::Sender<Arc<Vec<Export>>>,
+    /// Traffic policy in force; send a new set to change it live.
+    pub policies: watch::Sender<Arc<causeway_policy::Policies>>,
     pub shutdown: CancellationToken,
     /// The runtime the gateway was started on (catalog watch, drain): what
     /// federation and DNS share in `causeway run`, never a data-plane worker.
@@ -143,6 +145,7 @@ impl Node {
     pub fn start(spec: NodeSpec) -> Node {
         let (catalog, catalog_rx) = watch::channel(Arc::new(CatalogSnapshot::default()));
         let (exports, exports_rx) = watch::channel(Arc::new(Vec::new()));
+        let (policies, policies_rx) = watch::channel(Arc::default());
         let (shutdown, kill) = (CancellationToken::new(), CancellationToken::new());
         let name = spec.info.name.clone();
         let inputs = GatewayInputs {
@@ -152,6 +155,7 @@ impl Node {
             peers: spec.peers,
             catalog: catalog_rx,
             local_exports: exports_rx,
+            policies: policies_rx,
             shutdown: shutdown.clone(),
         };
         let (tx, rx) = std::sync::mpsc::channel();
@@ -180,6 +184,7 @@ impl Node {
             addr,
             catalog,
             exports,
+            policies,
             shutdown,
             control,
             kill,

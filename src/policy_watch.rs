@@ -1,0 +1,119 @@
+//! `policies:` re-read while running. The config file is polled; a valid edit
+//! replaces the policies for new connections (open ones keep theirs), and a
+//! bad edit is logged and counted while the last good policies stay.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use causeway_policy::Policies;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::Config;
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ResultLabel {
+    result: &'static str,
+}
+
+#[derive(Clone, Default)]
+struct Metrics {
+    reloads: Family<ResultLabel, Counter>,
+    in_force: Gauge,
+}
+
+impl Metrics {
+    fn register(&self, registry: &mut Registry) {
+        let r = registry.sub_registry_with_prefix("policy");
+        r.register(
+            "reloads",
+            "Re-reads of policies: from the config file (ok, error: the last good policies stay)",
+            self.reloads.clone(),
+        );
+        r.register("in_force", "Policies in force", self.in_force.clone());
+    }
+
+    fn reload(&self, result: &'static str) {
+        self.reloads.get_or_create(&ResultLabel { result }).inc();
+    }
+}
+
+/// The file to follow and the config it started with.
+pub struct Watched {
+    pub path: PathBuf,
+    pub running: Config,
+}
+
+/// Publishes the running config's policies, then every valid change to them.
+pub fn spawn(
+    w: Watched,
+    poll: Duration,
+    registry: &mut Registry,
+    shutdown: CancellationToken,
+) -> anyhow::Result<watch::Receiver<Arc<Policies>>> {
+    let metrics = Metrics::default();
+    metrics.register(registry);
+    let first = w.running.policies()?;
+    metrics.in_force.set(first.len() as i64);
+    let (tx, rx) = watch::channel(Arc::new(first));
+    let mut last = std::fs::read(&w.path).unwrap_or_default();
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(poll);
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                () = shutdown.cancelled() => return,
+            }
+            let Ok(text) = std::fs::read(&w.path) else {
+                continue;
+            };
+            if text != last {
+                last = text;
+                reread(&w, &tx, &metrics);
+            }
+        }
+    });
+    Ok(rx)
+}
+
+fn reread(w: &Watched, tx: &watch::Sender<Arc<Policies>>, metrics: &Metrics) {
+    let loaded = Config::load(&w.path)
+        .map_err(anyhow::Error::from)
+        .and_then(|cfg| Ok((cfg.policies()?, cfg)));
+    let (policies, cfg) = match loaded {
+        Ok(p) => p,
+        Err(e) => {
+            tracing::error!(path = %w.path.display(), error = %e, "config edit refused; the last good policies stay in force");
+            metrics.reload("error");
+            return;
+        }
+    };
+    if !same_apart_from_policies(&cfg, &w.running) {
+        tracing::warn!(
+            "config changed outside policies:; only policies apply while running, restart for the rest"
+        );
+    }
+    metrics.reload("ok");
+    metrics.in_force.set(policies.len() as i64);
+    if **tx.borrow() != policies {
+        tracing::info!(
+            policies = policies.len(),
+            "policies reloaded; new connections use them"
+        );
+        tx.send_replace(Arc::new(policies));
+    }
+}
+
+fn same_apart_from_policies(a: &Config, b: &Config) -> bool {
+    let strip = |c: &Config| Config {
+        policies: Vec::new(),
+        ..c.clone()
+    };
+    strip(a) == strip(b)
+}
