@@ -3,6 +3,7 @@
 //! copy is queued up to a byte bound, and past it the mirror is cut off (a gap
 //! would corrupt its copy anyway) and the rest is counted as dropped.
 
+use std::pin::pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
@@ -136,7 +137,9 @@ async fn copy(
     }
 }
 
-/// Writes the copies out and reads the replies away until the primary ends.
+/// Writes the copies out and reads the replies away until the primary ends,
+/// then waits for the far side to end too: dropping the stream earlier would
+/// stop it, and the mirror's server would see a reset instead of the end.
 async fn pump(
     mut send: SendStream,
     mut recv: RecvStream,
@@ -144,30 +147,44 @@ async fn pump(
     state: &State,
     sent: &Counter,
 ) -> &'static str {
-    let discard = async {
-        while let Ok(Some(_)) = recv.read_chunk(64 << 10, false).await {}
-        std::future::pending::<()>().await
-    };
-    let forward = async {
-        while let Some(chunk) = rx.recv().await {
-            let n = chunk.len();
-            if state.cut.load(Ordering::Acquire) || send.write_chunk(chunk).await.is_err() {
-                return false;
-            }
-            state.queued.fetch_sub(n, Ordering::AcqRel);
-            sent.inc_by(n as u64);
+    let mut drain = pin!(discard(&mut recv));
+    let (clean, drained) = {
+        let mut forward = pin!(forward(&mut send, &mut rx, state, sent));
+        tokio::select! {
+            clean = &mut forward => (clean, false),
+            () = &mut drain => (forward.await, true),
         }
-        !state.cut.load(Ordering::Acquire)
     };
-    let clean = tokio::select! {
-        clean = forward => clean,
-        () = discard => false,
-    };
-    if clean {
-        let _ = send.finish();
-        return "ok";
+    if !clean {
+        let _ = send.reset(stream_code::ABORTED);
+        return "cut";
     }
-    let _ = send.reset(stream_code::ABORTED);
-    let _ = recv.stop(stream_code::ABORTED);
-    "cut"
+    let _ = send.finish();
+    if !drained {
+        drain.await;
+    }
+    "ok"
+}
+
+/// Reads and drops whatever the mirror answers, until it ends its side.
+async fn discard(recv: &mut RecvStream) {
+    while let Ok(Some(_)) = recv.read_chunk(64 << 10, false).await {}
+}
+
+/// Copies queued chunks to the mirror until the primary ends; false if cut off.
+async fn forward(
+    send: &mut SendStream,
+    rx: &mut mpsc::UnboundedReceiver<Bytes>,
+    state: &State,
+    sent: &Counter,
+) -> bool {
+    while let Some(chunk) = rx.recv().await {
+        let n = chunk.len();
+        if state.cut.load(Ordering::Acquire) || send.write_chunk(chunk).await.is_err() {
+            return false;
+        }
+        state.queued.fetch_sub(n, Ordering::AcqRel);
+        sent.inc_by(n as u64);
+    }
+    !state.cut.load(Ordering::Acquire)
 }

@@ -54,16 +54,17 @@ impl Shaper {
         Shaper {
             bytes_per_second: bytes_per_second.max(1) as f64,
             slack,
-            free_at: now,
+            free_at: now.checked_sub(slack).unwrap_or(now),
         }
     }
 
     /// Reserves `bytes`; returns how long to wait before sending them.
     pub fn reserve(&mut self, bytes: usize, now: Instant) -> Duration {
-        let start = self.free_at.max(now);
+        // A sender that overslept catches up, by at most `slack`.
+        let start = self.free_at.max(now.checked_sub(self.slack).unwrap_or(now));
         let cost = Duration::from_secs_f64(bytes as f64 / self.bytes_per_second);
         self.free_at = start + cost;
-        self.free_at.saturating_duration_since(now + self.slack)
+        self.free_at.saturating_duration_since(now)
     }
 }
 
@@ -118,6 +119,21 @@ mod tests {
         let took = now.duration_since(t0).as_secs_f64();
         let rate = sent as f64 / took;
         assert!((950_000.0..=1_060_000.0).contains(&rate), "{rate}");
+    }
+
+    #[test]
+    fn shaper_makes_up_for_a_sender_that_overslept() {
+        let t0 = Instant::now();
+        let mut s = Shaper::new(1_000_000, Duration::from_millis(20), t0);
+        let mut now = t0;
+        let mut sent = 0usize;
+        while sent < 10_000_000 {
+            // Every wait overshoots by 1 ms, as a timer wheel's would.
+            now += s.reserve(10_000, now) + Duration::from_millis(1);
+            sent += 10_000;
+        }
+        let rate = sent as f64 / now.duration_since(t0).as_secs_f64();
+        assert!((990_000.0..=1_010_000.0).contains(&rate), "{rate}");
     }
 
     #[test]

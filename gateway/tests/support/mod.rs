@@ -562,3 +562,51 @@ pub fn forge_leaf(ca: &Ca, spiffe: &str, dir: &Path) -> CertPaths {
     std::fs::write(&paths.key, key.serialize_pem()).unwrap();
     paths
 }
+
+/// Policies from `policies:` YAML, validated as causeway.yaml's are.
+pub fn policies(yaml: &str) -> Arc<causeway_policy::Policies> {
+    let specs: Vec<causeway_policy::PolicySpec> = serde_saphyr::from_str(yaml).unwrap();
+    Arc::new(causeway_policy::Policies::from_config(&specs).unwrap())
+}
+
+impl Node {
+    /// Puts `yaml` (a `policies:` list) in force on this gateway.
+    pub fn set_policies(&self, yaml: &str) {
+        self.policies.send_replace(policies(yaml));
+    }
+}
+
+/// Connects from `from` (any loopback address: each is a distinct client) and reads to EOF.
+pub async fn fetch_from(
+    from: std::net::IpAddr,
+    addr: SocketAddr,
+    limit: Duration,
+) -> Result<String, String> {
+    let go = async {
+        let sock = tokio::net::TcpSocket::new_v4().map_err(|e| e.to_string())?;
+        sock.bind(SocketAddr::new(from, 0))
+            .map_err(|e| e.to_string())?;
+        let mut s = sock.connect(addr).await.map_err(|e| e.to_string())?;
+        let mut out = String::new();
+        s.read_to_string(&mut out)
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok(out)
+    };
+    tokio::time::timeout(limit, go)
+        .await
+        .map_err(|_| "timeout".to_string())?
+}
+
+/// Runs `n` calls of `f(i)` with at most `width` in flight; results in order of `i`.
+pub async fn run_many<T, F, Fut>(n: usize, width: usize, f: F) -> Vec<T>
+where
+    F: Fn(usize) -> Fut,
+    Fut: std::future::Future<Output = T>,
+{
+    use futures::StreamExt;
+    futures::stream::iter((0..n).map(f))
+        .buffered(width)
+        .collect()
+        .await
+}
