@@ -4,6 +4,7 @@
 //! here (merge, freshness, ClusterSetIP allocation) is a plain function that
 //! tests drive without sockets or sleeps.
 
+mod bounds;
 mod conflict;
 mod lease;
 mod merge;
@@ -13,6 +14,7 @@ mod ports;
 mod service;
 mod vip;
 
+pub use bounds::{OutOfRange, check_range};
 pub use conflict::ConflictKind;
 pub use lease::{Freshness, LeaseConfig, LeaseError};
 pub use merge::{PeerView, merge};
