@@ -13,6 +13,7 @@ mod names;
 mod ports;
 mod service;
 mod vip;
+mod vip_key;
 
 pub use bounds::{OutOfRange, check_range};
 pub use conflict::ConflictKind;
@@ -25,4 +26,5 @@ pub use model::{
 pub use names::{ClusterId, NameError, ServiceKey};
 pub use ports::{PortKey, gateway_ports, port_keys};
 pub use service::{HeadlessEndpoint, IpFamily, ServiceProps, SessionAffinity, address_label};
-pub use vip::{VipAllocator, VipClaims, VipError, VipKey, VipState};
+pub use vip::{VipAllocator, VipClaims, VipError, VipState};
+pub use vip_key::VipKey;
