@@ -347,14 +347,11 @@ impl Config {
             ("gateway.ejection.max_time", e.max_time),
             ("gateway.drain_deadline", self.gateway.drain_deadline),
         ];
-        match all.into_iter().find(|(_, d)| *d > MAX_DURATION) {
-            Some((key, value)) => Err(ConfigError::TooLong {
-                key,
-                value,
-                max: MAX_DURATION,
-            }),
-            None => Ok(()),
-        }
+        causeway_catalog::check_range(all, ..=MAX_DURATION).map_err(|e| ConfigError::TooLong {
+            key: e.key,
+            value: e.value,
+            max: MAX_DURATION,
+        })
     }
 
     pub fn peer_trust_domain(&self, p: &PeerConfig) -> Result<TrustDomain, ConfigError> {

@@ -4,6 +4,7 @@
 //! here (merge, freshness, ClusterSetIP allocation) is a plain function that
 //! tests drive without sockets or sleeps.
 
+mod bounds;
 mod conflict;
 mod lease;
 mod merge;
@@ -12,7 +13,9 @@ mod names;
 mod ports;
 mod service;
 mod vip;
+mod vip_key;
 
+pub use bounds::{OutOfRange, check_range};
 pub use conflict::ConflictKind;
 pub use lease::{Freshness, LeaseConfig, LeaseError};
 pub use merge::{PeerView, merge};
@@ -23,4 +26,5 @@ pub use model::{
 pub use names::{ClusterId, NameError, ServiceKey};
 pub use ports::{PortKey, gateway_ports, port_keys};
 pub use service::{HeadlessEndpoint, IpFamily, ServiceProps, SessionAffinity, address_label};
-pub use vip::{VipAllocator, VipClaims, VipError, VipKey, VipState};
+pub use vip::{VipAllocator, VipClaims, VipError, VipState};
+pub use vip_key::VipKey;

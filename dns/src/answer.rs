@@ -51,5 +51,11 @@ pub fn answer(index: &Index, name: &LowerName, qtype: RecordType, qclass: DNSCla
 }
 
 #[cfg(test)]
+#[path = "answer_fixtures.rs"]
+pub(crate) mod fixtures;
+#[cfg(test)]
+#[path = "answer_headless_tests.rs"]
+mod headless_tests;
+#[cfg(test)]
 #[path = "answer_tests.rs"]
-pub(crate) mod tests;
+mod tests;

@@ -12,7 +12,7 @@ use hickory_server::zone_handler::Catalog;
 use prometheus_client::registry::Registry;
 
 use super::respond;
-use crate::answer::tests::{fixture, import, zones};
+use crate::answer::fixtures::{fixture, import, zones};
 use crate::fallback::Fallback;
 use crate::index::{Index, build};
 use crate::metrics::{Handler, Metrics};

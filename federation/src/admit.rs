@@ -8,7 +8,7 @@
 
 use std::collections::BTreeMap;
 
-use causeway_catalog::{ClusterInfo, Export, ServiceKey, UnixMillis};
+use causeway_catalog::{ClusterInfo, Export, ServiceKey, UnixMillis, check_range};
 use prost::Message;
 use serde::{Deserialize, Serialize};
 
@@ -95,10 +95,10 @@ impl PeerPolicy {
             ("max_gateways", l.max_gateways),
             ("max_bytes", l.max_bytes),
         ];
-        if let Some((key, _)) = limits.iter().find(|(_, v)| *v == 0) {
-            let peer = peer.to_owned();
-            return Err(PolicyError::ZeroLimit { peer, key });
-        }
+        check_range(limits, 1..).map_err(|e| PolicyError::ZeroLimit {
+            peer: peer.to_owned(),
+            key: e.key,
+        })?;
         let bad = self.import.namespaces.iter().find(|n| !is_label(n));
         match bad {
             Some(value) => Err(PolicyError::Namespace {

@@ -4,7 +4,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use causeway_catalog::{Export, ExportError, LeaseConfig, LeaseError};
+use causeway_catalog::{Export, ExportError, LeaseConfig, LeaseError, check_range};
 use serde::{Deserialize, Serialize};
 
 use crate::k8s::{KubeSinkConfig, KubeSourceConfig};
@@ -255,10 +255,7 @@ impl Config {
             ("backoff_min", self.backoff_min),
             ("backoff_max", self.backoff_max),
         ];
-        match all.into_iter().find(|(_, d)| *d > MAX_DURATION) {
-            Some((key, d)) => Err(range(key, d, "use at most 30 days")),
-            None => Ok(()),
-        }
+        check_range(all, ..=MAX_DURATION).map_err(|e| range(e.key, e.value, "use at most 30 days"))
     }
 
     /// Where components run apart follow the catalog: `watch_connect`, else

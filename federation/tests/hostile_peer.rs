@@ -7,32 +7,19 @@
 #![allow(clippy::unwrap_used)]
 
 mod common;
+mod fake_peer;
 
-use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::Duration;
 
 use causeway_catalog::{Condition, Port};
-use causeway_federation::proto::{self, federation_server::FederationServer, update::Kind};
+use causeway_federation::proto;
 use causeway_federation::{Federation, PeerEndpoint};
-use causeway_identity::{PeerSet, ReloadingCert, Workload};
 use common::*;
-use futures::StreamExt;
+use fake_peer::port;
 use prometheus_client::registry::Registry;
 use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
-use tonic::{Request, Response, Status};
 
 const LIMIT: Duration = Duration::from_secs(15);
-
-fn port(name: &str, number: u32) -> proto::Port {
-    proto::Port {
-        name: name.into(),
-        number,
-        protocol: proto::Protocol::Tcp.into(),
-        ..Default::default()
-    }
-}
 
 fn export(ns: &str, name: &str, number: u32, created_at_ms: u64) -> proto::Export {
     proto::Export {
@@ -60,64 +47,7 @@ fn hostile_snapshot(victim_region: &str, gateways: Vec<String>) -> proto::Update
     let mut wide = export("wide", "ports", 1, 0);
     wide.ports = (1..=100).map(|i| port(&format!("p{i}"), i)).collect();
     exports.push(wide);
-    let cluster = proto::ClusterInfo {
-        name: "x".into(),
-        region: victim_region.into(),
-        zone: "za".into(),
-        trust_domain: "x.test.causeway".into(),
-        gateways,
-    };
-    proto::Update {
-        kind: Some(Kind::Snapshot(proto::Snapshot {
-            epoch: 1,
-            version: 1,
-            cluster: Some(cluster),
-            exports,
-        })),
-    }
-}
-
-struct Hostile(proto::Update);
-
-type Updates = std::pin::Pin<Box<dyn futures::Stream<Item = Result<proto::Update, Status>> + Send>>;
-
-#[tonic::async_trait]
-impl proto::federation_server::Federation for Hostile {
-    type SubscribeStream = Updates;
-
-    async fn subscribe(
-        &self,
-        _: Request<proto::SubscribeRequest>,
-    ) -> Result<Response<Updates>, Status> {
-        let first = futures::stream::iter([Ok(self.0.clone())]);
-        Ok(Response::new(Box::pin(
-            first.chain(futures::stream::pending()),
-        )))
-    }
-}
-
-async fn serve_hostile(
-    cert: Arc<ReloadingCert>,
-    client: causeway_identity::PeerTrust,
-    update: proto::Update,
-    stop: &CancellationToken,
-) -> SocketAddr {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let peers = Arc::new(PeerSet::new(vec![client]).unwrap());
-    let tls = causeway_identity::server_config(cert, peers.clone(), Workload::Federation).unwrap();
-    let t = TaskTracker::new();
-    let incoming = causeway_federation::incoming(listener, tls, peers, LIMIT, t, stop.clone());
-    let svc = FederationServer::new(Hostile(update)).max_encoding_message_size(64 << 20);
-    let stop = stop.clone();
-    tokio::spawn(async move {
-        tonic::transport::Server::builder()
-            .add_service(svc)
-            .serve_with_incoming_shutdown(incoming, stop.cancelled_owned())
-            .await
-            .unwrap();
-    });
-    addr
+    fake_peer::snapshot(victim_region, "za", gateways, exports)
 }
 
 fn gauge(metrics: &str, reason: &str) -> Option<u64> {
@@ -146,7 +76,10 @@ async fn a_hostile_peer_gets_only_what_its_policy_allows() {
     let stop = CancellationToken::new();
     let update = hostile_snapshot(&a_info.region, stolen);
     let a_trust = mesh.nodes[0].id.trust();
-    let x_addr = serve_hostile(x.cert(), a_trust, update, &stop).await;
+    let replies = move || vec![update.clone()];
+    let x_addr = fake_peer::serve(x.cert(), vec![a_trust], LIMIT, &stop, replies)
+        .await
+        .addr;
     let mut peers = mesh.peers_of(0);
     peers.push(PeerEndpoint {
         trust: x.trust(),

@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod common;
+mod fake_peer;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -11,15 +12,12 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use causeway_catalog::Freshness;
-use causeway_federation::proto::{self, federation_server::FederationServer, update::Kind};
+use causeway_federation::proto;
 use causeway_federation::{Federation, PeerConnector, PeerEndpoint};
 use causeway_identity::{PeerSet, ReloadingCert, Workload};
 use common::*;
-use futures::StreamExt;
-use prometheus_client::registry::Registry;
+use fake_peer::port;
 use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
-use tonic::{Request, Response, Status};
 
 const LIMIT: Duration = Duration::from_secs(10);
 
@@ -32,55 +30,20 @@ enum Mode {
     Junk,
 }
 
-struct Fake {
-    mode: Mode,
-    calls: Arc<AtomicUsize>,
-}
-
-fn snapshot(exports: Vec<proto::Export>) -> proto::Update {
-    let cluster = proto::ClusterInfo {
-        name: "x".into(),
-        region: "rx".into(),
-        zone: "zx".into(),
-        trust_domain: "x.test.causeway".into(),
-        gateways: vec![],
-    };
-    proto::Update {
-        kind: Some(Kind::Snapshot(proto::Snapshot {
-            epoch: 1,
-            version: 1,
-            cluster: Some(cluster),
-            exports,
-        })),
-    }
-}
-
-fn export(name: &str, port: u32) -> proto::Export {
+fn export(name: &str, port_number: u32) -> proto::Export {
     proto::Export {
         namespace: "fake".into(),
         name: name.into(),
-        ports: vec![proto::Port {
-            name: "http".into(),
-            number: port,
-            protocol: proto::Protocol::Tcp.into(),
-            ..Default::default()
-        }],
+        ports: vec![port("http", port_number)],
         ..Default::default()
     }
 }
 
-type Updates = std::pin::Pin<Box<dyn futures::Stream<Item = Result<proto::Update, Status>> + Send>>;
-
-#[tonic::async_trait]
-impl proto::federation_server::Federation for Fake {
-    type SubscribeStream = Updates;
-
-    async fn subscribe(
-        &self,
-        _: Request<proto::SubscribeRequest>,
-    ) -> Result<Response<Updates>, Status> {
-        self.calls.fetch_add(1, Ordering::SeqCst);
-        let first = match self.mode {
+impl Mode {
+    /// What the fake X sends at the start of each session.
+    fn replies(self) -> Vec<proto::Update> {
+        let snapshot = |exports| fake_peer::snapshot("rx", "zx", vec![], exports);
+        match self {
             Mode::Garbage => vec![snapshot(vec![export("ok", 80), export("Not_A_Name", 0)])],
             Mode::Oversized => {
                 let many = (0..5000).map(|i| export(&format!("svc{i}"), 80)).collect();
@@ -88,46 +51,8 @@ impl proto::federation_server::Federation for Fake {
             }
             Mode::Stall => vec![],
             Mode::Good | Mode::Junk => vec![snapshot(vec![export("ok", 80)])],
-        };
-        // The stream then stays open and silent: no heartbeats.
-        let s = futures::stream::iter(first.into_iter().map(Ok)).chain(futures::stream::pending());
-        Ok(Response::new(Box::pin(s)))
+        }
     }
-}
-
-/// Serves the fake peer with `cert`, trusting `clients`; returns its address and call count.
-async fn serve_fake(
-    cert: Arc<ReloadingCert>,
-    clients: Vec<causeway_identity::PeerTrust>,
-    mode: Mode,
-    stop: &CancellationToken,
-) -> (SocketAddr, Arc<AtomicUsize>) {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let peers = Arc::new(PeerSet::new(clients).unwrap());
-    let tls = causeway_identity::server_config(cert, peers.clone(), Workload::Federation).unwrap();
-    let incoming = causeway_federation::incoming(
-        listener,
-        tls,
-        peers,
-        LIMIT,
-        TaskTracker::new(),
-        stop.clone(),
-    );
-    let calls = Arc::new(AtomicUsize::new(0));
-    let svc = FederationServer::new(Fake {
-        mode,
-        calls: calls.clone(),
-    });
-    let stop = stop.clone();
-    tokio::spawn(async move {
-        tonic::transport::Server::builder()
-            .add_service(svc)
-            .serve_with_incoming_shutdown(incoming, stop.cancelled_owned())
-            .await
-            .unwrap();
-    });
-    (addr, calls)
 }
 
 /// A TLS server (with X's real certificate) that answers HTTP/2 with junk bytes.
@@ -174,21 +99,6 @@ struct Setup {
     stop: CancellationToken,
 }
 
-fn node(name: &str, exports: &str) -> Node {
-    let state_dir = tempfile::tempdir().unwrap();
-    let exports_file = state_dir.path().join("exports.yaml");
-    write_file(&exports_file, exports);
-    Node {
-        id: Identity::new(name),
-        addr: free_addr(),
-        exports_file,
-        state_dir,
-        fed: None,
-        stop: CancellationToken::new(),
-        registry: Registry::default(),
-    }
-}
-
 async fn boot(n: &mut Node, peers: Vec<PeerEndpoint>, max_message: usize) {
     let mut inputs = inputs_for(n, peers);
     inputs.cfg.max_message_size = max_message;
@@ -201,8 +111,8 @@ async fn boot(n: &mut Node, peers: Vec<PeerEndpoint>, max_message: usize) {
 async fn setup(mode: Mode, impostor: bool) -> Setup {
     init_tracing();
     let (mut a, mut b) = (
-        node("a", "exports: []\n"),
-        node("b", &export_yaml(&[("demo/web", "all")])),
+        Node::new("a", "exports: []\n"),
+        Node::new("b", &export_yaml(&[("demo/web", "all")])),
     );
     let x = Identity::new("x");
     let stop = CancellationToken::new();
@@ -213,7 +123,11 @@ async fn setup(mode: Mode, impostor: bool) -> Setup {
     };
     let (x_addr, calls) = match mode {
         Mode::Junk => serve_junk(x_cert, vec![a.id.trust()], &stop).await,
-        _ => serve_fake(x_cert, vec![a.id.trust()], mode, &stop).await,
+        _ => {
+            let replies = move || mode.replies();
+            let x = fake_peer::serve(x_cert, vec![a.id.trust()], LIMIT, &stop, replies).await;
+            (x.addr, x.calls)
+        }
     };
     let a_peers = vec![
         PeerEndpoint {

@@ -139,6 +139,22 @@ pub struct Node {
 }
 
 impl Node {
+    /// A node not started yet, with a fresh state dir whose exports file holds `exports`.
+    pub fn new(name: &str, exports: &str) -> Self {
+        let state_dir = tempfile::tempdir().unwrap();
+        let exports_file = state_dir.path().join("exports.yaml");
+        write_file(&exports_file, exports);
+        Node {
+            id: Identity::new(name),
+            addr: free_addr(),
+            exports_file,
+            state_dir,
+            fed: None,
+            stop: CancellationToken::new(),
+            registry: Registry::default(),
+        }
+    }
+
     pub fn fed(&self) -> &Federation {
         self.fed.as_ref().expect("node is running")
     }
@@ -189,21 +205,8 @@ impl Mesh {
     pub async fn start(names: &[&str], exports: &[&str]) -> Self {
         let mut nodes = Vec::new();
         for (i, n) in names.iter().enumerate() {
-            let state_dir = tempfile::tempdir().unwrap();
-            let exports_file = state_dir.path().join("exports.yaml");
-            write_file(
-                &exports_file,
-                exports.get(i).copied().unwrap_or("exports: []\n"),
-            );
-            nodes.push(Node {
-                id: Identity::new(n),
-                addr: free_addr(),
-                exports_file,
-                state_dir,
-                fed: None,
-                stop: CancellationToken::new(),
-                registry: Registry::default(),
-            });
+            let yaml = exports.get(i).copied().unwrap_or("exports: []\n");
+            nodes.push(Node::new(n, yaml));
         }
         let mut mesh = Self { nodes };
         for i in 0..mesh.nodes.len() {
