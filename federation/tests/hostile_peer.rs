@@ -65,7 +65,13 @@ async fn a_hostile_peer_gets_only_what_its_policy_allows() {
         has(&mesh.node("a").catalog(), "demo/web")
     })
     .await;
-    // x comes later: a first saw b's demo/web before x's.
+    // x comes later: a first saw b's demo/web before x's, and saved when (a
+    // restart that loses it would let x's back-dated export win).
+    let saved = mesh.nodes[0].state_dir.path().join("state/peer-b.json");
+    wait_until("a saves b's demo/web", LIMIT, || {
+        std::fs::read_to_string(&saved).is_ok_and(|s| s.contains("demo/web"))
+    })
+    .await;
     let x = Identity::new("x");
     let (a_info, b_info) = (mesh.nodes[0].id.info(), mesh.nodes[1].id.info());
     let mut stolen: Vec<String> = [&a_info, &b_info]
