@@ -12,6 +12,7 @@ use crate::header::{read_request, refuse, respond};
 use crate::metrics::{ActiveGuard, Direction, InboundHandshake, ServiceHandles};
 use crate::protocol::{Request, Status};
 use crate::quota::Held;
+use crate::record::ConnRecord;
 use crate::shared::Shared;
 use crate::splice::{self, Counters};
 
@@ -134,6 +135,7 @@ async fn connection(shared: Arc<Shared>, incoming: quinn::Incoming) {
         };
         handshake_metric(&shared, "ok");
         let gate = Arc::new(SetupGate::default());
+        let peer_id: Arc<str> = peer_id.to_string().into();
         loop {
             let (send, recv) = tokio::select! {
                 s = conn.accept_bi() => match s {
@@ -146,9 +148,16 @@ async fn connection(shared: Arc<Shared>, incoming: quinn::Incoming) {
                 () = shared.hard.cancelled() => return,
             };
             let s = shared.clone();
-            shared
-                .streams
-                .spawn(stream(s, cluster.clone(), gate.clone(), send, recv).in_current_span());
+            shared.streams.spawn(
+                stream(
+                    s,
+                    (cluster.clone(), peer_id.clone()),
+                    gate.clone(),
+                    send,
+                    recv,
+                )
+                .in_current_span(),
+            );
         }
     }
     .instrument(span)
@@ -157,7 +166,7 @@ async fn connection(shared: Arc<Shared>, incoming: quinn::Incoming) {
 
 async fn stream(
     shared: Arc<Shared>,
-    cluster: ClusterId,
+    (cluster, peer_id): (ClusterId, Arc<str>),
     gate: Arc<SetupGate>,
     mut send: SendStream,
     mut recv: RecvStream,
@@ -167,21 +176,26 @@ async fn stream(
         let metrics = &shared.metrics;
         let _open = ActiveGuard::new(&metrics.inbound_streams_open);
         metrics.worker_stream(shared.workers.current(), Direction::Inbound);
+        let mut rec = ConnRecord::inbound(&cluster, &peer_id, &shared.local.name);
         let req = match read_request(&mut recv, shared.cfg.timeouts.header).await {
             Ok(r) => r,
             Err(e) => {
                 tracing::info!(error = %e, "bad stream header");
                 let label = refuse(&mut send, &mut recv, &gate, &e).await;
                 metrics.stream(cluster.as_str(), Direction::Inbound, label);
+                rec.refused(None, label);
+                shared.observe.finish(rec);
                 return;
             }
         };
+        rec.request(&req);
         let span = tracing::Span::current();
         span.record("service", tracing::field::display(&req.service));
         if let Some(t) = &req.traceparent {
             span.record("trace", t.as_str());
         }
-        serve(&shared, &cluster, &gate, &req, send, recv).await;
+        serve(&shared, &cluster, &gate, &req, send, recv, &mut rec).await;
+        shared.observe.finish(rec);
     }
     .instrument(span)
     .await
@@ -194,10 +208,12 @@ async fn serve(
     req: &Request,
     mut send: SendStream,
     mut recv: RecvStream,
+    rec: &mut ConnRecord,
 ) {
     let admitted = match admit(shared, cluster, req).await {
         Ok(a) => a,
         Err((status, detail)) => {
+            rec.refused(None, status.as_str());
             respond(&mut send, &mut recv, gate, status, &detail).await;
             shared
                 .metrics
@@ -209,6 +225,7 @@ async fn serve(
     shared
         .metrics
         .stream(cluster.as_str(), Direction::Inbound, Status::Ok.as_str());
+    rec.endpoint = admitted.tcp.peer_addr().ok();
     let t = &shared.cfg.transport;
     let h = &admitted.handles;
     let counters = Counters {
@@ -227,6 +244,7 @@ async fn serve(
     )
     .await;
     tracing::debug!(sent = out.sent, received = out.received, end = ?out.end, "stream done");
+    rec.served(&shared.local.name, &out);
 }
 
 /// A stream let in: its endpoint connection and what it holds while it lives.

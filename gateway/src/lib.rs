@@ -12,6 +12,7 @@
 //! choice), `eject` (outlier ejection), `config`. I/O at the edges: `endpoint`
 //! and `dial` (QUIC), `inbound`, `listeners` and `outbound`, `splice`, `workers`.
 
+mod access_log;
 mod attempt;
 mod config;
 mod config_check;
@@ -28,10 +29,17 @@ mod lb;
 mod listeners;
 mod local;
 mod metrics;
+mod observe;
+mod otlp;
+mod otlp_batch;
+mod otlp_config;
 mod outbound;
 mod pool;
 pub mod protocol;
 mod quota;
+mod record;
+mod rotate;
+mod sample;
 mod shared;
 mod splice;
 mod stats;
@@ -39,6 +47,7 @@ mod steer;
 mod tls;
 mod workers;
 
+pub use access_log::AccessLogConfig;
 pub use config::{
     Config, Congestion, Connections, Ejection, KubernetesPorts, Limits, Locality, Timeouts,
     Transport,
@@ -46,4 +55,7 @@ pub use config::{
 pub use config_check::ConfigError;
 pub use endpoint::EndpointError;
 pub use gateway::{Error, Gateway, GatewayInputs};
+pub use observe::ObserveError;
+pub use otlp_config::TracingConfig;
+pub use sample::Ratio;
 pub use tls::TlsError;

@@ -15,6 +15,7 @@ use crate::lb::{self, Candidate, Policy};
 use crate::metrics::{ActiveGuard, ClusterLabel, Direction, ServiceHandles};
 use crate::pool::Caps;
 use crate::protocol::Request;
+use crate::record::ConnRecord;
 use crate::shared::Shared;
 use crate::splice::{self, Counters};
 
@@ -33,13 +34,6 @@ pub async fn client(
         let handles = shared
             .metrics
             .service(&service.to_string(), Direction::Outbound);
-        if handles.active.get() >= i64::from(shared.cfg.limits.max_streams_per_service) {
-            tracing::warn!(
-                "too many connections for this service (gateway.limits.max_streams_per_service)"
-            );
-            return reset(tcp);
-        }
-        let _active = ActiveGuard::new(&handles.active);
         let req = Request {
             service,
             port,
@@ -48,10 +42,22 @@ pub async fn client(
             endpoint: endpoint.map(|e| e.hostname),
             traceparent: Some(trace),
         };
-        if let Some(tcp) = route(&shared, tcp, req, &handles).await {
+        let mut rec =
+            ConnRecord::outbound((&shared.local.name, &shared.observe.local_id), client, &req);
+        if handles.active.get() >= i64::from(shared.cfg.limits.max_streams_per_service) {
+            tracing::warn!(
+                "too many connections for this service (gateway.limits.max_streams_per_service)"
+            );
+            rec.refused(None, "overloaded");
+            shared.observe.finish(rec);
+            return reset(tcp);
+        }
+        let _active = ActiveGuard::new(&handles.active);
+        if let Some(tcp) = route(&shared, tcp, req, &handles, &mut rec).await {
             tracing::info!("no cluster could take the connection");
             reset(tcp);
         }
+        shared.observe.finish(rec);
     }
     .instrument(span)
     .await
@@ -76,6 +82,7 @@ async fn route(
     mut tcp: TcpStream,
     mut req: Request,
     h: &ServiceHandles,
+    rec: &mut ConnRecord,
 ) -> Option<TcpStream> {
     let snap = shared.catalog();
     let Some(import) = snap.imports.get(&req.service) else {
@@ -98,10 +105,10 @@ async fn route(
     let attempts = shared.cfg.limits.max_attempts as usize;
     for cluster in order.into_iter().take(attempts) {
         let served = if cluster == shared.local.name {
-            direct(shared, &mut tcp, &req, h).await
+            direct(shared, &mut tcp, &req, h, rec).await
         } else {
             req.target = Some(cluster.clone());
-            remote(shared, &cluster, &mut tcp, &req, h).await
+            remote(shared, &cluster, &mut tcp, &req, h, rec).await
         };
         if served {
             return None;
@@ -156,10 +163,17 @@ fn candidates(shared: &Shared, import: &Import, port: u16) -> Vec<ClusterId> {
     lb::order(cands, &policy, &mut rand::rng())
 }
 
-async fn direct(shared: &Shared, tcp: &mut TcpStream, req: &Request, h: &ServiceHandles) -> bool {
-    match crate::direct::serve(shared, tcp, req, h).await {
+async fn direct(
+    shared: &Shared,
+    tcp: &mut TcpStream,
+    req: &Request,
+    h: &ServiceHandles,
+    rec: &mut ConnRecord,
+) -> bool {
+    match crate::direct::serve(shared, tcp, req, h, rec).await {
         Ok(()) => true,
         Err(status) => {
+            rec.refused(Some(&shared.local.name), status.as_str());
             tracing::info!(
                 status = status.as_str(),
                 "local endpoints failed; trying the next cluster"
@@ -176,6 +190,7 @@ async fn remote(
     tcp: &mut TcpStream,
     req: &Request,
     h: &ServiceHandles,
+    rec: &mut ConnRecord,
 ) -> bool {
     let l = &shared.cfg.limits;
     let caps = Caps {
@@ -197,6 +212,7 @@ async fn remote(
         Ok(streams) => streams,
         Err(e) => {
             tracing::info!(%cluster, error = %e, "attempt failed; trying the next cluster");
+            rec.refused(Some(cluster), e.status_label());
             shared
                 .metrics
                 .stream(cluster.as_str(), Direction::Outbound, e.status_label());
@@ -237,5 +253,6 @@ async fn remote(
     )
     .await;
     tracing::debug!(sent = out.sent, received = out.received, end = ?out.end, "connection done");
+    rec.served(cluster, &out);
     true
 }

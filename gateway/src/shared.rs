@@ -11,6 +11,7 @@ use crate::config::Config;
 use crate::endpoint::WorkerEndpoints;
 use crate::local::EndpointLoads;
 use crate::metrics::Metrics;
+use crate::observe::Observe;
 use crate::pool::Pool;
 use crate::quota::PeerCounts;
 use crate::tls::Identity;
@@ -21,6 +22,8 @@ pub struct Shared {
     pub local: ClusterInfo,
     pub id: Identity,
     pub metrics: Metrics,
+    /// Access log and spans of finished connections.
+    pub observe: Observe,
     /// Each worker's QUIC endpoints, by worker index.
     pub endpoints: Vec<WorkerEndpoints>,
     /// The data-plane runtimes; connections, listeners and streams run there.
