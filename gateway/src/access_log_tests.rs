@@ -158,3 +158,12 @@ fn config_errors_name_the_key_and_value() {
             .contains("access_log.path")
     );
 }
+
+#[test]
+fn the_section_parses_as_the_chart_renders_it() {
+    // The chart writes the values as JSON flow maps; a whole-number ratio must do.
+    let c: AccessLogConfig = serde_saphyr::from_str(r#"{"path":"-","sample":1,"keep":2}"#).unwrap();
+    c.validate().unwrap();
+    assert_eq!((c.sample, c.keep), (Ratio(1.0), 2));
+    assert!(serde_saphyr::from_str::<AccessLogConfig>("{pth: x}").is_err());
+}
