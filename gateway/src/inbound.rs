@@ -147,17 +147,10 @@ async fn connection(shared: Arc<Shared>, incoming: quinn::Incoming) {
                 },
                 () = shared.hard.cancelled() => return,
             };
-            let s = shared.clone();
-            shared.streams.spawn(
-                stream(
-                    s,
-                    (cluster.clone(), peer_id.clone()),
-                    gate.clone(),
-                    send,
-                    recv,
-                )
-                .in_current_span(),
-            );
+            let (s, peer) = (shared.clone(), (cluster.clone(), peer_id.clone()));
+            shared
+                .streams
+                .spawn(stream(s, peer, gate.clone(), send, recv).in_current_span());
         }
     }
     .instrument(span)
