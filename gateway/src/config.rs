@@ -46,6 +46,12 @@ pub struct Config {
     /// `causeway_catalog::gateway_ports`) instead of on ClusterSetIPs.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub kubernetes: Option<KubernetesPorts>,
+    /// One JSON line per tunnelled connection; off unless a path is set.
+    #[serde(default)]
+    pub access_log: crate::access_log::AccessLogConfig,
+    /// OTLP spans per tunnelled connection; off unless an endpoint is set.
+    #[serde(default)]
+    pub tracing: crate::otlp_config::TracingConfig,
 }
 
 /// `gateway.kubernetes`: the port range shared with `federation.kubernetes`

@@ -33,6 +33,12 @@ pub enum ConfigError {
         "gateway.locality.failover.{service}: cluster {cluster} is listed twice; list each cluster once, in order of preference"
     )]
     DuplicateFailover { service: String, cluster: String },
+    #[error("gateway.{key} is {value}; {valid}")]
+    Value {
+        key: &'static str,
+        value: String,
+        valid: &'static str,
+    },
 }
 
 fn positive(key: &'static str, value: Duration) -> Result<(), ConfigError> {
@@ -72,6 +78,8 @@ impl Config {
         self.check_timeouts()?;
         self.check_limits()?;
         self.check_failover()?;
+        self.access_log.validate()?;
+        self.tracing.validate()?;
         self.check_kubernetes()
     }
 

@@ -9,6 +9,7 @@ use tokio::net::TcpStream;
 use crate::local;
 use crate::metrics::ServiceHandles;
 use crate::protocol::{Request, Status};
+use crate::record::ConnRecord;
 use crate::shared::Shared;
 
 pub async fn serve(
@@ -16,6 +17,7 @@ pub async fn serve(
     tcp: &mut TcpStream,
     req: &Request,
     h: &ServiceHandles,
+    rec: &mut ConnRecord,
 ) -> Result<(), Status> {
     let exports = shared.exports();
     let export = local::find(&exports, &req.service, req.port).ok_or(Status::UnknownService)?;
@@ -25,13 +27,19 @@ pub async fn serve(
     };
     let (mut upstream, _load) =
         local::connect(&shared.loads, &targets, shared.cfg.timeouts.connect).await?;
+    rec.endpoint = upstream.peer_addr().ok();
+    rec.cluster = Some(shared.local.name.clone());
+    rec.status = Some(Status::Ok.as_str());
+    rec.result = "aborted"; // until the copy ends on its own
     let size = shared.cfg.transport.splice_buffer as usize;
     let copy = copy_bidirectional_with_sizes(tcp, &mut upstream, size, size);
     tokio::select! {
         r = copy => {
+            rec.result = "reset";
             if let Ok((up, down)) = r {
                 h.request.inc_by(up);
                 h.response.inc_by(down);
+                (rec.request_bytes, rec.response_bytes, rec.result) = (up, down, "ok");
             }
         }
         () = shared.hard.cancelled() => {}

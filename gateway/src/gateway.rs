@@ -48,6 +48,8 @@ pub enum Error {
     Config(#[from] ConfigError),
     #[error(transparent)]
     Endpoint(#[from] EndpointError),
+    #[error(transparent)]
+    Observe(#[from] crate::observe::ObserveError),
     #[error("cannot start the gateway's worker threads: {0}")]
     Workers(#[source] std::io::Error),
 }
@@ -72,6 +74,7 @@ impl Gateway {
         metrics.register(registry);
         let policy_metrics = PolicyMetrics::default();
         policy_metrics.register(registry);
+        let observe = crate::observe::Observe::start(&inputs.cfg, &inputs.local, registry)?;
         let endpoints = bind_endpoints(&inputs.cfg, &id, &workers, &metrics)?;
         tracing::info!(cluster = %inputs.local.name, listen = ?endpoints[0].server.local_addr().ok(), workers = workers.len(), cfg = ?inputs.cfg, "gateway bound");
         crate::listeners::warn_if_ephemeral(&inputs.cfg);
@@ -80,6 +83,7 @@ impl Gateway {
             local: inputs.local,
             id,
             metrics,
+            observe,
             endpoints,
             workers,
             pool: Default::default(),
@@ -177,5 +181,6 @@ async fn drain(s: &Shared) {
     let _ = tokio::time::timeout(grace, s.tasks.wait()).await;
     let idle = all_idle(s);
     let _ = tokio::time::timeout(grace, idle).await;
+    s.observe.flush(grace).await;
     tracing::info!("drained");
 }

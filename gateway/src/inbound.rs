@@ -13,6 +13,7 @@ use crate::limits::Grant;
 use crate::metrics::{ActiveGuard, Direction, InboundHandshake, ServiceHandles};
 use crate::protocol::{Request, Status};
 use crate::quota::Held;
+use crate::record::ConnRecord;
 use crate::shared::Shared;
 use crate::splice::{self, Counters};
 
@@ -135,6 +136,7 @@ async fn connection(shared: Arc<Shared>, incoming: quinn::Incoming) {
         };
         handshake_metric(&shared, "ok");
         let gate = Arc::new(SetupGate::default());
+        let peer_id: Arc<str> = peer_id.to_string().into();
         loop {
             let (send, recv) = tokio::select! {
                 s = conn.accept_bi() => match s {
@@ -146,10 +148,10 @@ async fn connection(shared: Arc<Shared>, incoming: quinn::Incoming) {
                 },
                 () = shared.hard.cancelled() => return,
             };
-            let s = shared.clone();
+            let (s, peer) = (shared.clone(), (cluster.clone(), peer_id.clone()));
             shared
                 .streams
-                .spawn(stream(s, cluster.clone(), gate.clone(), send, recv).in_current_span());
+                .spawn(stream(s, peer, gate.clone(), send, recv).in_current_span());
         }
     }
     .instrument(span)
@@ -158,7 +160,7 @@ async fn connection(shared: Arc<Shared>, incoming: quinn::Incoming) {
 
 async fn stream(
     shared: Arc<Shared>,
-    cluster: ClusterId,
+    (cluster, peer_id): (ClusterId, Arc<str>),
     gate: Arc<SetupGate>,
     mut send: SendStream,
     mut recv: RecvStream,
@@ -168,21 +170,26 @@ async fn stream(
         let metrics = &shared.metrics;
         let _open = ActiveGuard::new(&metrics.inbound_streams_open);
         metrics.worker_stream(shared.workers.current(), Direction::Inbound);
+        let mut rec = ConnRecord::inbound(&cluster, &peer_id, &shared.local.name);
         let req = match read_request(&mut recv, shared.cfg.timeouts.header).await {
             Ok(r) => r,
             Err(e) => {
                 tracing::info!(error = %e, "bad stream header");
                 let label = refuse(&mut send, &mut recv, &gate, &e).await;
                 metrics.stream(cluster.as_str(), Direction::Inbound, label);
+                rec.refused(None, label);
+                shared.observe.finish(rec);
                 return;
             }
         };
+        rec.request(&req);
         let span = tracing::Span::current();
         span.record("service", tracing::field::display(&req.service));
         if let Some(t) = &req.traceparent {
             span.record("trace", t.as_str());
         }
-        serve(&shared, &cluster, &gate, &req, send, recv).await;
+        serve(&shared, &cluster, &gate, &req, send, recv, &mut rec).await;
+        shared.observe.finish(rec);
     }
     .instrument(span)
     .await
@@ -195,10 +202,12 @@ async fn serve(
     req: &Request,
     mut send: SendStream,
     mut recv: RecvStream,
+    rec: &mut ConnRecord,
 ) {
-    let admitted = match admit(shared, cluster, req).await {
+    let admitted = match admit(shared, cluster, req, &mut rec.policy).await {
         Ok(a) => a,
         Err((status, detail)) => {
+            rec.refused(None, status.as_str());
             respond(&mut send, &mut recv, gate, status, &detail).await;
             shared
                 .metrics
@@ -210,9 +219,11 @@ async fn serve(
     shared
         .metrics
         .stream(cluster.as_str(), Direction::Inbound, Status::Ok.as_str());
+    rec.endpoint = admitted.tcp.peer_addr().ok();
     let t = &shared.cfg.transport;
     let h = &admitted.handles;
     let shaped = admitted.grant.as_ref().and_then(|g| g.pace()).map(|pace| {
+        rec.policy.push("limit:bandwidth".into());
         let waited = shared
             .policy_metrics
             .shaped(&req.service.to_string(), cluster.as_str());
@@ -236,6 +247,7 @@ async fn serve(
     )
     .await;
     tracing::debug!(sent = out.sent, received = out.received, end = ?out.end, "stream done");
+    rec.served(&shared.local.name, &out);
 }
 
 /// A stream let in: its endpoint connection and what it holds while it lives.
@@ -256,6 +268,7 @@ async fn admit(
     shared: &Shared,
     cluster: &ClusterId,
     req: &Request,
+    decisions: &mut Vec<String>,
 ) -> Result<Admitted, (Status, String)> {
     if shared.shutdown.is_cancelled() {
         return Err((Status::Draining, "gateway is draining; use another".into()));
@@ -280,7 +293,7 @@ async fn admit(
             format!("{} is not exported to cluster {cluster}", req.service),
         ));
     }
-    let grant = policy_limits(shared, cluster, req)?;
+    let grant = policy_limits(shared, cluster, req, decisions)?;
     let overloaded = |what: &str| (Status::Overloaded, format!("too many connections {what}"));
     let l = &shared.cfg.limits;
     let peer = shared
@@ -317,12 +330,14 @@ fn policy_limits(
     shared: &Shared,
     cluster: &ClusterId,
     req: &Request,
+    decisions: &mut Vec<String>,
 ) -> Result<Option<Grant>, (Status, String)> {
     let Some(policy) = crate::traffic::lookup(shared, &req.service, req.port) else {
         return Ok(None);
     };
     shared.limits.admit(&policy, cluster).map_err(|refusal| {
         let what = refusal.as_str();
+        decisions.push(format!("limit:{what}"));
         shared
             .policy_metrics
             .limited(&req.service.to_string(), cluster.as_str(), what);

@@ -12,6 +12,7 @@
 //! choice), `eject` (outlier ejection), `config`. I/O at the edges: `endpoint`
 //! and `dial` (QUIC), `inbound`, `listeners` and `outbound`, `splice`, `workers`.
 
+mod access_log;
 mod attempt;
 mod config;
 mod config_check;
@@ -30,11 +31,18 @@ mod listeners;
 mod local;
 mod metrics;
 mod mirror;
+mod observe;
+mod otlp;
+mod otlp_batch;
+mod otlp_config;
 mod outbound;
 mod policy_metrics;
 mod pool;
 pub mod protocol;
 mod quota;
+mod record;
+mod rotate;
+mod sample;
 mod shared;
 mod splice;
 mod stats;
@@ -43,6 +51,7 @@ mod tls;
 mod traffic;
 mod workers;
 
+pub use access_log::AccessLogConfig;
 pub use config::{
     Config, Congestion, Connections, Ejection, KubernetesPorts, Limits, Locality, Timeouts,
     Transport,
@@ -50,4 +59,7 @@ pub use config::{
 pub use config_check::ConfigError;
 pub use endpoint::EndpointError;
 pub use gateway::{Error, Gateway, GatewayInputs};
+pub use observe::ObserveError;
+pub use otlp_config::TracingConfig;
+pub use sample::Ratio;
 pub use tls::TlsError;

@@ -16,16 +16,18 @@ use crate::lb::{self, Candidate, Policy};
 use crate::metrics::{ActiveGuard, ClusterLabel, Direction, ServiceHandles};
 use crate::pool::Caps;
 use crate::protocol::Request;
+use crate::record::ConnRecord;
 use crate::shared::Shared;
 use crate::splice::{self, Counters, End};
-use crate::traffic::{self, Decisions};
+use crate::traffic;
 
-/// One client connection on its way: who, the policy in force, what it decided.
+/// One client connection on its way: who, the policy in force, and its
+/// record (policy decisions included) for the access log and tracing.
 struct Conn<'a> {
     client: SocketAddr,
     policy: Option<Arc<ServicePolicy>>,
-    decisions: Decisions,
     handles: &'a ServiceHandles,
+    rec: ConnRecord,
 }
 
 pub async fn client(
@@ -43,13 +45,6 @@ pub async fn client(
         let handles = shared
             .metrics
             .service(&service.to_string(), Direction::Outbound);
-        if handles.active.get() >= i64::from(shared.cfg.limits.max_streams_per_service) {
-            tracing::warn!(
-                "too many connections for this service (gateway.limits.max_streams_per_service)"
-            );
-            return reset(tcp);
-        }
-        let _active = ActiveGuard::new(&handles.active);
         let req = Request {
             service,
             port,
@@ -58,20 +53,28 @@ pub async fn client(
             endpoint: endpoint.map(|e| e.hostname),
             traceparent: Some(trace),
         };
+        let rec =
+            ConnRecord::outbound((&shared.local.name, &shared.observe.local_id), client, &req);
         let mut conn = Conn {
             client,
             policy: traffic::lookup(&shared, &req.service, req.port),
-            decisions: Decisions::default(),
             handles: &handles,
+            rec,
         };
-        let left = route(&shared, tcp, req, &mut conn).await;
-        if !conn.decisions.0.is_empty() {
-            tracing::debug!(decisions = ?conn.decisions.0, "policy applied");
+        if handles.active.get() >= i64::from(shared.cfg.limits.max_streams_per_service) {
+            tracing::warn!(
+                "too many connections for this service (gateway.limits.max_streams_per_service)"
+            );
+            conn.rec.refused(None, "overloaded");
+            shared.observe.finish(conn.rec);
+            return reset(tcp);
         }
-        if let Some(tcp) = left {
+        let _active = ActiveGuard::new(&handles.active);
+        if let Some(tcp) = route(&shared, tcp, req, &mut conn).await {
             tracing::info!("no cluster could take the connection");
             reset(tcp);
         }
+        shared.observe.finish(conn.rec);
     }
     .instrument(span)
     .await
@@ -118,7 +121,7 @@ async fn route(
     }
     if let Some(p) = c.policy.clone() {
         if only.is_none() {
-            traffic::pick_first(shared, &p, &mut order, c.client, &mut c.decisions);
+            traffic::pick_first(shared, &p, &mut order, c.client, &mut c.rec.policy);
         }
         if !inject_fault(shared, &p, order.first(), c).await {
             reset(tcp);
@@ -132,7 +135,7 @@ async fn route(
     let timeout = p.and_then(|p| p.connect_timeout);
     for cluster in order.into_iter().take(attempts as usize) {
         let served = if cluster == shared.local.name {
-            direct(shared, &mut tcp, &req, c.handles).await
+            direct(shared, &mut tcp, &req, c.handles, &mut c.rec).await
         } else {
             req.target = Some(cluster.clone());
             let timeout = timeout.unwrap_or(shared.cfg.timeouts.status);
@@ -153,7 +156,7 @@ async fn inject_fault(
     c: &mut Conn<'_>,
 ) -> bool {
     let Some(first) = first else { return true };
-    match traffic::fault(shared, p, first, &mut c.decisions) {
+    match traffic::fault(shared, p, first, &mut c.rec.policy) {
         Err(()) => {
             tracing::info!("fault injected: connection reset (policy fault.abort_percent)");
             false
@@ -219,10 +222,17 @@ fn candidates(
     lb::order(cands, &policy, &mut rand::rng())
 }
 
-async fn direct(shared: &Shared, tcp: &mut TcpStream, req: &Request, h: &ServiceHandles) -> bool {
-    match crate::direct::serve(shared, tcp, req, h).await {
+async fn direct(
+    shared: &Shared,
+    tcp: &mut TcpStream,
+    req: &Request,
+    h: &ServiceHandles,
+    rec: &mut ConnRecord,
+) -> bool {
+    match crate::direct::serve(shared, tcp, req, h, rec).await {
         Ok(()) => true,
         Err(status) => {
+            rec.refused(Some(&shared.local.name), status.as_str());
             tracing::info!(
                 status = status.as_str(),
                 "local endpoints failed; trying the next cluster"
@@ -238,7 +248,7 @@ async fn remote(
     cluster: &ClusterId,
     tcp: &mut TcpStream,
     req: &Request,
-    c: &Conn<'_>,
+    c: &mut Conn<'_>,
     timeout: std::time::Duration,
 ) -> bool {
     let l = &shared.cfg.limits;
@@ -261,6 +271,7 @@ async fn remote(
         Ok(streams) => streams,
         Err(e) => {
             tracing::info!(%cluster, error = %e, "attempt failed; trying the next cluster");
+            c.rec.refused(Some(cluster), e.status_label());
             shared
                 .metrics
                 .stream(cluster.as_str(), Direction::Outbound, e.status_label());
@@ -308,5 +319,6 @@ async fn remote(
         tee.close(out.end == End::Done);
     }
     tracing::debug!(sent = out.sent, received = out.received, end = ?out.end, "connection done");
+    c.rec.served(cluster, &out);
     true
 }

@@ -14,6 +14,7 @@ use crate::endpoint::WorkerEndpoints;
 use crate::limits::LimitTable;
 use crate::local::EndpointLoads;
 use crate::metrics::Metrics;
+use crate::observe::Observe;
 use crate::policy_metrics::PolicyMetrics;
 use crate::pool::Pool;
 use crate::quota::PeerCounts;
@@ -25,6 +26,8 @@ pub struct Shared {
     pub local: ClusterInfo,
     pub id: Identity,
     pub metrics: Metrics,
+    /// Access log and spans of finished connections.
+    pub observe: Observe,
     /// Each worker's QUIC endpoints, by worker index.
     pub endpoints: Vec<WorkerEndpoints>,
     /// The data-plane runtimes; connections, listeners and streams run there.

@@ -13,15 +13,9 @@ use rand::Rng;
 
 use crate::shared::Shared;
 
-/// What policy decided for one connection, in the order it was decided
-/// (`split:east`, `fault:delay`, ...): logged with the connection.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Decisions(pub Vec<String>);
-
-impl Decisions {
-    pub fn push(&mut self, kind: &str, value: impl std::fmt::Display) {
-        self.0.push(format!("{kind}:{value}"));
-    }
+/// Notes a decision for the connection's record (`split:east`, `fault:abort`).
+fn decided(d: &mut Vec<String>, kind: &str, value: impl std::fmt::Display) {
+    d.push(format!("{kind}:{value}"));
 }
 
 /// The policy in force for `service` on `port`, if any.
@@ -37,7 +31,7 @@ pub fn pick_first(
     p: &ServicePolicy,
     order: &mut [ClusterId],
     client: SocketAddr,
-    d: &mut Decisions,
+    d: &mut Vec<String>,
 ) {
     let key = p.spec.hash.map_or(0, |k| client_key(k, client));
     let roll = rand::rng().random::<f64>();
@@ -51,7 +45,7 @@ pub fn pick_first(
     shared
         .policy_metrics
         .routed(&service, first.as_str(), rule.as_str());
-    d.push(rule.as_str(), &first);
+    decided(d, rule.as_str(), &first);
 }
 
 /// Fault injection for a connection about to go to `destination`: the delay
@@ -60,7 +54,7 @@ pub fn fault(
     shared: &Shared,
     p: &ServicePolicy,
     destination: &ClusterId,
-    d: &mut Decisions,
+    d: &mut Vec<String>,
 ) -> Result<Option<Duration>, ()> {
     let Some(f) = p
         .spec
@@ -75,12 +69,12 @@ pub fn fault(
     let service = p.key.to_string();
     if action.abort {
         shared.policy_metrics.fault(&service, "abort");
-        d.push("fault", "abort");
+        decided(d, "fault", "abort");
         return Err(());
     }
     if let Some(delay) = action.delay {
         shared.policy_metrics.fault(&service, "delay");
-        d.push("fault", format_args!("delay={}ms", delay.as_millis()));
+        decided(d, "fault", format_args!("delay={}ms", delay.as_millis()));
     }
     Ok(action.delay)
 }
