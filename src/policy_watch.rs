@@ -117,3 +117,77 @@ fn same_apart_from_policies(a: &Config, b: &Config) -> bool {
     };
     strip(a) == strip(b)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    const BASE: &str = r#"
+cluster: { name: east, region: r1 }
+identity:
+  gateway: { cert: g.pem, key: g-key.pem }
+  federation: { cert: f.pem, key: f-key.pem }
+gateway: { listen: "127.0.0.1:15443" }
+"#;
+
+    fn write(path: &Path, policies: &str) {
+        std::fs::write(path, format!("{BASE}policies:\n{policies}\n")).unwrap();
+    }
+
+    async fn until(what: &str, mut f: impl FnMut() -> bool) {
+        let t0 = std::time::Instant::now();
+        while !f() {
+            assert!(t0.elapsed() < Duration::from_secs(10), "timed out: {what}");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
+    fn count(reg: &Registry, sample: &str) -> f64 {
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, reg).unwrap();
+        text.lines()
+            .find_map(|l| l.strip_prefix(sample)?.trim().parse().ok())
+            .unwrap_or(0.0)
+    }
+
+    #[tokio::test]
+    async fn a_valid_edit_applies_and_a_bad_one_keeps_the_last_good() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("causeway.yaml");
+        write(&path, "  - { service: shop/cart, attempts: 1 }");
+        let running = Config::load(&path).unwrap();
+        let mut reg = Registry::default();
+        let stop = CancellationToken::new();
+        let w = Watched {
+            path: path.clone(),
+            running,
+        };
+        let rx = spawn(w, Duration::from_millis(10), &mut reg, stop.clone()).unwrap();
+        let cart = "shop/cart".parse().unwrap();
+        let attempts = |rx: &watch::Receiver<Arc<Policies>>| {
+            rx.borrow().find(&cart, 80).and_then(|p| p.spec.attempts)
+        };
+        assert_eq!(attempts(&rx), Some(1));
+
+        write(&path, "  - { service: shop/cart, attempts: 2 }");
+        until("the edit applies", || attempts(&rx) == Some(2)).await;
+        assert_eq!(count(&reg, "policy_reloads_total{result=\"ok\"}"), 1.0);
+
+        write(&path, "  - { service: shop/cart, attempts: 0 }");
+        until("the bad edit is counted", || {
+            count(&reg, "policy_reloads_total{result=\"error\"}") == 1.0
+        })
+        .await;
+        assert_eq!(attempts(&rx), Some(2), "the last good policy stays");
+
+        std::fs::write(&path, "cluster: [").unwrap();
+        until("a broken file is counted", || {
+            count(&reg, "policy_reloads_total{result=\"error\"}") == 2.0
+        })
+        .await;
+        assert_eq!(attempts(&rx), Some(2));
+        assert_eq!(count(&reg, "policy_in_force"), 1.0);
+        stop.cancel();
+    }
+}

@@ -255,3 +255,79 @@ fn components_run_apart() {
     assert!(get(gw.admin, "/v1/peers").is_none());
     assert!(get(fed.admin, "/v1/peers").is_some());
 }
+
+/// Echoes each connection's bytes back, on a thread; its address.
+fn echo_listener() -> std::net::SocketAddr {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for mut s in l.incoming().flatten() {
+            std::thread::spawn(move || {
+                let mut r = s.try_clone().unwrap();
+                let _ = std::io::copy(&mut r, &mut s);
+            });
+        }
+    });
+    addr
+}
+
+/// One round trip through `addr`: Some(true) echoed, Some(false) refused or reset.
+fn echoes(addr: std::net::SocketAddr) -> bool {
+    let Ok(mut s) = TcpStream::connect_timeout(&addr, Duration::from_secs(2)) else {
+        return false;
+    };
+    let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
+    let mut buf = [0u8; 4];
+    s.write_all(b"ping").is_ok() && s.read_exact(&mut buf).is_ok() && &buf == b"ping"
+}
+
+fn metric(port: u16, sample: &str) -> Option<f64> {
+    let text = get(port, "/metrics")?;
+    text.lines()
+        .find_map(|l| l.strip_prefix(sample)?.trim().parse().ok())
+}
+
+#[test]
+fn run_applies_policy_edits_and_keeps_the_last_good_one() {
+    let dir = tempfile::tempdir().unwrap();
+    certs(dir.path(), "east");
+    certs(dir.path(), "west");
+    let ports = Ports::new();
+    let path = config(dir.path(), ports, "east.yaml");
+    let echo = echo_listener();
+    let base = std::fs::read_to_string(&path)
+        .unwrap()
+        .replace("port: 7 }", "port: 7070 }")
+        .replace("127.0.0.1:7\"", &format!("{echo}\""));
+    std::fs::write(&path, &base).unwrap();
+    let _child = spawn("run", &path);
+    let admin = ports.admin;
+    let catalog = wait_for("the export's VIP", || {
+        get(admin, "/v1/catalog").filter(|c| c.contains("127.77.9."))
+    });
+    let catalog: serde_json::Value = serde_json::from_str(&catalog).unwrap();
+    let vip = catalog["imports"]["demo/echo"]["vips"][0].as_str().unwrap();
+    let vip: std::net::SocketAddr = format!("{vip}:7070").parse().unwrap();
+    wait_for("served before any policy", || echoes(vip).then_some(()));
+
+    let edit =
+        |policies: &str| std::fs::write(&path, format!("{base}policies: {policies}\n")).unwrap();
+    edit("[{ service: demo/echo, fault: { abort_percent: 100 } }]");
+    wait_for("the fault policy in force", || {
+        (metric(admin, "causeway_policy_in_force") == Some(1.0)).then_some(())
+    });
+    assert!(!echoes(vip), "the fault resets new connections");
+    edit("[{ service: demo/echo, fault: { abort_percent: 300 } }]");
+    wait_for("the bad edit counted", || {
+        (metric(admin, "causeway_policy_reloads_total{result=\"error\"}") == Some(1.0))
+            .then_some(())
+    });
+    assert!(!echoes(vip), "the last good policy stays in force");
+    edit("[]");
+    wait_for("the policy lifted", || echoes(vip).then_some(()));
+    let faults = metric(
+        admin,
+        "causeway_gateway_policy_faults_total{service=\"demo/echo\",fault=\"abort\"}",
+    );
+    assert!(faults >= Some(2.0), "{faults:?}");
+}
