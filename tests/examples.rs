@@ -68,3 +68,26 @@ fn configs_in_docs_load() {
     }
     assert!(seen > 0, "docs/ shows no full config");
 }
+
+/// Every metric the chart's Grafana dashboard queries is one docs/metrics.md
+/// documents: a renamed metric leaves no silently empty panel.
+#[test]
+fn dashboard_queries_documented_metrics() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let dashboard =
+        std::fs::read_to_string(root.join("charts/causeway/files/grafana-dashboard.json")).unwrap();
+    let docs = std::fs::read_to_string(root.join("docs/metrics.md")).unwrap();
+    let re = regex::Regex::new(r#"causeway_\(causeway_\)\?([a-z_]+?)(\(_total\)\?)?\\""#).unwrap();
+    let names: Vec<String> = re
+        .captures_iter(&dashboard)
+        .map(|c| c[1].to_owned())
+        .collect();
+    assert!(names.len() > 10, "queries found: {names:?}");
+    for n in names {
+        let forms = [format!("`{n}`"), format!("`{n}_total"), format!("`{n}{{")];
+        assert!(
+            forms.iter().any(|f| docs.contains(f.as_str())),
+            "the dashboard queries {n}, which docs/metrics.md does not document"
+        );
+    }
+}
