@@ -45,6 +45,7 @@ import threading
 import time
 import urllib.request
 
+import policy
 import probes
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -1629,6 +1630,7 @@ def report(results, path):
         L += ["```", "", "Versions: " + "; ".join(f"{k}: {v}" for k, v in dn["versions"].items()), ""]
     else:
         L += ["Not measured in this run.", ""]
+    L += policy.report(results, sys.modules[__name__])
     L += targets(results)
     notes = os.path.join(HERE, "analysis.md")
     if os.path.exists(notes):
@@ -2161,7 +2163,7 @@ def main():
     ap.add_argument("--failover-reps", type=int, default=20)
     ap.add_argument("--exports", type=int, default=100)
     ap.add_argument("--scale-reps", type=int, default=3)
-    ap.add_argument("--only", default="dataplane,instr,dns,failover,catalog,scale,fedproc,wan,netns")
+    ap.add_argument("--only", default="dataplane,instr,dns,failover,catalog,scale,fedproc,wan,netns,policy")
     ap.add_argument("--instr-bytes", default="64M", help="instr: bytes per bulk window (bench/instr.sh --bytes)")
     ap.add_argument("--instr-conns", type=int, default=100, help="instr: concurrent connections")
     ap.add_argument("--loss", default="0,0.1,1,0:5",
@@ -2194,7 +2196,8 @@ def main():
             for name, fn in (("dataplane", section_dataplane), ("instr", section_instr), ("dns", section_dns),
                              ("failover", section_failover), ("scale", section_scale),
                              ("fedproc", section_fedproc),
-                             ("wan", section_wan)):
+                             ("wan", section_wan),
+                             ("policy", lambda a, r: policy.section_policy(a, r, sys.modules[__name__]))):
                 if name in args.only:
                     log(f"== {name} (load {loadavg()})")
                     try:
