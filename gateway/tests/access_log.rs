@@ -58,20 +58,6 @@ async fn wait_lines(cluster: &str, n: usize, keep: impl Fn(&Value) -> bool) -> V
     .await
 }
 
-/// Sends `len` bytes, reads the echo back to EOF; returns the bytes received.
-async fn echo(addr: SocketAddr, len: usize) -> usize {
-    let s = TcpStream::connect(addr).await.unwrap();
-    let (mut r, mut w) = s.into_split();
-    let writer = tokio::spawn(async move {
-        w.write_all(&vec![7u8; len]).await.unwrap();
-        w.shutdown().await.unwrap();
-    });
-    let mut got = Vec::new();
-    r.read_to_end(&mut got).await.unwrap();
-    writer.await.unwrap();
-    got.len()
-}
-
 fn text(v: &Value, key: &str) -> String {
     v[key].as_str().unwrap_or_default().to_owned()
 }
@@ -99,7 +85,7 @@ async fn each_tunnelled_connection_is_one_line_on_each_side() {
     // Distinct sizes of at least 1000 bytes tell these from the readiness pings.
     let sizes: Vec<u64> = (1..=5).map(|i| 1000 * i + 17).collect();
     for &n in &sizes {
-        assert_eq!(echo(vip, n as usize).await as u64, n);
+        assert_eq!(echo_through(vip, vec![7; n as usize]).await.len() as u64, n);
     }
     let ours = |l: &Value| l["request_bytes"].as_u64().unwrap_or(0) >= 1000;
     let out = wait_lines("a", sizes.len(), ours).await;
@@ -190,7 +176,7 @@ async fn at_sample_zero_only_refusals_are_logged_on_both_sides() {
     );
     let vip: SocketAddr = "127.79.2.1:7000".parse().unwrap();
     wait_for("tunnel ready", LIMIT, || ping(vip)).await;
-    assert_eq!(echo(vip, 5000).await, 5000);
+    assert_eq!(echo_through(vip, vec![7; 5000]).await.len(), 5000);
     refused("127.79.2.2:7001".parse().unwrap()).await;
     let secret = |l: &Value| text(l, "service") == "demo/secret";
     let out = wait_lines("c", 1, secret).await;
@@ -226,7 +212,7 @@ async fn a_connection_served_locally_names_its_endpoint() {
     mesh.publish("f", vec![import("demo/echo", 7000, "127.79.3.1", &[&f])]);
     let vip: SocketAddr = "127.79.3.1:7000".parse().unwrap();
     wait_for("listener ready", LIMIT, || ping(vip)).await;
-    assert_eq!(echo(vip, 3000).await, 3000);
+    assert_eq!(echo_through(vip, vec![7; 3000]).await.len(), 3000);
     let got = wait_lines("f", 1, |l| bytes(l) == (3000, 3000)).await;
     let l = &got[0];
     assert_eq!(
@@ -255,7 +241,7 @@ async fn policy_decisions_are_logged_on_the_side_that_took_them() {
     mesh.node("h").set_policies(
         "- { service: demo/echo, limits: { each_source: { bytes_per_second: 100000000 } } }",
     );
-    assert_eq!(echo(vip, 3001).await, 3001);
+    assert_eq!(echo_through(vip, vec![7; 3001]).await.len(), 3001);
     let sized = |l: &Value| l["request_bytes"].as_u64() == Some(3001);
     let out = wait_lines("g", 1, sized).await;
     let inb = wait_lines("h", 1, sized).await;
@@ -272,7 +258,11 @@ async fn policy_decisions_are_logged_on_the_side_that_took_them() {
     mesh.node("h").set_policies(
         "- { service: demo/echo, limits: { each_source: { connections_per_second: 0.001, burst: 1 } } }",
     );
-    assert_eq!(echo(vip, 2001).await, 2001, "the burst admits one");
+    assert_eq!(
+        echo_through(vip, vec![7; 2001]).await.len(),
+        2001,
+        "the burst admits one"
+    );
     refused(vip).await;
     let limited = |l: &Value| l["policy"] == serde_json::json!(["limit:rate"]);
     let inb = wait_lines("h", 1, limited).await;

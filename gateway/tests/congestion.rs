@@ -16,20 +16,6 @@ use tokio::net::{TcpListener, TcpStream};
 /// Both tests load the machine hard: run them one at a time.
 static HEAVY: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
-/// Accepts connections and never reads from them: data for it piles up in the
-/// far gateway's stream buffers, holding connection-level flow-control credit.
-async fn stuck_server() -> SocketAddr {
-    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = l.local_addr().unwrap();
-    tokio::spawn(async move {
-        let mut held = Vec::new();
-        while let Ok((s, _)) = l.accept().await {
-            held.push(s);
-        }
-    });
-    addr
-}
-
 /// Writes into `addr` until the tunnel stops taking bytes (bounded at 64 MiB),
 /// then counts itself in `stuck` and holds the connection (and the far side's
 /// buffered bytes) until `release`, or 60 s; then resets it, so the gateways
@@ -118,7 +104,7 @@ async fn echo_and_load(
 async fn a_stuck_service_does_not_block_new_streams_to_the_same_peer() {
     let _heavy = HEAVY.lock().await;
     let (mesh, echo_vip, stuck_vip) =
-        echo_and_load("127.77.9", stuck_server().await, |_, _| {}).await;
+        echo_and_load("127.77.9", silent_server().await, |_, _| {}).await;
 
     // Enough stuck connections that their buffered bytes exceed the far side's
     // connection receive window many times over.
@@ -313,7 +299,7 @@ async fn stuck_readers_do_not_slow_a_healthy_bulk_stream() {
     let echo = echo_server().await;
     let services = [
         ("echo", 7000, echo),
-        ("stuck", 7001, stuck_server().await),
+        ("stuck", 7001, silent_server().await),
         ("bulk", 7002, sink),
     ];
     mesh.set_exports(

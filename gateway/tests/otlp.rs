@@ -20,8 +20,7 @@ use opentelemetry_proto::tonic::common::v1::{KeyValue, any_value};
 use opentelemetry_proto::tonic::trace::v1::Span;
 use opentelemetry_proto::tonic::trace::v1::span::SpanKind;
 use support::*;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 
 const LIMIT: Duration = Duration::from_secs(10);
 
@@ -106,20 +105,6 @@ fn trace_to_hung(_: &str, c: &mut causeway_gateway::Config) {
     c.tracing.max_batch = 2;
 }
 
-/// Sends `len` bytes, reads the echo back to EOF; returns the bytes received.
-async fn echo(addr: SocketAddr, len: usize) -> usize {
-    let s = TcpStream::connect(addr).await.unwrap();
-    let (mut r, mut w) = s.into_split();
-    let writer = tokio::spawn(async move {
-        w.write_all(&vec![7u8; len]).await.unwrap();
-        w.shutdown().await.unwrap();
-    });
-    let mut got = Vec::new();
-    r.read_to_end(&mut got).await.unwrap();
-    writer.await.unwrap();
-    got.len()
-}
-
 /// Clusters `x` -> `y`, `demo/echo` exported by `y`, imported by `x` at `vip`:7000.
 async fn pair(
     names: [&str; 2],
@@ -164,7 +149,7 @@ async fn both_gateways_export_one_trace_per_connection() {
     let (addr, collector) = start_collector().await;
     LIVE.set(addr).unwrap();
     let (mesh, vip) = pair(["a", "b"], "127.79.11.0/24", "127.79.11.1", trace_to_live).await;
-    assert_eq!(echo(vip, 1234).await, 1234);
+    assert_eq!(echo_through(vip, vec![7; 1234]).await.len(), 1234);
     let (client, server) = spans_of(&collector, 1234).await;
     let (c, s) = (&client.span, &server.span);
     assert_eq!(hex(&c.trace_id), hex(&s.trace_id), "one trace");
@@ -208,28 +193,15 @@ async fn both_gateways_export_one_trace_per_connection() {
     }
 }
 
-/// A collector that accepts connections and never answers.
-async fn hung_collector() -> SocketAddr {
-    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = l.local_addr().unwrap();
-    tokio::spawn(async move {
-        let mut held = Vec::new();
-        while let Ok((s, _)) = l.accept().await {
-            held.push(s);
-        }
-    });
-    addr
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hung_collector_neither_breaks_nor_slows_connections() {
-    HUNG.set(hung_collector().await).unwrap();
+    HUNG.set(silent_server().await).unwrap();
     let (mesh, vip) = pair(["c", "d"], "127.79.12.0/24", "127.79.12.1", trace_to_hung).await;
     // Each export now waits 30 s for an answer: were traffic to wait on it,
     // these connections would take that long.
     let t0 = Instant::now();
     for i in 0..20 {
-        assert_eq!(echo(vip, 1000 + i).await, 1000 + i);
+        assert_eq!(echo_through(vip, vec![7; 1000 + i]).await.len(), 1000 + i);
     }
     let took = t0.elapsed();
     assert!(

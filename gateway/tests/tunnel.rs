@@ -51,20 +51,6 @@ fn pattern(seed: u64, len: usize) -> Vec<u8> {
         .collect()
 }
 
-/// Sends `data` while reading the echo at the same time; returns what came back.
-async fn echo_through(addr: SocketAddr, data: Vec<u8>) -> Vec<u8> {
-    let s = TcpStream::connect(addr).await.unwrap();
-    let (mut r, mut w) = s.into_split();
-    let writer = tokio::spawn(async move {
-        w.write_all(&data).await.unwrap();
-        w.shutdown().await.unwrap();
-    });
-    let mut got = Vec::new();
-    r.read_to_end(&mut got).await.unwrap();
-    writer.await.unwrap();
-    got
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bulk_64_mib_both_ways_over_100_connections() {
     let (mesh, addr) = echo_pair("127.77.1.0/24", "127.77.1.1").await;

@@ -73,6 +73,9 @@ impl Policies {
 
     /// The policy for a connection to `key` on `port`, if any.
     pub fn find(&self, key: &ServiceKey, port: u16) -> Option<&Arc<ServicePolicy>> {
+        if self.map.is_empty() {
+            return None; // the common case costs no key clone
+        }
         self.map
             .get(&(key.clone(), Some(port)))
             .or_else(|| self.map.get(&(key.clone(), None)))

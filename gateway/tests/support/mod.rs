@@ -361,17 +361,7 @@ pub async fn ping(addr: SocketAddr) -> Option<()> {
 
 /// Connects and reads to EOF within `limit`.
 pub async fn fetch(addr: SocketAddr, limit: Duration) -> Result<String, String> {
-    let go = async {
-        let mut s = TcpStream::connect(addr).await.map_err(|e| e.to_string())?;
-        let mut out = String::new();
-        s.read_to_string(&mut out)
-            .await
-            .map_err(|e| e.to_string())?;
-        Ok(out)
-    };
-    tokio::time::timeout(limit, go)
-        .await
-        .map_err(|_| "timeout".to_string())?
+    fetch_from(IpAddr::from([127, 0, 0, 1]), addr, limit).await
 }
 
 /// Polls `f` until it returns Some, or panics at the deadline.
@@ -609,4 +599,49 @@ where
         .buffered(width)
         .collect()
         .await
+}
+
+/// Accepts connections and never reads from them (a stuck backend, a hung collector).
+pub async fn silent_server() -> SocketAddr {
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((s, _)) = l.accept().await {
+            held.push(s);
+        }
+    });
+    addr
+}
+
+/// Sends `data` while reading the echo at the same time, then half-closes;
+/// returns what came back before a clean end.
+pub async fn echo_through(addr: SocketAddr, data: Vec<u8>) -> Vec<u8> {
+    let s = TcpStream::connect(addr).await.unwrap();
+    let (mut r, mut w) = s.into_split();
+    let writer = tokio::spawn(async move {
+        w.write_all(&data).await.unwrap();
+        w.shutdown().await.unwrap();
+    });
+    let mut got = Vec::new();
+    r.read_to_end(&mut got).await.unwrap();
+    writer.await.unwrap();
+    got
+}
+
+impl Node {
+    /// Waits until every pooled connection to `cluster` is marked silent.
+    pub async fn wait_silent(&self, cluster: &str, limit: Duration) {
+        let prefix = format!("gateway_peer_suspect{{cluster=\"{cluster}\"");
+        wait_for(
+            &format!("every connection to {cluster} silent"),
+            limit,
+            || async {
+                let text = self.metrics();
+                let mut lines = text.lines().filter(|l| l.starts_with(&prefix)).peekable();
+                (lines.peek().is_some() && lines.all(|l| l.ends_with(" 1"))).then_some(())
+            },
+        )
+        .await;
+    }
 }
