@@ -159,6 +159,7 @@ async fn inject_fault(
     match traffic::fault(shared, p, first, &mut c.rec.policy) {
         Err(()) => {
             tracing::info!("fault injected: connection reset (policy fault.abort_percent)");
+            c.rec.refused(Some(first), "fault_abort");
             false
         }
         Ok(Some(delay)) => {

@@ -252,7 +252,8 @@ async fn policy_decisions_are_logged_on_the_side_that_took_them() {
         .set_policies("- { service: demo/echo, fault: { abort_percent: 100 } }");
     refused(vip).await;
     let aborted = |l: &Value| l["policy"] == serde_json::json!(["fault:abort"]);
-    wait_lines("g", 1, aborted).await;
+    let out = wait_lines("g", 1, aborted).await;
+    assert_eq!(text(&out[0], "status"), "fault_abort", "{}", out[0]);
 
     mesh.node("g").set_policies("[]");
     mesh.node("h").set_policies(
