@@ -41,11 +41,11 @@ def _clusters(h, root):
     b = h.Cluster("b", 1, root, "127.77.2.0/24", exports=b_exports, peers=[a0])
     c = h.Cluster("c", 2, root, "127.77.3.0/24", exports=c_exports, peers=[a0])
     a = h.Cluster("a", 0, root, "127.77.1.0/24", peers=[b, c])
-    # b shares a's region, so a's connections go to b; c (exporting the same names, for the
-    # mirror) is only ever a failover.
-    with open(b.cfg) as f:
-        text = f.read().replace("region: region-b", "region: region-a")
-    with open(b.cfg, "w") as f:
+    # a places b in its own region, so a's connections go to b; c (exporting the same names,
+    # for the mirror) is only ever a failover.
+    with open(a.cfg) as f:
+        text = f.read().replace("- { name: b, ", "- { name: b, region: region-a, ")
+    with open(a.cfg, "w") as f:
         f.write(text)
     for cl, side in ((a, 0), (b, 1)):
         lines = [POLICIES[k][side].replace("{svc}", name)
