@@ -396,3 +396,30 @@ async fn without_the_crd_the_federation_starts_and_follows_policies_once_it_is_a
     .await;
     c.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_example_in_the_docs_is_accepted() {
+    let docs = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/kubernetes.md"),
+    )
+    .unwrap();
+    let start = docs
+        .find("```yaml\napiVersion: causeway.io/v1alpha1")
+        .unwrap()
+        + 8;
+    let len = docs[start..].find("```").unwrap();
+    let example: Value = serde_saphyr::from_str(&docs[start..start + len]).unwrap();
+    let c = cluster(|_| {}).await;
+    let path = "/apis/causeway.io/v1alpha1/namespaces/demo/trafficpolicies?fieldValidation=Strict";
+    assert_eq!(call(&c.kube, "POST", path, example).await, 200);
+    let rx = c.fed.policies();
+    wait_until("the example in force", LIMIT, || {
+        split_of(&rx, "demo/web") == Some(json!({"east": 90, "west": 10}))
+    })
+    .await;
+    wait_until("accepted", LIMIT, || {
+        accepted(&c.kube, "web").is_some_and(|a| a.0 == "True")
+    })
+    .await;
+    c.stop().await;
+}
