@@ -7,6 +7,7 @@ pub mod cert_metrics;
 pub mod config;
 pub mod dev;
 pub mod identities;
+pub mod policy_merge;
 pub mod policy_watch;
 pub mod run;
 pub mod status;

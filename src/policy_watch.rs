@@ -10,7 +10,6 @@ use causeway_policy::Policies;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
-use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
@@ -25,7 +24,6 @@ struct ResultLabel {
 #[derive(Clone, Default)]
 struct Metrics {
     reloads: Family<ResultLabel, Counter>,
-    in_force: Gauge,
 }
 
 impl Metrics {
@@ -36,7 +34,6 @@ impl Metrics {
             "Re-reads of policies: from the config file (ok, error: the last good policies stay)",
             self.reloads.clone(),
         );
-        r.register("in_force", "Policies in force", self.in_force.clone());
     }
 
     fn reload(&self, result: &'static str) {
@@ -60,7 +57,6 @@ pub fn spawn(
     let metrics = Metrics::default();
     metrics.register(registry);
     let first = w.running.policies()?;
-    metrics.in_force.set(first.len() as i64);
     let (tx, rx) = watch::channel(Arc::new(first));
     let mut last = std::fs::read(&w.path).unwrap_or_default();
     tokio::spawn(async move {
@@ -100,7 +96,6 @@ fn reread(w: &Watched, tx: &watch::Sender<Arc<Policies>>, metrics: &Metrics) {
         );
     }
     metrics.reload("ok");
-    metrics.in_force.set(policies.len() as i64);
     if **tx.borrow() != policies {
         tracing::info!(
             policies = policies.len(),

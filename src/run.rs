@@ -23,7 +23,7 @@ use crate::admin::{self, Admin, Readiness};
 use crate::cert_metrics;
 use crate::config::Config;
 use crate::identities::{load_cert, load_own, load_peers, watch_target};
-use crate::policy_watch;
+use crate::{policy_merge, policy_watch};
 use causeway_policy::Policies;
 
 /// How often certificate files are checked for rotation.
@@ -48,6 +48,8 @@ impl Component {
 struct Feeds {
     catalog: watch::Receiver<Arc<CatalogSnapshot>>,
     local_exports: watch::Receiver<Arc<Vec<Export>>>,
+    /// The TrafficPolicy objects in force (Kubernetes mode; empty otherwise).
+    policies: watch::Receiver<Arc<Policies>>,
 }
 
 /// State shared while the process starts its components.
@@ -95,7 +97,7 @@ pub async fn run(
         s.start_dns(&feeds).await?;
     }
     if let (true, Some(peers)) = (component.has(Component::Gateway), &peers) {
-        let policies = s.follow_policies(file)?;
+        let policies = s.follow_policies(file, feeds.policies.clone())?;
         s.start_gateway(&feeds, peers.1.clone(), policies).await?;
     }
     let watched = cert_metrics::Watched {
@@ -146,6 +148,7 @@ impl Start {
         let feeds = Feeds {
             catalog: fed.catalog(),
             local_exports: fed.local_exports(),
+            policies: fed.policies(),
         };
         Ok((feeds, Some(fed)))
     }
@@ -169,6 +172,7 @@ impl Start {
         let RemoteCatalog {
             catalog,
             local_exports,
+            policies,
         } = causeway_federation::watch_remote(target, self.shutdown.clone());
         let ready = self.ready.register("catalog");
         let mut first = catalog.clone();
@@ -180,6 +184,7 @@ impl Start {
         Ok(Feeds {
             catalog,
             local_exports,
+            policies,
         })
     }
 
@@ -190,24 +195,31 @@ impl Start {
         Ok(())
     }
 
-    /// The policies in force, followed in the config file when there is one.
+    /// The policies in force: the config's (followed in the config file when
+    /// there is one) plus the federation's TrafficPolicy `objects`.
     fn follow_policies(
         &mut self,
         file: Option<std::path::PathBuf>,
+        objects: watch::Receiver<Arc<Policies>>,
     ) -> anyhow::Result<watch::Receiver<Arc<Policies>>> {
-        let Some(path) = file else {
-            return Ok(watch::channel(Arc::new(self.cfg.policies()?)).1);
+        let config = match file {
+            None => watch::channel(Arc::new(self.cfg.policies()?)).1,
+            Some(path) => {
+                let watched = policy_watch::Watched {
+                    path,
+                    running: self.cfg.clone(),
+                };
+                let (poll, stop) = (CERT_POLL, self.shutdown.clone());
+                policy_watch::spawn(watched, poll, &mut self.registry, stop)?
+            }
         };
-        let watched = policy_watch::Watched {
-            path,
-            running: self.cfg.clone(),
-        };
-        policy_watch::spawn(
-            watched,
-            CERT_POLL,
+        let stop = self.shutdown.clone();
+        Ok(policy_merge::spawn(
+            config,
+            objects,
             &mut self.registry,
-            self.shutdown.clone(),
-        )
+            stop,
+        ))
     }
 
     async fn start_gateway(

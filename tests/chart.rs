@@ -178,6 +178,52 @@ fn of_kind<'a>(docs: &'a [serde_json::Value], kind: &str) -> Vec<&'a serde_json:
     docs.iter().filter(|d| d["kind"] == kind).collect()
 }
 
+/// The federation reads TrafficPolicies everywhere and writes only their
+/// status; the chart ships their CRD.
+#[test]
+fn the_federation_reads_traffic_policies_and_writes_only_their_status() {
+    let Some(manifest) = render_with(&["--include-crds"]) else {
+        return;
+    };
+    let docs = documents(&manifest);
+    let crd = of_kind(&docs, "CustomResourceDefinition")
+        .into_iter()
+        .find(|c| c["metadata"]["name"] == "trafficpolicies.causeway.io");
+    assert!(crd.is_some_and(|c| c["spec"]["scope"] == "Namespaced"));
+    let role = of_kind(&docs, "ClusterRole")
+        .into_iter()
+        .find(|r| {
+            r["metadata"]["name"]
+                .as_str()
+                .unwrap()
+                .ends_with("-federation")
+        })
+        .unwrap();
+    let mut granted: Vec<(String, String)> = Vec::new();
+    for rule in role["rules"].as_array().unwrap() {
+        if rule["apiGroups"] != serde_json::json!(["causeway.io"]) {
+            continue;
+        }
+        for res in rule["resources"].as_array().unwrap() {
+            for verb in rule["verbs"].as_array().unwrap() {
+                granted.push((res.as_str().unwrap().into(), verb.as_str().unwrap().into()));
+            }
+        }
+    }
+    granted.sort();
+    let want: Vec<(String, String)> = [
+        ("trafficpolicies", "get"),
+        ("trafficpolicies", "list"),
+        ("trafficpolicies", "watch"),
+        ("trafficpolicies/status", "patch"),
+        ("trafficpolicies/status", "update"),
+    ]
+    .iter()
+    .map(|(r, v)| ((*r).into(), (*v).into()))
+    .collect();
+    assert_eq!(granted, want);
+}
+
 /// Finding 9 (docs/security.md): what the chart grants and exposes.
 #[test]
 fn the_chart_grants_and_exposes_only_what_each_component_needs() {

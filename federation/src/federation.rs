@@ -10,6 +10,7 @@ use causeway_catalog::{
     CatalogSnapshot, ClusterId, ClusterInfo, Export, LeaseConfig, VipAllocator,
 };
 use causeway_identity::{PeerSet, PeerTrust, ReloadingCert};
+use causeway_policy::Policies;
 use ipnet::IpNet;
 use prometheus_client::registry::Registry;
 use tokio::sync::{Notify, watch};
@@ -20,7 +21,7 @@ use crate::admit::PeerPolicy;
 use crate::error::Error;
 use crate::exporter::Exporter;
 use crate::hub::Hub;
-use crate::k8s::spawn_sink;
+use crate::k8s::{PolicyOutputs, spawn_sink};
 use crate::local_source::{LocalSource, SourceOutputs};
 use crate::metrics::Metrics;
 use crate::persist::{self, State};
@@ -63,6 +64,7 @@ pub struct Federation {
     catalog: watch::Receiver<Arc<CatalogSnapshot>>,
     settled: watch::Receiver<bool>,
     local_exports: watch::Receiver<Arc<Vec<Export>>>,
+    policies: watch::Receiver<Arc<Policies>>,
     peers: Vec<Arc<PeerSlot>>,
     lease: LeaseConfig,
     listen: SocketAddr,
@@ -87,6 +89,7 @@ impl Federation {
         let (source, exports) =
             LocalSource::open(&inputs.source, &inputs.local.name, &tasks, &shutdown).await?;
         let (claims_tx, claims_rx) = watch::channel(Arc::new(source.claims()));
+        let (policies_tx, policies_rx) = watch::channel(Arc::new(source.policies()));
         let metrics = Metrics::default();
         metrics.register(registry);
         let names: Vec<ClusterId> = inputs.peers.iter().map(|p| p.trust.name.clone()).collect();
@@ -147,6 +150,7 @@ impl Federation {
             changes: changes_rx,
             catalog: catalog_rx.clone(),
             local_exports: local_rx.clone(),
+            policies: policies_rx.clone(),
             metrics: metrics.clone(),
             tasks: &tasks,
             shutdown: &shutdown,
@@ -159,7 +163,11 @@ impl Federation {
             local: inputs.local.name.clone(),
             claims: claims_tx,
         };
-        source.spawn(outputs, &tasks, shutdown.clone());
+        let policies = PolicyOutputs {
+            tx: policies_tx,
+            metrics: metrics.clone(),
+        };
+        source.spawn(outputs, policies, &tasks, shutdown.clone());
         if let Some(sink) = &cfg.kubernetes {
             let inputs = (catalog_rx.clone(), settled_rx.clone());
             spawn_sink(sink, inputs, leading_tx, &tasks, shutdown.clone()).await?;
@@ -184,6 +192,7 @@ impl Federation {
             settled: settled_rx,
             catalog: catalog_rx,
             local_exports: local_rx,
+            policies: policies_rx,
             peers: slots,
             lease,
             listen,
@@ -207,6 +216,13 @@ impl Federation {
     /// This cluster's exports, for the gateway's inbound side.
     pub fn local_exports(&self) -> watch::Receiver<Arc<Vec<Export>>> {
         self.local_exports.clone()
+    }
+
+    /// The TrafficPolicy objects in force (Kubernetes source; each validated
+    /// on its own, a refused one is left out). Never changes, and is empty,
+    /// with the static source.
+    pub fn policies(&self) -> watch::Receiver<Arc<Policies>> {
+        self.policies.clone()
     }
 
     /// Every configured peer's session and lease, for `/v1/peers` and `causeway status`.

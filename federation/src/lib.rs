@@ -18,6 +18,7 @@ mod k8s;
 mod local_source;
 mod metrics;
 mod persist;
+mod policy_feed;
 mod publish;
 mod serve;
 mod server;
@@ -46,10 +47,12 @@ pub use k8s::crd as mcs;
 pub use k8s::crdgen::chart_crds;
 pub use k8s::{
     KubeError, KubeSink, KubeSinkConfig, KubeSource, KubeSourceConfig, LEADER_LABEL, MANAGED_BY,
-    MANAGED_BY_VALUE, SinkInputs, spawn_sink,
+    MANAGED_BY_VALUE, MAX_POLICIES, PolicySource, SinkInputs, TrafficPolicy, TrafficPolicySpec,
+    TrafficPolicyStatus, spawn_sink,
 };
 pub use metrics::SessionState;
 pub use persist::PersistError;
+pub use policy_feed::PolicyFeedError;
 pub use session::SessionError;
 pub use source::{SourceError, StaticSource};
 pub use status::PeerStatus;

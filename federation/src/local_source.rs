@@ -5,6 +5,7 @@
 use std::sync::Arc;
 
 use causeway_catalog::{CatalogSnapshot, ClusterId, Export, VipClaims};
+use causeway_policy::Policies;
 use prometheus_client::metrics::counter::Counter;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
@@ -12,7 +13,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::SourceConfig;
 use crate::error::Error;
-use crate::k8s::KubeSource;
+use crate::k8s::{KubeSource, PolicyOutputs, PolicySource};
 use crate::source::StaticSource;
 
 pub(crate) enum LocalSource {
@@ -20,7 +21,10 @@ pub(crate) enum LocalSource {
         source: StaticSource,
         text: Option<String>,
     },
-    Kubernetes(KubeSource),
+    Kubernetes {
+        exports: KubeSource,
+        policies: PolicySource,
+    },
 }
 
 /// What a running source needs besides its own state.
@@ -50,8 +54,14 @@ impl LocalSource {
             SourceConfig::Kubernetes(k) => {
                 k.validate()?;
                 let source = KubeSource::start(k, local, tasks, stop).await?;
+                let policies =
+                    PolicySource::start(source.client(), k.sync_timeout, tasks, stop).await?;
                 let exports = source.load();
-                Ok((Self::Kubernetes(source), exports))
+                let source = Self::Kubernetes {
+                    exports: source,
+                    policies,
+                };
+                Ok((source, exports))
             }
         }
     }
@@ -60,18 +70,43 @@ impl LocalSource {
     pub fn claims(&self) -> VipClaims {
         match self {
             Self::Static { .. } => VipClaims::default(),
-            Self::Kubernetes(k) => k.claims(),
+            Self::Kubernetes { exports, .. } => exports.claims(),
         }
     }
 
-    /// Publishes changes until `stop`.
-    pub fn spawn(self, out: SourceOutputs, tasks: &TaskTracker, stop: CancellationToken) {
+    /// The TrafficPolicies in force now (none for the static source).
+    pub fn policies(&self) -> Policies {
+        match self {
+            Self::Static { .. } => Policies::default(),
+            Self::Kubernetes { policies, .. } => policies.load(),
+        }
+    }
+
+    /// Publishes changes until `stop`: exports to `out`, TrafficPolicies in
+    /// force to `policies` (the static source keeps that sender, unchanged:
+    /// no policies, until `stop`).
+    pub fn spawn(
+        self,
+        out: SourceOutputs,
+        policies: PolicyOutputs,
+        tasks: &TaskTracker,
+        stop: CancellationToken,
+    ) {
         match self {
             Self::Static { source, text } => {
+                let (keep, until) = (policies.tx, stop.clone());
+                tasks.spawn(async move {
+                    until.cancelled().await;
+                    drop(keep);
+                });
                 tasks.spawn(source.watch(text, out.tx, out.rejected, stop));
             }
-            Self::Kubernetes(source) => {
-                tasks.spawn(source.run(out, stop));
+            Self::Kubernetes {
+                exports,
+                policies: source,
+            } => {
+                tasks.spawn(source.run(policies, stop.clone()));
+                tasks.spawn(exports.run(out, stop));
             }
         }
     }

@@ -61,6 +61,13 @@ pub struct Metrics {
     pub source_rejected: Counter,
     /// Services (or gateway addresses) of a peer left out by its policy, per reason.
     pub peer_refused: Family<RefusedLabel, Gauge>,
+    /// TrafficPolicy objects by state (accepted, refused).
+    pub traffic_policies: Family<StateLabel, Gauge>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+pub struct StateLabel {
+    pub state: &'static str,
 }
 
 impl Metrics {
@@ -117,6 +124,11 @@ impl Metrics {
             self.peer_refused.clone(),
         );
         r.register(
+            "traffic_policies",
+            "TrafficPolicy objects: accepted (in force) or refused (the object's Accepted condition says why)",
+            self.traffic_policies.clone(),
+        );
+        r.register(
             "source_rejected",
             "Edits of the export file rejected as invalid",
             self.source_rejected.clone(),
@@ -132,6 +144,14 @@ impl Metrics {
         self.peer_refused
             .get_or_create(&label)
             .set(i64::try_from(count).unwrap_or(i64::MAX));
+    }
+
+    pub fn set_traffic_policies(&self, accepted: usize, refused: usize) {
+        for (state, n) in [("accepted", accepted), ("refused", refused)] {
+            self.traffic_policies
+                .get_or_create(&StateLabel { state })
+                .set(i64::try_from(n).unwrap_or(i64::MAX));
+        }
     }
 
     pub fn set_state(&self, peer: &str, state: SessionState) {

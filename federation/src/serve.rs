@@ -15,6 +15,7 @@ use tokio_util::task::TaskTracker;
 use tonic::transport::Server;
 
 use causeway_identity::{PeerSet, PeerTrust, ReloadingCert, Workload};
+use causeway_policy::Policies;
 
 use crate::Config;
 use crate::error::Error;
@@ -43,6 +44,7 @@ pub struct ServeInputs<'a> {
     pub changes: watch::Receiver<u64>,
     pub catalog: watch::Receiver<Arc<CatalogSnapshot>>,
     pub local_exports: watch::Receiver<Arc<Vec<Export>>>,
+    pub policies: watch::Receiver<Arc<Policies>>,
     pub metrics: Metrics,
     pub tasks: &'a TaskTracker,
     pub shutdown: &'a CancellationToken,
@@ -79,6 +81,7 @@ pub async fn spawn(i: ServeInputs<'_>) -> Result<(SocketAddr, Option<SocketAddr>
             let svc = WatchService {
                 catalog: i.catalog,
                 local_exports: i.local_exports,
+                policies: i.policies,
                 leading: i.leading,
                 tasks: i.tasks.clone(),
                 shutdown: i.shutdown.clone(),

@@ -13,6 +13,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use causeway_catalog::{CatalogSnapshot, Export};
+use causeway_policy::Policies;
 use futures::Stream;
 use tokio::sync::{mpsc, watch};
 use tokio_stream::wrappers::ReceiverStream;
@@ -20,6 +21,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tonic::{Request, Response, Status};
 
+use crate::policy_feed;
 use crate::proto::{self, catalog_watch_client::CatalogWatchClient};
 use crate::transport::PeerConnector;
 
@@ -29,6 +31,8 @@ pub const MAX_CATALOG_MESSAGE: usize = 64 * 1024 * 1024;
 pub struct WatchService {
     pub catalog: watch::Receiver<Arc<CatalogSnapshot>>,
     pub local_exports: watch::Receiver<Arc<Vec<Export>>>,
+    /// The TrafficPolicies in force, for the gateway.
+    pub policies: watch::Receiver<Arc<Policies>>,
     /// Only the leader serves (its ClusterSetIPs are the ones in the derived
     /// Services); a follower refuses, and ends its streams when it stops leading,
     /// so clients behind one Service retry until they reach the leader.
@@ -54,9 +58,14 @@ impl proto::catalog_watch_server::CatalogWatch for WatchService {
         let (tx, rx) = mpsc::channel(1);
         let (mut catalog, shutdown) = (self.catalog.clone(), self.shutdown.clone());
         let (mut local, mut leading) = (self.local_exports.clone(), self.leading.clone());
+        let mut policies = self.policies.clone();
         self.tasks.spawn(async move {
             loop {
-                let msg = encode(&catalog.borrow_and_update(), &local.borrow_and_update());
+                let msg = encode(
+                    &catalog.borrow_and_update(),
+                    &local.borrow_and_update(),
+                    &policies.borrow_and_update(),
+                );
                 if tx.send(msg).await.is_err() {
                     return;
                 }
@@ -65,6 +74,7 @@ impl proto::catalog_watch_server::CatalogWatch for WatchService {
                     _ = tx.closed() => return,
                     r = catalog.changed() => if r.is_err() { return },
                     r = local.changed() => if r.is_err() { return },
+                    r = policies.changed() => if r.is_err() { return },
                     _ = lost(&mut leading) => {
                         let _ = tx.send(Err(not_leader())).await;
                         return;
@@ -88,11 +98,16 @@ fn not_leader() -> Status {
     Status::unavailable("this federation replica does not lead; reconnect to reach the leader")
 }
 
-fn encode(catalog: &CatalogSnapshot, local: &[Export]) -> Result<proto::Catalog, Status> {
+fn encode(
+    catalog: &CatalogSnapshot,
+    local: &[Export],
+    policies: &Policies,
+) -> Result<proto::Catalog, Status> {
     let err = |e: serde_json::Error| Status::internal(format!("cannot encode the catalog: {e}"));
     Ok(proto::Catalog {
         json: serde_json::to_vec(catalog).map_err(err)?,
         local_exports_json: serde_json::to_vec(local).map_err(err)?,
+        policies_json: policy_feed::encode(policies).map_err(err)?,
     })
 }
 
@@ -100,6 +115,9 @@ fn encode(catalog: &CatalogSnapshot, local: &[Export]) -> Result<proto::Catalog,
 pub struct RemoteCatalog {
     pub catalog: watch::Receiver<Arc<CatalogSnapshot>>,
     pub local_exports: watch::Receiver<Arc<Vec<Export>>>,
+    /// The federation's TrafficPolicies in force; a message whose policies
+    /// are not valid leaves the last good ones.
+    pub policies: watch::Receiver<Arc<Policies>>,
 }
 
 /// Where and how to reach the federation's `WatchCatalog` endpoint.
@@ -120,7 +138,12 @@ pub fn watch_remote(target: WatchTarget, shutdown: CancellationToken) -> RemoteC
     let addr = target.addr.clone();
     let (tx, catalog) = watch::channel(Arc::default());
     let (local_tx, local_exports) = watch::channel(Arc::default());
-    let txs = (tx, local_tx);
+    let (policies_tx, policies) = watch::channel(Arc::default());
+    let txs = Senders {
+        catalog: tx,
+        local: local_tx,
+        policies: policies_tx,
+    };
     tokio::spawn(async move {
         let mut wait = Duration::from_millis(100);
         loop {
@@ -144,6 +167,7 @@ pub fn watch_remote(target: WatchTarget, shutdown: CancellationToken) -> RemoteC
     RemoteCatalog {
         catalog,
         local_exports,
+        policies,
     }
 }
 
@@ -164,16 +188,13 @@ pub enum WatchError {
     Ended,
 }
 
-type Senders = (
-    watch::Sender<Arc<CatalogSnapshot>>,
-    watch::Sender<Arc<Vec<Export>>>,
-);
+struct Senders {
+    catalog: watch::Sender<Arc<CatalogSnapshot>>,
+    local: watch::Sender<Arc<Vec<Export>>>,
+    policies: watch::Sender<Arc<Policies>>,
+}
 
-async fn follow(
-    target: &WatchTarget,
-    (tx, local_tx): &Senders,
-    got_any: &mut bool,
-) -> Result<(), WatchError> {
+async fn follow(target: &WatchTarget, txs: &Senders, got_any: &mut bool) -> Result<(), WatchError> {
     let timeout = Duration::from_secs(5);
     let connector = PeerConnector::new(
         target.addr.clone(),
@@ -199,9 +220,31 @@ async fn follow(
     while let Some(msg) = stream.message().await? {
         let catalog: CatalogSnapshot = serde_json::from_slice(&msg.json)?;
         let local: Vec<Export> = serde_json::from_slice(&msg.local_exports_json)?;
-        tx.send_replace(Arc::new(catalog));
-        local_tx.send_replace(Arc::new(local));
+        take_policies(&msg.policies_json, &txs.policies);
+        txs.catalog.send_replace(Arc::new(catalog));
+        txs.local.send_replace(Arc::new(local));
         *got_any = true;
     }
     Err(WatchError::Ended)
+}
+
+/// Publishes the policies in `json` when valid and different; keeps the
+/// last good ones otherwise.
+fn take_policies(json: &[u8], tx: &watch::Sender<Arc<Policies>>) {
+    match policy_feed::decode(json) {
+        Ok(new) => {
+            tx.send_if_modified(|cur| {
+                let changed = **cur != new;
+                if changed {
+                    tracing::info!(count = new.len(), "policies from the federation changed");
+                    *cur = Arc::new(new);
+                }
+                changed
+            });
+        }
+        Err(e) => tracing::error!(
+            error = %e,
+            "the federation sent policies that are not valid; the last good ones stay in force"
+        ),
+    }
 }

@@ -37,7 +37,8 @@ pub fn standing(catalog: &CatalogSnapshot, key: &ServiceKey, local: &ClusterId) 
     }
 }
 
-type Row = (&'static str, ConditionStatus, String, String);
+/// A condition's type, status, reason and message.
+pub(super) type Row = (&'static str, ConditionStatus, String, String);
 
 fn valid(validity: &Result<(), Invalid>) -> Row {
     match validity {
@@ -107,27 +108,38 @@ pub fn export_conditions(
     existing: &[Condition],
     now: &str,
 ) -> Vec<Condition> {
-    [
+    let rows = [
         valid(validity),
         ready(validity, standing),
         conflict(standing),
-    ]
-    .into_iter()
-    .map(|(ty, status, reason, message)| {
-        let since = existing
-            .iter()
-            .find(|c| c.type_ == ty && c.status == status)
-            .map_or_else(|| now.to_owned(), |c| c.last_transition_time.clone());
-        Condition {
-            type_: ty.into(),
-            status,
-            reason,
-            message,
-            observed_generation: generation,
-            last_transition_time: since,
-        }
-    })
-    .collect()
+    ];
+    stamp(rows, generation, existing, now)
+}
+
+/// `rows` as conditions; one whose status did not change keeps its
+/// `lastTransitionTime`.
+pub(super) fn stamp(
+    rows: impl IntoIterator<Item = Row>,
+    generation: Option<i64>,
+    existing: &[Condition],
+    now: &str,
+) -> Vec<Condition> {
+    rows.into_iter()
+        .map(|(ty, status, reason, message)| {
+            let since = existing
+                .iter()
+                .find(|c| c.type_ == ty && c.status == status)
+                .map_or_else(|| now.to_owned(), |c| c.last_transition_time.clone());
+            Condition {
+                type_: ty.into(),
+                status,
+                reason,
+                message,
+                observed_generation: generation,
+                last_transition_time: since,
+            }
+        })
+        .collect()
 }
 
 #[cfg(test)]

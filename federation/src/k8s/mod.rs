@@ -18,14 +18,21 @@ mod leader;
 mod leader_pod;
 mod mcs_slices;
 mod plan;
+mod policies;
+mod policy_source;
 mod sink;
 mod source;
+pub mod traffic_crd;
 
 pub use config::{KubeSinkConfig, KubeSourceConfig};
 pub use desired::{MANAGED_BY, MANAGED_BY_VALUE};
 pub use leader_pod::LEADER_LABEL;
+pub use policies::MAX_POLICIES;
+pub(crate) use policy_source::PolicyOutputs;
+pub use policy_source::PolicySource;
 pub use sink::{KubeSink, SinkInputs, spawn_sink};
 pub use source::KubeSource;
+pub use traffic_crd::{TrafficPolicy, TrafficPolicySpec, TrafficPolicyStatus};
 
 /// A problem talking to the Kubernetes API.
 #[derive(Debug, thiserror::Error)]

@@ -83,6 +83,11 @@ impl KubeSource {
         })
     }
 
+    /// The client the reflectors use.
+    pub(crate) fn client(&self) -> &Client {
+        &self.client
+    }
+
     /// Every ServiceExport with its export or the reason it is not one.
     fn verdicts(&self) -> Verdicts {
         let slices = self.slices_by_service();
@@ -236,7 +241,7 @@ fn exports_of(verdicts: &Verdicts) -> Vec<Export> {
 
 /// A reflector for `K` in every namespace, driven by a task until `stop`;
 /// returns its store once the first list is in.
-async fn reflect<K>(
+pub(super) async fn reflect<K>(
     client: &Client,
     kind: &'static str,
     timeout: Duration,
@@ -244,6 +249,29 @@ async fn reflect<K>(
     tasks: &TaskTracker,
     stop: &CancellationToken,
 ) -> Result<Store<K>, KubeError>
+where
+    K: Resource<DynamicType = ()> + Clone + Debug + DeserializeOwned + Send + Sync + 'static,
+{
+    let store = spawn_reflector(client, kind, changed, tasks, stop);
+    match tokio::time::timeout(timeout, store.wait_until_ready()).await {
+        Ok(Ok(())) => Ok(store),
+        _ => Err(KubeError::SyncTimeout {
+            kind,
+            secs: timeout.as_secs(),
+        }),
+    }
+}
+
+/// A reflector for `K` in every namespace, driven by a task until `stop`
+/// (retrying with backoff while the API server refuses); its store fills in
+/// once the first list is in.
+pub(super) fn spawn_reflector<K>(
+    client: &Client,
+    kind: &'static str,
+    changed: &Arc<Notify>,
+    tasks: &TaskTracker,
+    stop: &CancellationToken,
+) -> Store<K>
 where
     K: Resource<DynamicType = ()> + Clone + Debug + DeserializeOwned + Send + Sync + 'static,
 {
@@ -269,11 +297,5 @@ where
             }
         }
     });
-    match tokio::time::timeout(timeout, store.wait_until_ready()).await {
-        Ok(Ok(())) => Ok(store),
-        _ => Err(KubeError::SyncTimeout {
-            kind,
-            secs: timeout.as_secs(),
-        }),
-    }
+    store
 }

@@ -5,9 +5,11 @@
 //! the MCS kinds) and DELETE. A first path segment other than `api`/`apis`
 //! names the client, so tests can see who wrote what.
 //!
-//! Strict where it matters for MCS: custom resources are served only in the
-//! versions the chart's CRDs declare and are pruned and validated against
-//! their schemas (`schema`); Services are defaulted and validated as the API
+//! Strict where it matters for MCS and TrafficPolicy: custom resources are
+//! served only in the versions the chart's CRDs declare and are pruned and
+//! validated against their schemas (`schema`), or refused for an unknown
+//! field with `fieldValidation=Strict` (as `kubectl apply` asks); they get a
+//! `metadata.generation` that counts spec changes; Services are defaulted and validated as the API
 //! server does (`services`). Objects seeded with [`FakeKube::put`] pass the
 //! same checks.
 #![allow(dead_code, clippy::unwrap_used)]
@@ -55,11 +57,14 @@ pub struct FakeKube {
     pub addr: SocketAddr,
     inner: Arc<Mutex<Inner>>,
     events: broadcast::Sender<Event>,
+    writing: Arc<Mutex<()>>,
 }
 
 struct Shared {
     inner: Arc<Mutex<Inner>>,
     events: broadcast::Sender<Event>,
+    /// Held through each write's read-modify-store, so no write is lost.
+    writing: Arc<Mutex<()>>,
 }
 
 /// apiVersion and kind of the plurals served.
@@ -72,12 +77,16 @@ fn type_of(plural: &str) -> (&'static str, &'static str) {
         "serviceexports" => ("multicluster.x-k8s.io/v1beta1", "ServiceExport"),
         "serviceimports" => ("multicluster.x-k8s.io/v1beta1", "ServiceImport"),
         "clusterproperties" => ("about.k8s.io/v1beta1", "ClusterProperty"),
+        "trafficpolicies" => ("causeway.io/v1alpha1", "TrafficPolicy"),
         _ => ("v1", "Unknown"),
     }
 }
 
 fn has_status_subresource(plural: &str) -> bool {
-    matches!(plural, "serviceexports" | "serviceimports")
+    matches!(
+        plural,
+        "serviceexports" | "serviceimports" | "trafficpolicies"
+    )
 }
 
 impl FakeKube {
@@ -87,9 +96,11 @@ impl FakeKube {
             ..Inner::default()
         }));
         let (events, _) = broadcast::channel(4096);
+        let writing = Arc::new(Mutex::new(()));
         let shared = Arc::new(Shared {
             inner: inner.clone(),
             events: events.clone(),
+            writing: writing.clone(),
         });
         let app = axum::Router::new().fallback(handle).with_state(shared);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -99,6 +110,7 @@ impl FakeKube {
             addr,
             inner,
             events,
+            writing,
         }
     }
 
@@ -112,7 +124,9 @@ impl FakeKube {
         let shared = Shared {
             inner: self.inner.clone(),
             events: self.events.clone(),
+            writing: self.writing.clone(),
         };
+        let _writing = shared.writing.lock().unwrap();
         let (ns, name) = (
             obj["metadata"]["namespace"]
                 .as_str()
@@ -122,7 +136,7 @@ impl FakeKube {
         );
         let key = (plural.to_owned(), ns, name);
         let old = self.inner.lock().unwrap().objects.get(&key).cloned();
-        let obj = match admit(&self.inner.lock().unwrap(), &key, obj, old.as_ref()) {
+        let obj = match admit(&self.inner.lock().unwrap(), &key, obj, old.as_ref(), true) {
             Ok(o) => o,
             Err(e) => panic!(
                 "the fake API server refuses {plural} {}/{}: {e}",
@@ -149,6 +163,15 @@ impl FakeKube {
         );
     }
 
+    /// Uninstalls the CRD for `plural` (`false`) or installs the chart's again (`true`).
+    pub fn set_crd_installed(&self, plural: &str, installed: bool) {
+        let mut inner = self.inner.lock().unwrap();
+        match schema::chart_crds().remove(plural) {
+            Some(crd) if installed => inner.crds.insert(plural.to_owned(), crd),
+            _ => inner.crds.remove(plural),
+        };
+    }
+
     /// Whether `plural` is served in `version` (CRDs: only declared versions).
     pub fn serves(&self, plural: &str, version: &str) -> bool {
         served(&self.inner.lock().unwrap(), plural, Some(version))
@@ -167,7 +190,9 @@ impl FakeKube {
         let shared = Shared {
             inner: self.inner.clone(),
             events: self.events.clone(),
+            writing: self.writing.clone(),
         };
+        let _writing = shared.writing.lock().unwrap();
         shared.remove(&(plural.into(), ns.into(), name.into()));
     }
 
@@ -321,6 +346,7 @@ async fn handle(State(s): State<Arc<Shared>>, method: Method, uri: Uri, body: By
         })
         .collect();
     let body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    let strict = query.get("fieldValidation").map(String::as_str) == Some("Strict");
     if !served(&s.inner.lock().unwrap(), &t.plural, t.version.as_deref()) {
         let v = t.version.clone().unwrap_or_default();
         return status(
@@ -332,6 +358,7 @@ async fn handle(State(s): State<Arc<Shared>>, method: Method, uri: Uri, body: By
             ),
         );
     }
+    let _writing = (method != Method::GET).then(|| s.writing.lock().unwrap());
     if method != Method::GET {
         let name = t
             .name
@@ -354,9 +381,9 @@ async fn handle(State(s): State<Arc<Shared>>, method: Method, uri: Uri, body: By
             Some(o) => reply(StatusCode::OK, o),
             None => status(404, "NotFound", format!("{} {name} not found", t.plural)),
         },
-        (Method::POST, None) => create(&s, &t, body),
-        (Method::PUT, Some(name)) => update(&s, &t, name, |_| body.clone(), true),
-        (Method::PATCH, Some(name)) => update(&s, &t, name, |cur| merge(cur, &body), false),
+        (Method::POST, None) => create(&s, &t, body, strict),
+        (Method::PUT, Some(name)) => update(&s, &t, name, |_| body.clone(), true, strict),
+        (Method::PATCH, Some(name)) => update(&s, &t, name, |cur| merge(cur, &body), false, strict),
         (Method::DELETE, Some(name)) => match s.remove(&key(&t, name)) {
             Some(o) => reply(StatusCode::OK, &o),
             None => status(404, "NotFound", format!("{} {name} not found", t.plural)),
@@ -374,8 +401,15 @@ fn served(inner: &Inner, plural: &str, version: Option<&str>) -> bool {
     }
 }
 
-/// What the API server does to an object before storing it.
-fn admit(inner: &Inner, key: &Key, mut obj: Value, old: Option<&Value>) -> Result<Value, String> {
+/// What the API server does to an object before storing it (`lenient`:
+/// unknown fields of a custom resource are dropped, else refused).
+fn admit(
+    inner: &Inner,
+    key: &Key,
+    mut obj: Value,
+    old: Option<&Value>,
+    lenient: bool,
+) -> Result<Value, String> {
     if key.0 == "services" {
         let taken = inner
             .objects
@@ -386,8 +420,19 @@ fn admit(inner: &Inner, key: &Key, mut obj: Value, old: Option<&Value>) -> Resul
         return services::admit(obj, old, &taken);
     }
     if let Some(crd) = inner.crds.get(&key.0) {
+        if !lenient && let Some(path) = schema::unknown(&obj, &crd.schema, "") {
+            return Err(format!(
+                "strict decoding error: unknown field \"{}\"",
+                path.trim_start_matches('.')
+            ));
+        }
         schema::prune(&mut obj, &crd.schema);
         schema::validate(&obj, &crd.schema, "")?;
+        let generation = old.map_or(0, |o| {
+            let same = o["spec"] == obj["spec"];
+            o["metadata"]["generation"].as_i64().unwrap_or(1) - i64::from(same)
+        });
+        obj["metadata"]["generation"] = json!(generation + 1);
     }
     Ok(obj)
 }
@@ -400,7 +445,7 @@ fn key(t: &Target, name: &str) -> Key {
     )
 }
 
-fn create(s: &Shared, t: &Target, mut body: Value) -> Response {
+fn create(s: &Shared, t: &Target, mut body: Value, strict: bool) -> Response {
     let Some(name) = body["metadata"]["name"].as_str().map(str::to_owned) else {
         return status(422, "Invalid", "metadata.name is required".into());
     };
@@ -427,7 +472,7 @@ fn create(s: &Shared, t: &Target, mut body: Value) -> Response {
     {
         o.remove("status");
     }
-    let body = match admit(&s.inner.lock().unwrap(), &k, body, None) {
+    let body = match admit(&s.inner.lock().unwrap(), &k, body, None, !strict) {
         Ok(b) => b,
         Err(e) => {
             return status(
@@ -448,6 +493,7 @@ fn update(
     name: &str,
     f: impl FnOnce(&Value) -> Value,
     check_rv: bool,
+    strict: bool,
 ) -> Response {
     let k = key(t, name);
     let Some(cur) = s.inner.lock().unwrap().objects.get(&k).cloned() else {
@@ -479,7 +525,7 @@ fn update(
     }
     next["metadata"]["uid"] = cur["metadata"]["uid"].clone();
     next["metadata"]["creationTimestamp"] = cur["metadata"]["creationTimestamp"].clone();
-    let next = match admit(&s.inner.lock().unwrap(), &k, next, Some(&cur)) {
+    let next = match admit(&s.inner.lock().unwrap(), &k, next, Some(&cur), !strict) {
         Ok(n) => n,
         Err(e) => {
             return status(

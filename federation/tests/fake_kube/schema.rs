@@ -1,7 +1,8 @@
 //! The fake API server's CRD handling, from the chart's own CRD files: only
-//! the versions they declare are served, and MCS objects are pruned and
+//! the versions they declare are served, and custom resources are pruned and
 //! validated against their structural schema (type, enum, required,
-//! maxItems, minLength/maxLength, pattern, minimum), as the API server does.
+//! maxItems, minLength/maxLength, pattern, minimum/maximum, map values), as
+//! the API server does.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -68,10 +69,38 @@ pub fn prune(obj: &mut Value, schema: &Value) {
                         prune(v, &props[k]);
                     }
                 }
+            } else if schema["additionalProperties"].is_object() {
+                let values = &schema["additionalProperties"];
+                map.values_mut().for_each(|v| prune(v, values));
             }
         }
         Value::Array(items) => items.iter_mut().for_each(|i| prune(i, &schema["items"])),
         _ => {}
+    }
+}
+
+/// The path of the first field `prune` would drop, if any.
+pub fn unknown(obj: &Value, schema: &Value, path: &str) -> Option<String> {
+    match obj {
+        Value::Object(map) => {
+            let props = schema["properties"].as_object();
+            let values = &schema["additionalProperties"];
+            map.iter()
+                .filter(|(k, _)| *k != "metadata")
+                .find_map(|(k, v)| match props {
+                    Some(p) => match p.get(k) {
+                        Some(sub) => unknown(v, sub, &format!("{path}.{k}")),
+                        None => Some(format!("{path}.{k}")),
+                    },
+                    None if values.is_object() => unknown(v, values, &format!("{path}.{k}")),
+                    None => None,
+                })
+        }
+        Value::Array(items) => items
+            .iter()
+            .enumerate()
+            .find_map(|(i, v)| unknown(v, &schema["items"], &format!("{path}[{i}]"))),
+        _ => None,
     }
 }
 
@@ -84,6 +113,7 @@ pub fn validate(obj: &Value, schema: &Value, path: &str) -> Result<(), String> {
         "array" => obj.is_array(),
         "string" => obj.is_string(),
         "integer" => obj.is_i64() || obj.is_u64(),
+        "number" => obj.is_number(),
         "boolean" => obj.is_boolean(),
         _ => true,
     };
@@ -100,13 +130,19 @@ pub fn validate(obj: &Value, schema: &Value, path: &str) -> Result<(), String> {
     if let Some(s) = obj.as_str() {
         string(s, schema).or_else(&bad)?;
     }
-    if let Some(n) = obj.as_i64()
-        && schema["minimum"].as_i64().is_some_and(|m| n < m)
-    {
-        return bad(format!(
-            "Invalid value: {n}: must be at least {}",
-            schema["minimum"]
-        ));
+    if let Some(n) = obj.as_f64() {
+        if schema["minimum"].as_f64().is_some_and(|m| n < m) {
+            return bad(format!(
+                "Invalid value: {obj}: must be at least {}",
+                schema["minimum"]
+            ));
+        }
+        if schema["maximum"].as_f64().is_some_and(|m| n > m) {
+            return bad(format!(
+                "Invalid value: {obj}: must be at most {}",
+                schema["maximum"]
+            ));
+        }
     }
     if let Some(items) = obj.as_array() {
         if schema["maxItems"]
@@ -131,9 +167,12 @@ pub fn validate(obj: &Value, schema: &Value, path: &str) -> Result<(), String> {
             }
         }
         let props = schema["properties"].as_object();
+        let values = schema["additionalProperties"].is_object();
         for (k, v) in map.iter().filter(|(k, _)| *k != "metadata") {
             if let Some(sub) = props.and_then(|p| p.get(k)) {
                 validate(v, sub, &format!("{path}.{k}"))?;
+            } else if values {
+                validate(v, &schema["additionalProperties"], &format!("{path}.{k}"))?;
             }
         }
     }
