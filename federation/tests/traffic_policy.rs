@@ -163,7 +163,7 @@ async fn policies_follow_their_objects_and_a_bad_one_is_refused_alone() {
         "trafficpolicies",
         policy(
             "abort",
-            json!({"service": "db", "fault": {"abort_percent": 150.0}}),
+            json!({"service": "db", "failover": ["east", "east"]}),
         ),
     );
     wait_until("refusals reported", LIMIT, || {
@@ -178,7 +178,10 @@ async fn policies_follow_their_objects_and_a_bad_one_is_refused_alone() {
         "{message}"
     );
     let (_, _, message) = accepted(&c.kube, "abort").unwrap();
-    assert!(message.contains("fault.abort_percent: 150"), "{message}");
+    assert!(
+        message.contains("failover: cluster east is listed twice"),
+        "{message}"
+    );
     let keys: Vec<String> = summary(&rx).into_iter().map(|s| s.0).collect();
     assert_eq!(keys, ["demo/web"]);
     let metrics = c.metrics();
@@ -267,6 +270,11 @@ async fn the_fake_api_server_checks_traffic_policies_against_the_crd() {
             "percent-type",
             json!({"service": "web", "fault": {"abort_percent": "half"}}),
         ),
+        (
+            "percent-range",
+            json!({"service": "web", "fault": {"abort_percent": 150.0}}),
+        ),
+        ("attempts-range", json!({"service": "web", "attempts": 0})),
         (
             "hash-enum",
             json!({"service": "web", "hash": "round_robin"}),

@@ -15,6 +15,7 @@ pub struct PolicySpec {
     pub service: String,
     /// Only this service port; without it, every port (a port's own policy wins).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
     pub port: Option<u16>,
     /// Weighted split across serving clusters: cluster name to weight.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
@@ -37,6 +38,7 @@ pub struct PolicySpec {
     pub connect_timeout: Option<Duration>,
     /// Clusters tried per connection (replaces `gateway.limits.max_attempts`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 10))]
     pub attempts: Option<u32>,
     /// Failover order (replaces `gateway.locality.failover` for this service).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -75,9 +77,11 @@ pub struct Fault {
     pub delay: Option<Duration>,
     /// Share of connections delayed, 0–100 (default 100).
     #[serde(default = "hundred")]
+    #[schemars(range(min = 0, max = 100))]
     pub delay_percent: f64,
     /// Share of connections reset before any byte flows, 0–100 (default 0).
     #[serde(default)]
+    #[schemars(range(min = 0, max = 100))]
     pub abort_percent: f64,
     /// Only connections from these clusters (the importing side); empty: any.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -126,9 +130,11 @@ pub struct Mirror {
     pub cluster: ClusterId,
     /// Share of connections mirrored, 0–100 (default 100).
     #[serde(default = "hundred")]
+    #[schemars(range(min = 0, max = 100))]
     pub percent: f64,
     /// Bytes queued for the mirror before it falls behind and is cut off (default 1 MiB).
     #[serde(default = "default_mirror_buffer")]
+    #[schemars(range(min = 4096, max = 67108864))]
     pub buffer_bytes: u32,
 }
 
