@@ -102,7 +102,7 @@ def report(results, h):
     L += [f"Measured {pol['started']}, causeway {pol['causeway']}, {pol['reps']} repetitions, "
           f"load {pol['load_start']} -> {pol['load_end']}. Client -> cluster a -> cluster b, one",
           "service per policy on the same backends; `none` has no policy. `split` and `hash` choose",
-          "among b alone (b shares a's region; the decision's cost, not a spread); `fault` evaluates a fault",
+          "among b alone (a places b in its own region; the decision's cost, not a spread); `fault` evaluates a fault",
           "that never fires (0 %); `mirror` copies every connection to cluster c (a sink);",
           "`limits` puts a token bucket, a connection count and a shaper (at 100 GB/s, never waiting)",
           "on b's side. Bulk: one iperf3 stream for", f"{pol['secs']} s; CPU: both gateways' user+system seconds per GiB.", "",
