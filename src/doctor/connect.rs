@@ -163,3 +163,36 @@ fn dropped(addr: SocketAddr, how: &str) -> (String, Problem) {
         ),
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn answer(status: Status) -> Response {
+        Response {
+            status,
+            detail: String::new(),
+        }
+    }
+
+    #[test]
+    fn each_status_gets_its_cause() {
+        let (b, a) = (
+            ClusterId::new("bravo").unwrap(),
+            ClusterId::new("alpha").unwrap(),
+        );
+        let key: ServiceKey = "demo/db".parse().unwrap();
+        let judge = |s| judge(&b, &a, &key, 5432, &answer(s));
+        assert!(judge(Status::Ok).is_ok());
+        let (detail, p) = judge(Status::ConnectFailed).unwrap_err();
+        assert_eq!(detail, "far side answered connect_failed");
+        assert!(
+            p.cause
+                .contains("could not connect to any endpoint of demo/db port 5432")
+        );
+        let (_, p) = judge(Status::Forbidden).unwrap_err();
+        assert!(p.cause.contains("export_to excludes alpha"));
+        let (_, p) = judge(Status::NoReadyEndpoint).unwrap_err();
+        assert!(p.cause.contains("no ready endpoint"));
+    }
+}

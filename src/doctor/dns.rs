@@ -156,3 +156,42 @@ pub(super) fn judge(reply: &Message, import: Option<&Import>) -> Result<String, 
     let fix = "the DNS server and the gateway disagree: restart causeway; if it persists, report it with both /v1/catalog outputs";
     Err(("wrong address".into(), Problem::new(cause, fix)))
 }
+
+#[cfg(test)]
+mod tests {
+    use std::net::Ipv4Addr;
+
+    use causeway_catalog::Import;
+    use hickory_proto::rr::Record;
+    use hickory_proto::rr::rdata::A;
+
+    use super::*;
+
+    fn reply(ips: &[Ipv4Addr], code: ResponseCode) -> Message {
+        let mut m = Message::new(7, MessageType::Response, OpCode::Query);
+        m.metadata.response_code = code;
+        let name = Name::from_ascii("x.demo.svc.clusterset.local.").unwrap();
+        for ip in ips {
+            m.answers
+                .push(Record::from_rdata(name.clone(), 5, RData::A(A(*ip))));
+        }
+        m
+    }
+
+    #[test]
+    fn compares_answers_with_the_catalog() {
+        let vip = Ipv4Addr::new(127, 77, 1, 9);
+        let mut im = Import::new("demo/x".parse().unwrap());
+        im.vips = vec![IpAddr::V4(vip)];
+        assert!(judge(&reply(&[vip], ResponseCode::NoError), Some(&im)).is_ok());
+        let other = Ipv4Addr::new(127, 77, 1, 10);
+        let (detail, p) = judge(&reply(&[other], ResponseCode::NoError), Some(&im)).unwrap_err();
+        assert_eq!(detail, "wrong address");
+        assert!(
+            p.cause
+                .contains("answers 127.77.1.10 but our catalog's ClusterSetIP is 127.77.1.9")
+        );
+        let (detail, _) = judge(&reply(&[], ResponseCode::NXDomain), Some(&im)).unwrap_err();
+        assert!(detail.starts_with("answered"), "{detail}");
+    }
+}
