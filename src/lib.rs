@@ -6,6 +6,7 @@ pub mod ca;
 pub mod cert_metrics;
 pub mod config;
 pub mod dev;
+pub mod doctor;
 pub mod identities;
 pub mod policy_merge;
 pub mod policy_watch;

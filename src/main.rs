@@ -65,6 +65,24 @@ enum Cmd {
         #[arg(long)]
         json: bool,
     },
+    /// Check config, certificates, federation, lease, QUIC, MTU, export, DNS and a
+    /// connection, in order; name the first broken layer, its cause and a fix.
+    Doctor {
+        #[arg(long, short, required_unless_present = "dir", conflicts_with = "dir")]
+        config: Option<PathBuf>,
+        /// A `causeway dev up` directory: every cluster in DIR/clusters.json.
+        #[arg(long, conflicts_with = "peer")]
+        dir: Option<PathBuf>,
+        /// Only this peer.
+        #[arg(long)]
+        peer: Option<ClusterId>,
+        /// Follow a service through export, DNS and a connection: NAMESPACE/NAME[:PORT].
+        #[arg(long)]
+        service: Option<causeway::doctor::ServiceArg>,
+        /// JSON for scripts (schema in docs/operations.md).
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -105,7 +123,13 @@ enum ConfigCmd {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging();
+    // doctor's report is the output; only warnings from the links it builds join it.
+    let quiet = matches!(cli.cmd, Cmd::Doctor { .. });
+    init_logging(if quiet {
+        "warn"
+    } else {
+        "info,hickory_server=warn"
+    });
     let result = match cli.cmd {
         Cmd::Run { config } => run(&config, Component::All),
         Cmd::Gateway { config } => run(&config, Component::Gateway),
@@ -134,6 +158,20 @@ fn main() -> ExitCode {
         } => config_check(&file),
         Cmd::Dev { cmd } => causeway::dev::cli::dispatch(cmd),
         Cmd::Status { admin, dir, json } => status(admin, dir, json),
+        Cmd::Doctor {
+            config,
+            dir,
+            peer,
+            service,
+            json,
+        } => {
+            return doctor(
+                config,
+                dir,
+                causeway::doctor::Options { peer, service },
+                json,
+            );
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -144,9 +182,9 @@ fn main() -> ExitCode {
     }
 }
 
-fn init_logging() {
+fn init_logging(default: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("CAUSEWAY_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,hickory_server=warn"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
@@ -163,6 +201,31 @@ fn status(admin: std::net::SocketAddr, dir: Option<PathBuf>, json: bool) -> anyh
         anyhow::bail!("some clusters could not be read");
     }
     Ok(())
+}
+
+/// Exit 0 when every check passed, 1 when one failed (the report says which).
+fn doctor(
+    config: Option<PathBuf>,
+    dir: Option<PathBuf>,
+    opts: causeway::doctor::Options,
+    json: bool,
+) -> ExitCode {
+    let target = match (dir, config) {
+        (Some(d), _) => causeway::doctor::Target::Dir(d),
+        (None, Some(c)) => causeway::doctor::Target::Config(c),
+        (None, None) => {
+            eprintln!("error: pass --config FILE or --dir DIR");
+            return ExitCode::FAILURE;
+        }
+    };
+    match causeway::doctor::doctor(target, &opts, json) {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::FAILURE,
+        Err(e) => {
+            eprintln!("error: {}", error_chain(&e));
+            ExitCode::FAILURE
+        }
+    }
 }
 
 fn config_check(file: &std::path::Path) -> anyhow::Result<()> {

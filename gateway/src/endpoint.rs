@@ -99,6 +99,20 @@ pub fn client_config(
     Ok(cc)
 }
 
+/// Client config for a one-off connection to `peer` (`causeway doctor`):
+/// the dialler's TLS, ALPN and transport settings, without worker steering.
+pub fn probe_client_config(
+    cfg: &Config,
+    cert: Arc<causeway_identity::ReloadingCert>,
+    peers: Arc<causeway_identity::PeerSet>,
+    peer: &ClusterId,
+) -> Result<quinn::ClientConfig, EndpointError> {
+    let id = Identity { cert, peers };
+    let mut cc = quinn::ClientConfig::new(Arc::new(id.client(peer)?));
+    cc.transport_config(transport(cfg)?);
+    Ok(cc)
+}
+
 /// One worker's QUIC endpoints: `server` shares the listen port with the
 /// other workers' (`SO_REUSEPORT`: the kernel keeps each peer's 4-tuple on
 /// one of them) and accepts; `client` has a port of its own and dials. A

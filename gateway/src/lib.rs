@@ -57,7 +57,7 @@ pub use config::{
     Transport,
 };
 pub use config_check::ConfigError;
-pub use endpoint::EndpointError;
+pub use endpoint::{EndpointError, probe_client_config};
 pub use gateway::{Error, Gateway, GatewayInputs};
 pub use observe::ObserveError;
 pub use otlp_config::TracingConfig;

@@ -53,7 +53,7 @@ pub use peers::{PeerSet, PeerSetError, PeerTrust};
 pub use pem::LoadError;
 pub use reload::{CertPaths, ReloadingCert};
 pub use roots::Roots;
-pub use san::{SanError, spiffe_id_of};
+pub use san::{SanError, spiffe_id_of, validity_of};
 pub use tls::{TlsError, client_config, local_server_config, server_config};
 pub use verify::VerifyError;
 pub use write::WriteError;

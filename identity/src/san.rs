@@ -63,8 +63,18 @@ pub(crate) fn describe(cert: &CertificateDer<'_>) -> String {
 
 /// When a certificate stops being valid, if it can be read.
 pub(crate) fn not_after(cert: &CertificateDer<'_>) -> Option<SystemTime> {
-    let secs = parse(cert).ok()?.validity().not_after.timestamp();
-    Some(UNIX_EPOCH + Duration::from_secs(u64::try_from(secs).ok()?))
+    validity_of(cert).map(|v| v.not_after)
+}
+
+/// When a certificate is valid (`causeway doctor` reports expiry and clock
+/// skew with it); `None` if it cannot be read or predates 1970.
+pub fn validity_of(cert: &CertificateDer<'_>) -> Option<crate::Validity> {
+    let parsed = parse(cert).ok()?;
+    let at = |secs: i64| Some(UNIX_EPOCH + Duration::from_secs(u64::try_from(secs).ok()?));
+    Some(crate::Validity {
+        not_before: at(parsed.validity().not_before.timestamp())?,
+        not_after: at(parsed.validity().not_after.timestamp())?,
+    })
 }
 
 fn single_uri(cert: &CertificateDer<'_>) -> Result<String, SanError> {

@@ -185,6 +185,10 @@ fn footer(g: &mut String, plan: &Plan, exe: &str) {
          each is answered by the caller's own cluster first, then its region, then the others."
     );
     let _ = writeln!(g, "\nStatus:   {exe} status --dir {dir}");
+    let _ = writeln!(
+        g,
+        "Doctor:   {exe} doctor --dir {dir} [--service demo/hello]"
+    );
     let _ = writeln!(g, "Scripts:  {}", ClustersFile::path(&plan.dir).display());
     let _ = writeln!(g, "Logs:     {dir}/<cluster>/causeway.log");
     let _ = writeln!(g, "Ctrl-C stops every cluster.");

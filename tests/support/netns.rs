@@ -229,3 +229,41 @@ fn delete_leftovers(prefix: &str) {
         }
     }
 }
+
+/// One bare network namespace (loopback only) holding a whole clusterset, so
+/// firewall rules (nftables) in it touch no other test. Deleted on drop.
+pub struct Solo {
+    pub name: String,
+}
+
+impl Solo {
+    pub fn create(name: &str) -> Result<Solo, String> {
+        let _ = run("ip", &["netns", "del", name]);
+        run("ip", &["netns", "add", name])?;
+        let solo = Solo { name: name.into() };
+        run("ip", &["-n", name, "link", "set", "lo", "up"])?;
+        Ok(solo)
+    }
+
+    /// Drops UDP to `port` on the namespace's loopback (nftables).
+    pub fn drop_udp(&self, port: u16) -> Result<(), String> {
+        if !super::have("nft") {
+            return Err("`nft` is missing (apt-get install nftables)".into());
+        }
+        let rules = format!(
+            "table inet doctor {{\n chain inp {{ type filter hook input priority 0; udp dport {port} drop; }}\n}}\n"
+        );
+        let file = std::env::temp_dir().join(format!("causeway-{}.nft", self.name));
+        std::fs::write(&file, rules).map_err(|e| e.to_string())?;
+        let path = file.to_str().unwrap_or_default().to_owned();
+        let r = run("ip", &["netns", "exec", &self.name, "nft", "-f", &path]);
+        let _ = std::fs::remove_file(&file);
+        r
+    }
+}
+
+impl Drop for Solo {
+    fn drop(&mut self) {
+        let _ = run("ip", &["netns", "del", &self.name]);
+    }
+}
