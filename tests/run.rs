@@ -26,8 +26,7 @@ fn certs(dir: &Path, name: &str) {
 }
 
 fn free_port() -> u16 {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    l.local_addr().unwrap().port()
+    support::free_addr().port()
 }
 
 #[derive(Clone, Copy)]

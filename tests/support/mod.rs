@@ -6,6 +6,9 @@
 
 pub mod clients;
 pub mod netns;
+#[path = "../../federation/tests/common/ports.rs"]
+mod ports;
+pub use ports::free_addr;
 
 use std::future::Future;
 use std::net::{Ipv4Addr, SocketAddr};

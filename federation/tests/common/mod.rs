@@ -106,10 +106,8 @@ impl Identity {
 
 /// A free port on 127.0.0.1 (bound, read, released), so peers can be
 /// configured before every federation of a full mesh is up.
-pub fn free_addr() -> SocketAddr {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    l.local_addr().unwrap()
-}
+mod ports;
+pub use ports::free_addr;
 
 pub fn test_config(listen: SocketAddr, state_dir: Option<PathBuf>) -> Config {
     Config {
