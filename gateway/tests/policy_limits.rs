@@ -106,6 +106,15 @@ async fn past_the_concurrency_limit_the_client_gets_a_reset() {
     mesh.node("b").set_policies(
         "- { service: demo/svc, limits: { sources: { a: { max_connections: 2 } } } }",
     );
+    // The readiness probes' streams must be gone from both sides, or they count against the limit.
+    let (a, b) = (mesh.node("a"), mesh.node("b"));
+    let open = |dir: &str| {
+        format!("gateway_service_active_streams{{service=\"demo/svc\",direction=\"{dir}\"}}")
+    };
+    wait_for("the probe connections closed", LIMIT, || async {
+        (a.metric(&open("outbound")) == 0.0 && b.metric(&open("inbound")) == 0.0).then_some(())
+    })
+    .await;
     let mut held = Vec::new();
     for _ in 0..2 {
         let mut s = TcpStream::connect(vip).await.unwrap();
