@@ -17,7 +17,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::attempt::attempt;
-use crate::pool::Caps;
+use crate::pool::{Caps, StreamSlot};
 use crate::protocol::{Request, stream_code};
 use crate::shared::Shared;
 
@@ -64,8 +64,15 @@ impl Drop for Tee {
     }
 }
 
-/// Starts mirroring `req` to `m.cluster`; the copy runs as its own task.
-pub fn start(shared: &Arc<Shared>, m: &Mirror, req: &Request) -> Tee {
+/// Starts mirroring `req` to `m.cluster`; the copy runs as its own task. A
+/// mirror with no usable connection now costs a lookup: no task, no copy.
+pub fn start(shared: &Arc<Shared>, m: &Mirror, req: &Request) -> Option<Tee> {
+    let service = req.service.to_string();
+    let pm = &shared.policy_metrics;
+    let Some(picked) = pick(shared, &m.cluster) else {
+        pm.mirror_stream(&service, m.cluster.as_str(), "unavailable");
+        return None;
+    };
     let (tx, rx) = mpsc::unbounded_channel();
     let state = Arc::new(State {
         queued: AtomicUsize::new(0),
@@ -73,23 +80,38 @@ pub fn start(shared: &Arc<Shared>, m: &Mirror, req: &Request) -> Tee {
         cut: AtomicBool::new(false),
         done: CancellationToken::new(),
     });
-    let service = req.service.to_string();
-    let pm = &shared.policy_metrics;
     let dropped = pm.mirror_bytes(&service, m.cluster.as_str(), "dropped");
     let mut req = req.clone();
     req.target = Some(m.cluster.clone());
-    let task = run(shared.clone(), m.cluster.clone(), req, rx, state.clone());
+    let task = run(shared.clone(), picked, req, rx, state.clone());
     shared.streams.spawn(task);
-    Tee { tx, state, dropped }
+    Some(Tee { tx, state, dropped })
+}
+
+/// A connection to the mirror cluster with room for a stream, if there is one.
+fn pick(shared: &Shared, cluster: &ClusterId) -> Option<(StreamSlot, quinn::Connection)> {
+    if *cluster == shared.local.name {
+        tracing::warn!(%cluster, "a mirror must be another cluster; not mirroring");
+        return None;
+    }
+    let l = &shared.cfg.limits;
+    let caps = Caps {
+        per_connection: l.max_streams_per_connection as usize,
+        per_peer: l.max_streams_per_peer as usize,
+    };
+    shared.pool.pick(cluster, shared.workers.current(), &caps)
 }
 
 async fn run(
     shared: Arc<Shared>,
-    cluster: ClusterId,
+    picked: (StreamSlot, quinn::Connection),
     req: Request,
     rx: mpsc::UnboundedReceiver<Bytes>,
     state: Arc<State>,
 ) {
+    let Some(cluster) = req.target.clone() else {
+        return;
+    };
     let service = req.service.to_string();
     let pm = &shared.policy_metrics;
     let sent = pm.mirror_bytes(&service, cluster.as_str(), "sent");
@@ -98,7 +120,7 @@ async fn run(
         tokio::time::sleep(LINGER).await;
     };
     let result = tokio::select! {
-        r = copy(&shared, &cluster, &req, rx, &state, &sent) => r,
+        r = copy(&shared, picked, &req, rx, &state, &sent) => r,
         () = deadline => "cut",
         () = shared.hard.cancelled() => "cut",
     };
@@ -110,28 +132,16 @@ async fn run(
 
 async fn copy(
     shared: &Shared,
-    cluster: &ClusterId,
+    (slot, conn): (StreamSlot, quinn::Connection),
     req: &Request,
     rx: mpsc::UnboundedReceiver<Bytes>,
     state: &State,
     sent: &Counter,
 ) -> &'static str {
-    if *cluster == shared.local.name {
-        tracing::warn!(%cluster, "a mirror must be another cluster; not mirroring");
-        return "unavailable";
-    }
-    let l = &shared.cfg.limits;
-    let caps = Caps {
-        per_connection: l.max_streams_per_connection as usize,
-        per_peer: l.max_streams_per_peer as usize,
-    };
-    let Some((slot, conn)) = shared.pool.pick(cluster, shared.workers.current(), &caps) else {
-        return "unavailable";
-    };
     match attempt(shared.cfg.timeouts.status, &conn, slot.gate(), req).await {
         Ok((send, recv)) => pump(send, recv, rx, state, sent).await,
         Err(e) => {
-            tracing::debug!(%cluster, error = %e, "mirror stream refused");
+            tracing::debug!(error = %e, "mirror stream refused");
             "refused"
         }
     }

@@ -297,7 +297,7 @@ async fn remote(
     m.peer_streams.get_or_create(&slot.labels()).inc();
     tracing::debug!(%cluster, "stream open");
     let mirror = c.policy.as_deref().and_then(traffic::mirrored);
-    let tee = mirror.map(|m| crate::mirror::start(shared, m, req));
+    let tee = mirror.and_then(|m| crate::mirror::start(shared, m, req));
     let counters = Counters {
         sent: &c.handles.request,
         received: &c.handles.response,
