@@ -1,6 +1,7 @@
 use super::*;
 
-const BASE: &str = r#"
+/// The smallest valid config (no files are read by `validate`).
+pub(crate) const BASE: &str = r#"
 cluster: { name: east, region: r1 }
 identity:
   gateway: { cert: g.pem, key: g-key.pem }

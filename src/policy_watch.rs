@@ -118,13 +118,7 @@ mod tests {
     use super::*;
     use std::path::Path;
 
-    const BASE: &str = r#"
-cluster: { name: east, region: r1 }
-identity:
-  gateway: { cert: g.pem, key: g-key.pem }
-  federation: { cert: f.pem, key: f-key.pem }
-gateway: { listen: "127.0.0.1:15443" }
-"#;
+    use crate::config::tests::BASE;
 
     fn write(path: &Path, policies: &str) {
         std::fs::write(path, format!("{BASE}policies:\n{policies}\n")).unwrap();

@@ -4,12 +4,15 @@
 
 #![allow(clippy::unwrap_used)]
 
+#[path = "fake_kube/call.rs"]
+mod call;
 mod common;
 mod fake_kube;
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use call::call;
 use causeway_federation::{
     Federation, FederationInputs, KubeSinkConfig, KubeSource, KubeSourceConfig, PeerEndpoint,
     SourceConfig, spawn_sink,
@@ -645,24 +648,6 @@ async fn derived_slices_follow_gateway_pods_without_waiting_for_a_resync() {
     for c in [west, east] {
         c.stop.cancel();
         c.fed.closed().await;
-    }
-}
-
-/// What the API server says to `method path` with `body`.
-async fn call(kube: &FakeKube, method: &str, path: &str, body: Value) -> u16 {
-    let client = causeway_federation::kube_client(Some(&kube.url("probe")))
-        .await
-        .unwrap();
-    let req = http::Request::builder()
-        .method(method)
-        .uri(path)
-        .header("content-type", "application/json")
-        .body(serde_json::to_vec(&body).unwrap())
-        .unwrap();
-    match client.request::<Value>(req).await {
-        Ok(_) => 200,
-        Err(kube::Error::Api(s)) => s.code,
-        Err(e) => panic!("{e}"),
     }
 }
 

@@ -6,12 +6,15 @@
 
 #![allow(clippy::unwrap_used)]
 
+#[path = "fake_kube/call.rs"]
+mod call;
 mod common;
 mod fake_kube;
 
 use std::sync::Arc;
 use std::time::Duration;
 
+use call::call;
 use causeway_catalog::ServiceKey;
 use causeway_federation::{Federation, FederationInputs, KubeSourceConfig, SourceConfig};
 use causeway_identity::Workload;
@@ -111,18 +114,15 @@ fn accepted(kube: &FakeKube, name: &str) -> Option<(String, String, String)> {
     Some((s("status"), s("reason"), s("message")))
 }
 
+/// demo/web split 9:1 between east and west.
+fn put_web_split(kube: &FakeKube) {
+    let spec = json!({"service": "web", "split": {"east": 9, "west": 1}});
+    kube.put("trafficpolicies", policy("web", spec));
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn policies_follow_their_objects_and_a_bad_one_is_refused_alone() {
-    let c = cluster(|kube| {
-        kube.put(
-            "trafficpolicies",
-            policy(
-                "web",
-                json!({"service": "web", "split": {"east": 9, "west": 1}}),
-            ),
-        );
-    })
-    .await;
+    let c = cluster(put_web_split).await;
     let rx = c.fed.policies();
     assert_eq!(
         split_of(&rx, "demo/web"),
@@ -232,24 +232,6 @@ async fn policies_follow_their_objects_and_a_bad_one_is_refused_alone() {
     c.stop().await;
 }
 
-/// What the API server says to `method path` with `body`.
-async fn call(kube: &FakeKube, method: &str, path: &str, body: Value) -> u16 {
-    let client = causeway_federation::kube_client(Some(&kube.url("probe")))
-        .await
-        .unwrap();
-    let req = http::Request::builder()
-        .method(method)
-        .uri(path)
-        .header("content-type", "application/json")
-        .body(serde_json::to_vec(&body).unwrap())
-        .unwrap();
-    match client.request::<Value>(req).await {
-        Ok(_) => 200,
-        Err(kube::Error::Api(s)) => s.code,
-        Err(e) => panic!("{e}"),
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_fake_api_server_checks_traffic_policies_against_the_crd() {
     let kube = FakeKube::start().await;
@@ -347,16 +329,7 @@ async fn the_fake_api_server_checks_traffic_policies_against_the_crd() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_gateway_run_apart_gets_the_policies_over_the_catalog_feed() {
-    let c = cluster(|kube| {
-        kube.put(
-            "trafficpolicies",
-            policy(
-                "web",
-                json!({"service": "web", "split": {"east": 9, "west": 1}}),
-            ),
-        );
-    })
-    .await;
+    let c = cluster(put_web_split).await;
     let addr = c.fed.watch_addr().unwrap();
     let target = c.id.watch_target(addr, Workload::Gateway);
     let stop = CancellationToken::new();

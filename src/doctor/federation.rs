@@ -64,12 +64,7 @@ async fn probe(
     trust: &PeerTrust,
     cert: Arc<ReloadingCert>,
 ) -> Result<String, (String, Problem)> {
-    let our_td = ctx
-        .cfg
-        .cluster
-        .trust_domain
-        .as_ref()
-        .map_or(String::new(), |t| t.to_string());
+    let our_td = ctx.our_td();
     let link = Link {
         us: ctx.us(),
         our_td: &our_td,

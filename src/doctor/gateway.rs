@@ -156,12 +156,7 @@ fn refused(
     addr: SocketAddr,
     e: &ConnectionError,
 ) -> (String, Problem) {
-    let our_td = ctx
-        .cfg
-        .cluster
-        .trust_domain
-        .as_ref()
-        .map_or(String::new(), |t| t.to_string());
+    let our_td = ctx.our_td();
     let bundle = ctx
         .peers
         .iter()

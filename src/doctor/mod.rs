@@ -90,6 +90,12 @@ impl Ctx {
         &self.cfg.cluster.name
     }
 
+    /// Our trust domain as the loaded config spells it (filled in by `Config::load`).
+    pub fn our_td(&self) -> String {
+        let td = self.cfg.cluster.trust_domain.as_ref();
+        td.map_or(String::new(), |t| t.to_string())
+    }
+
     /// Every peer whose bundle loaded; names and trust domains were checked
     /// with the config, so this fails only if the config did not hold.
     pub fn peer_set(&self) -> Result<Arc<PeerSet>, causeway_identity::PeerSetError> {
