@@ -107,6 +107,8 @@ async fn past_the_concurrency_limit_the_client_gets_a_reset() {
         "- { service: demo/svc, limits: { sources: { a: { max_connections: 2 } } } }",
     );
     // The readiness probes' streams must be gone from both sides, or they count against the limit.
+    // A full round trip first: a accepts in order, so every earlier probe is counted by then.
+    wait_for("an echo through the tunnel", LIMIT, || ping(vip)).await;
     let (a, b) = (mesh.node("a"), mesh.node("b"));
     let open = |dir: &str| {
         format!("gateway_service_active_streams{{service=\"demo/svc\",direction=\"{dir}\"}}")
