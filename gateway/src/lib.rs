@@ -49,6 +49,7 @@ mod stats;
 mod steer;
 mod tls;
 mod traffic;
+mod udp;
 mod workers;
 
 pub use access_log::AccessLogConfig;
