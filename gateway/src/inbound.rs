@@ -13,11 +13,11 @@ use crate::limits::Grant;
 use crate::metrics::{ActiveGuard, Direction, InboundHandshake, ServiceHandles};
 use crate::protocol::{Request, Status};
 use crate::quota::{Held, PeerCounts};
-use prometheus_client::metrics::gauge::Gauge;
 use crate::record::ConnRecord;
 use crate::shared::Shared;
 use crate::splice::{self, Counters};
 use crate::udp::relay::FlowStream;
+use prometheus_client::metrics::gauge::Gauge;
 
 /// QUIC connection close code for a peer whose certificate maps to no cluster.
 const CLOSE_UNKNOWN_PEER: u32 = 0x11;
@@ -303,9 +303,10 @@ async fn admit(
         service: (&handles.active, l.max_streams_per_service),
     };
     let mut ok = authorize(shared, cluster, req, decisions, caps)?;
-    let (tcp, load) = crate::local::connect(&shared.loads, &ok.targets, shared.cfg.timeouts.connect)
-        .await
-        .map_err(|s| (s, String::new()))?;
+    let (tcp, load) =
+        crate::local::connect(&shared.loads, &ok.targets, shared.cfg.timeouts.connect)
+            .await
+            .map_err(|s| (s, String::new()))?;
     Ok(Admitted {
         tcp,
         handles,

@@ -106,7 +106,10 @@ fn desired(cfg: &Config, snap: &CatalogSnapshot) -> HashMap<Bind, Target> {
                     protocol: key.protocol,
                     endpoint: None,
                 };
-                (Bind(SocketAddr::new(cfg.listen.ip(), port), key.protocol), target)
+                (
+                    Bind(SocketAddr::new(cfg.listen.ip(), port), key.protocol),
+                    target,
+                )
             });
         want.extend(service_ports);
         return want;
@@ -120,7 +123,10 @@ fn desired(cfg: &Config, snap: &CatalogSnapshot) -> HashMap<Bind, Target> {
                     protocol: port.protocol,
                     endpoint: None,
                 };
-                want.insert(Bind(SocketAddr::new(*vip, port.number), port.protocol), target);
+                want.insert(
+                    Bind(SocketAddr::new(*vip, port.number), port.protocol),
+                    target,
+                );
             }
         }
     }
@@ -206,7 +212,9 @@ fn listen(shared: &Arc<Shared>, addr: Bind, target: &Target) -> std::io::Result<
         let (s, t, c) = (shared.clone(), target.clone(), cancel.clone());
         let handle = shared.workers.handle(w);
         match socket {
-            Sock::Tcp(l) => shared.tasks.spawn_on(accept_loop(s, l, t, c).instrument(span), handle),
+            Sock::Tcp(l) => shared
+                .tasks
+                .spawn_on(accept_loop(s, l, t, c).instrument(span), handle),
             Sock::Udp(u) => {
                 let task = crate::udp::listen::serve(s, u, t.service, t.port, c);
                 shared.tasks.spawn_on(task.instrument(span), handle)
@@ -224,7 +232,11 @@ enum Sock {
 /// One listening socket per worker on `addr` (`SO_REUSEPORT`): the kernel
 /// spreads new connections (UDP: client addresses) over them, and each stays
 /// on the worker that took it. All or none: a port another socket holds fails the lot.
-fn bind_per_worker(addr: SocketAddr, protocol: Protocol, workers: usize) -> std::io::Result<Vec<Sock>> {
+fn bind_per_worker(
+    addr: SocketAddr,
+    protocol: Protocol,
+    workers: usize,
+) -> std::io::Result<Vec<Sock>> {
     let udp = protocol == Protocol::Udp;
     (0..workers.max(1))
         .map(|_| {
@@ -330,9 +342,16 @@ mod tests {
         assert_eq!(want[&web].service.to_string(), "demo/web");
         assert_eq!(want[&web].port, 9000);
         let dns = Bind(SocketAddr::from(([10, 96, 0, 7], 53)), Protocol::Udp);
-        assert_eq!(want[&dns].protocol, Protocol::Udp, "UDP ports get UDP listeners");
+        assert_eq!(
+            want[&dns].protocol,
+            Protocol::Udp,
+            "UDP ports get UDP listeners"
+        );
         let tcp53 = Bind(SocketAddr::from(([10, 96, 0, 7], 53)), Protocol::Tcp);
-        assert!(!want.contains_key(&tcp53), "no TCP listener on a UDP-only port");
+        assert!(
+            !want.contains_key(&tcp53),
+            "no TCP listener on a UDP-only port"
+        );
     }
 
     #[test]

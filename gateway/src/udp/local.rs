@@ -34,7 +34,12 @@ pub async fn open(ctx: &FlowCtx, from: SocketAddr, seq: u64) -> bool {
         activity: activity.clone(),
         end: end.clone(),
     };
-    if ctx.events.send(Event::Opened(from, seq, sink)).await.is_err() {
+    if ctx
+        .events
+        .send(Event::Opened(from, seq, sink))
+        .await
+        .is_err()
+    {
         return true;
     }
     let mut buf = vec![0u8; 65_535];

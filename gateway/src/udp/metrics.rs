@@ -65,11 +65,7 @@ impl UdpMetrics {
             "UDP flows set up (result ok) or refused, by service and side",
             self.flows.clone(),
         );
-        r.register(
-            "flows_active",
-            "UDP flows open now",
-            self.active.clone(),
-        );
+        r.register("flows_active", "UDP flows open now", self.active.clone());
         r.register(
             "datagrams",
             "UDP datagrams carried, by way (request: client to endpoint)",

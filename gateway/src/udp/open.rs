@@ -117,8 +117,12 @@ async fn peer(ctx: &FlowCtx, cluster: &ClusterId, from: SocketAddr, seq: u64) ->
         Err(e) => {
             tracing::info!(%cluster, %from, error = %e, "UDP flow refused; trying the next cluster");
             let status = e.status_label();
-            shared.metrics.stream(cluster.as_str(), Direction::Outbound, status);
-            shared.udp_metrics.flow(&service, Direction::Outbound, status);
+            shared
+                .metrics
+                .stream(cluster.as_str(), Direction::Outbound, status);
+            shared
+                .udp_metrics
+                .flow(&service, Direction::Outbound, status);
             if e.counts_as_failure() {
                 shared.pool.failure(shared, cluster);
             }
@@ -126,7 +130,9 @@ async fn peer(ctx: &FlowCtx, cluster: &ClusterId, from: SocketAddr, seq: u64) ->
         }
     };
     shared.pool.success(shared, cluster);
-    shared.metrics.stream(cluster.as_str(), Direction::Outbound, "ok");
+    shared
+        .metrics
+        .stream(cluster.as_str(), Direction::Outbound, "ok");
     shared.udp_metrics.flow(&service, Direction::Outbound, "ok");
     let id = send.id().index();
     let activity = Arc::new(Activity::default());
@@ -145,7 +151,12 @@ async fn peer(ctx: &FlowCtx, cluster: &ClusterId, from: SocketAddr, seq: u64) ->
         activity,
         end: end.clone(),
     };
-    if ctx.events.send(Event::Opened(from, seq, sink)).await.is_ok() {
+    if ctx
+        .events
+        .send(Event::Opened(from, seq, sink))
+        .await
+        .is_ok()
+    {
         let mut ctl = [0u8; 64];
         // Whatever comes first ends the flow: idle (the listener closes it), the
         // far side ending the stream, or the connection going silent or away.

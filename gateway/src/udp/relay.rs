@@ -41,13 +41,17 @@ pub async fn serve(
         Err((status, detail)) => {
             rec.refused(None, status.as_str());
             respond(&mut s.send, &mut s.recv, s.gate, status, &detail).await;
-            shared.metrics.stream(cluster.as_str(), Direction::Inbound, status.as_str());
+            shared
+                .metrics
+                .stream(cluster.as_str(), Direction::Inbound, status.as_str());
             m.flow(&service, Direction::Inbound, status.as_str());
             return;
         }
     };
     respond(&mut s.send, &mut s.recv, s.gate, Status::Ok, "").await;
-    shared.metrics.stream(cluster.as_str(), Direction::Inbound, "ok");
+    shared
+        .metrics
+        .stream(cluster.as_str(), Direction::Inbound, "ok");
     m.flow(&service, Direction::Inbound, "ok");
     rec.endpoint = sock.peer_addr().ok();
     let id = s.recv.id().index();

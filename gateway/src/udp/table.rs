@@ -50,7 +50,13 @@ impl<S> Default for Table<S> {
 
 impl<S> Table<S> {
     /// A datagram from `from`; `full` when no new flow may start (cap reached).
-    pub fn datagram(&mut self, from: SocketAddr, d: &[u8], full: bool, now: Instant) -> Verdict<'_, S> {
+    pub fn datagram(
+        &mut self,
+        from: SocketAddr,
+        d: &[u8],
+        full: bool,
+        now: Instant,
+    ) -> Verdict<'_, S> {
         let expired = match self.flows.get(&from).map(|e| &e.state) {
             Some(State::Refused(until)) => now >= *until,
             Some(_) => false,
@@ -63,7 +69,13 @@ impl<S> Table<S> {
             }
             self.next += 1;
             let state = State::Opening(vec![Bytes::copy_from_slice(d)]);
-            self.flows.insert(from, Entry { seq: self.next, state });
+            self.flows.insert(
+                from,
+                Entry {
+                    seq: self.next,
+                    state,
+                },
+            );
             return Verdict::Start(self.next);
         }
         match self.flows.get_mut(&from).map(|e| &mut e.state) {
@@ -109,7 +121,12 @@ impl<S> Table<S> {
 
     /// Removes open flows idle for `idle` (by `idle_of`) and refusals past
     /// their time; returns the flows removed, to be closed.
-    pub fn sweep(&mut self, now: Instant, idle: Duration, idle_of: impl Fn(&S) -> Duration) -> Vec<S> {
+    pub fn sweep(
+        &mut self,
+        now: Instant,
+        idle: Duration,
+        idle_of: impl Fn(&S) -> Duration,
+    ) -> Vec<S> {
         let gone: Vec<SocketAddr> = self
             .flows
             .iter()

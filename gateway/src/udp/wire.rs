@@ -46,14 +46,27 @@ mod tests {
 
     #[test]
     fn ids_of_every_width_round_trip_and_cut_ones_are_refused() {
-        for id in [0, 63, 64, 16_383, 16_384, 1_073_741_823, 1_073_741_824, MAX_ID] {
+        for id in [
+            0,
+            63,
+            64,
+            16_383,
+            16_384,
+            1_073_741_823,
+            1_073_741_824,
+            MAX_ID,
+        ] {
             let d = encode(id, b"payload");
             assert_eq!(d.len(), id_len(id) + 7);
             assert_eq!(decode(&d), Some((id, &b"payload"[..])), "id {id}");
             assert_eq!(decode(&d[..id_len(id) - 1]), None, "cut id {id}");
         }
         assert_eq!(decode(&[]), None);
-        assert_eq!(decode(&[5]), Some((5, &[][..])), "an empty payload is a datagram");
+        assert_eq!(
+            decode(&[5]),
+            Some((5, &[][..])),
+            "an empty payload is a datagram"
+        );
         // RFC 9000 appendix A.1's examples.
         assert_eq!(decode(&[0x7b, 0xbd]), Some((15_293, &[][..])));
         assert_eq!(

@@ -3,6 +3,8 @@
 //! certificates generated here and TCP services on loopback.
 #![allow(dead_code, clippy::unwrap_used)]
 
+pub mod udp;
+
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
 use std::path::Path;
