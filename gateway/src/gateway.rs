@@ -117,6 +117,11 @@ impl Gateway {
         self.shared.endpoints[0].server.local_addr()
     }
 
+    /// A handle to move the dialling sockets to a new address while running.
+    pub fn rebinder(&self) -> crate::rebind::Rebinder {
+        crate::rebind::Rebinder(self.shared.clone())
+    }
+
     /// Serves until `shutdown` is cancelled, then drains.
     pub async fn run(self) -> Result<(), Error> {
         let s = self.shared;
