@@ -137,6 +137,8 @@ async fn connection(shared: Arc<Shared>, incoming: quinn::Incoming) {
             return;
         };
         handshake_metric(&shared, "ok");
+        // Read its datagrams from the start: ones naming no flow are counted.
+        shared.udp.of(&conn, &shared.udp_metrics);
         let gate = Arc::new(SetupGate::default());
         let peer_id: Arc<str> = peer_id.to_string().into();
         loop {

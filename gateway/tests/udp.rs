@@ -304,3 +304,44 @@ async fn a_cluster_that_serves_the_service_keeps_its_flows_local() {
     assert_eq!(r, b"a:q");
     assert_eq!(mesh.node("b").metric(&flows("inbound", "ok")), 0.0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_cannot_inject_datagrams_into_another_peers_flows() {
+    let (mesh, to) = mesh(
+        &[("a", "eu"), ("b", "eu"), ("c", "us")],
+        "127.77.46.0/24",
+        "127.77.46.1",
+        |_, _| {},
+    )
+    .await;
+    let s = client().await;
+    assert_eq!(
+        ask(&s, to, b"mine", 5, WAIT).await.as_deref(),
+        Some(&b"b:mine"[..])
+    );
+    // c is a peer b trusts; it sends datagrams naming every low flow id, the
+    // ids a's flows use on a's own connection.
+    let hostile = raw_connection(&mesh.pki[2], &mesh.pki[1], mesh.addrs[1]).await;
+    for id in 0u8..64 {
+        let mut d = vec![id];
+        d.extend_from_slice(b"injected");
+        hostile.send_datagram(d.into()).unwrap();
+    }
+    let b = mesh.node("b");
+    wait_for(
+        "b dropping the unknown flows",
+        Duration::from_secs(10),
+        || async { (b.metric(&dropped("unknown_flow")) >= 64.0).then_some(()) },
+    )
+    .await;
+    // Nothing reached a's flow: its next reply is its own.
+    assert_eq!(
+        ask(&s, to, b"still", 5, WAIT).await.as_deref(),
+        Some(&b"b:still"[..])
+    );
+    let mut buf = [0u8; 64];
+    assert!(
+        s.try_recv(&mut buf).is_err(),
+        "no stray datagram for a's client"
+    );
+}
