@@ -31,7 +31,6 @@ pub use metrics::UdpMetrics;
 use crate::pool::lock;
 
 /// Where one flow's datagrams from the peer connection go.
-#[derive(Clone)]
 pub struct Route {
     pub socket: Arc<UdpSocket>,
     /// `None`: the socket is connected (the exporter's per-flow socket).
@@ -51,10 +50,6 @@ impl ConnFlows {
 
     pub fn remove(&self, id: u64) {
         lock(&self.0).remove(&id);
-    }
-
-    fn get(&self, id: u64) -> Option<Route> {
-        lock(&self.0).get(&id).cloned()
     }
 }
 
@@ -90,7 +85,10 @@ fn deliver(flows: &ConnFlows, d: &Bytes, m: &UdpMetrics) {
     let Some((id, payload)) = wire::decode(d) else {
         return m.dropped("malformed");
     };
-    let Some(route) = flows.get(id) else {
+    // Sent under the lock (a non-blocking call): no clone of the route per datagram.
+    let map = lock(&flows.0);
+    let Some(route) = map.get(&id) else {
+        drop(map);
         return m.dropped("unknown_flow");
     };
     route.activity.touch();
