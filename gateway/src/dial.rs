@@ -9,6 +9,7 @@ use rand::Rng;
 use tracing::Instrument;
 
 use crate::endpoint::{self, EndpointError};
+use crate::fallback::{FallbackError, Via};
 use crate::metrics::ResultLabels;
 use crate::pool::PeerConn;
 use crate::protocol::{CLOSE_DRAINING, CLOSE_REPLACED};
@@ -27,6 +28,8 @@ pub enum DialError {
     Handshake(#[from] ConnectionError),
     #[error("handshake did not finish within {0:?} (gateway.timeouts.handshake)")]
     Timeout(Duration),
+    #[error("no QUIC handshake, and the fallback over TCP failed: {0}")]
+    Fallback(#[from] FallbackError),
 }
 
 /// Jittered exponential backoff: each delay is drawn from [base/2, base], base doubles up to max.
@@ -64,12 +67,12 @@ pub async fn run(shared: Arc<Shared>, peer: Arc<PeerConn>) {
         let p = &shared.cfg.connections;
         let mut backoff = Backoff::new(p.backoff_initial, p.backoff_max);
         while !peer.cancelled().is_cancelled() && !shared.shutdown.is_cancelled() {
-            match dial(&shared, &peer).await {
-                Ok(mut conn) => {
+            match crate::fallback::connect(&shared, &peer).await {
+                Ok((mut conn, mut via)) => {
                     backoff.reset();
                     handshake_metric(&shared, &peer, "ok");
-                    while let Some(next) = hold(&shared, &peer, conn).await {
-                        conn = next;
+                    while let Some(next) = hold(&shared, &peer, conn, via).await {
+                        (conn, via) = (next, Via::Quic);
                     }
                 }
                 Err(e) => {
@@ -86,12 +89,18 @@ pub async fn run(shared: Arc<Shared>, peer: Arc<PeerConn>) {
             }
         }
         shared.pool.publish(&peer, None);
+        shared.fallback.export(&shared, &peer.cluster);
     }
     .instrument(span)
     .await
 }
 
-async fn dial(shared: &Shared, peer: &PeerConn) -> Result<Connection, DialError> {
+/// One QUIC handshake with `peer`, given `limit` to finish.
+pub async fn dial(
+    shared: &Shared,
+    peer: &PeerConn,
+    limit: Duration,
+) -> Result<Connection, DialError> {
     let cc = endpoint::client_config(&shared.cfg, &shared.id, &peer.cluster, peer.worker)?;
     let name = shared
         .id
@@ -99,7 +108,6 @@ async fn dial(shared: &Shared, peer: &PeerConn) -> Result<Connection, DialError>
         .ok_or(DialError::NoTrust)?;
     let client = &shared.endpoints[peer.worker % shared.endpoints.len()].client;
     let connecting = client.connect_with(cc, peer.addr, &name)?;
-    let limit = shared.cfg.timeouts.handshake;
     match tokio::time::timeout(limit, connecting).await {
         Ok(res) => Ok(res?),
         Err(_) => Err(DialError::Timeout(limit)),
@@ -125,21 +133,34 @@ enum End {
 }
 
 /// Publishes the connection, watches its liveness and stats, and handles its
-/// end. Returns a replacement connection to hold next, if one took over.
-async fn hold(shared: &Shared, peer: &PeerConn, conn: Connection) -> Option<Connection> {
-    tracing::info!("connected to peer gateway");
+/// end. Returns a replacement connection to hold next, if one took over (on
+/// TCP: QUIC works again).
+async fn hold(
+    shared: &Shared,
+    peer: &PeerConn,
+    conn: Connection,
+    via: Via,
+) -> Option<Connection> {
+    tracing::info!(transport = via.as_str(), "connected to peer gateway");
     let labels = peer.labels();
-    shared.pool.publish(peer, Some(conn.clone()));
+    shared.pool.publish_via(peer, Some(conn.clone()), via);
+    shared.fallback.export(shared, &peer.cluster);
     shared.metrics.peer_connected.get_or_create(&labels).set(1);
     let mut stats = crate::stats::Tracker::new(shared.metrics.clone(), labels.clone());
     stats.controller(&conn);
     stats.update(&conn);
-    let end = watch(shared, peer, &conn, &mut stats).await;
+    let end = watch(shared, peer, &conn, via, &mut stats).await;
     shared.pool.publish(peer, None);
+    shared.fallback.export(shared, &peer.cluster);
     shared.metrics.peer_connected.get_or_create(&labels).set(0);
     stats.update(&conn);
     match end {
         End::Removed => conn.close(0u32.into(), b"peer removed"),
+        End::Replaced(next) if via == Via::Tcp => {
+            // Open streams finish on TCP: the connection closes with its last one.
+            tracing::info!("QUIC to the peer gateway works again; new streams move to it");
+            return Some(next);
+        }
         End::Replaced(next) => {
             tracing::warn!(
                 "peer answered a new connection while this one stayed silent (restarted?); replacing it"
@@ -169,9 +190,13 @@ async fn watch(
     shared: &Shared,
     peer: &PeerConn,
     conn: &Connection,
+    via: Via,
     stats: &mut crate::stats::Tracker,
 ) -> End {
     let cfg = &shared.cfg.connections;
+    let tcp = via == Via::Tcp;
+    let every = shared.cfg.fallback.reprobe;
+    let mut reprobe = std::pin::pin!(tokio::time::sleep(every));
     let mut live = Liveness::new(cfg.liveness, cfg.keep_alive, Instant::now());
     let mut check = std::pin::pin!(tokio::time::sleep(CHECK_MAX));
     let mut sampled = Instant::now();
@@ -183,10 +208,14 @@ async fn watch(
             r = poll_opt(&mut replacing) => {
                 replacing = None;
                 match r {
-                    Ok(next) if peer.is_suspect() => return End::Replaced(next),
+                    Ok(next) if peer.is_suspect() || tcp => return End::Replaced(next),
                     Ok(next) => next.close(CLOSE_REPLACED, b"not needed"),
                     Err(e) => tracing::info!(error = %e, "replacement dial for a silent connection failed"),
                 }
+            }
+            () = reprobe.as_mut(), if tcp && replacing.is_none() => {
+                reprobe.as_mut().reset(tokio::time::Instant::now() + every);
+                replacing = Some(Box::pin(crate::fallback::reprobe(shared, peer)));
             }
             () = check.as_mut() => {
                 let now = Instant::now();
@@ -200,7 +229,8 @@ async fn watch(
                 let next = live.until_suspect(now).clamp(CHECK_MIN, CHECK_MAX);
                 check.as_mut().reset(tokio::time::Instant::now() + next);
                 if live.wants_replacement(now) && replacing.is_none() {
-                    replacing = Some(Box::pin(dial(shared, peer)));
+                    let limit = shared.cfg.timeouts.handshake;
+                    replacing = Some(Box::pin(dial(shared, peer, limit)));
                 }
                 if now - sampled >= SAMPLE {
                     peer.sample_rate((now - sampled).as_secs_f64());

@@ -19,6 +19,7 @@ mod config_check;
 mod dial;
 mod direct;
 mod eject;
+mod fallback;
 mod endpoint;
 mod gate;
 mod gateway;
@@ -58,6 +59,7 @@ pub use config::{
 };
 pub use config_check::ConfigError;
 pub use endpoint::{EndpointError, probe_client_config};
+pub use fallback::{FallbackConfig, FallbackError};
 pub use gateway::{Error, Gateway, GatewayInputs};
 pub use observe::ObserveError;
 pub use otlp_config::TracingConfig;
