@@ -72,7 +72,7 @@ pub async fn run(shared: Arc<Shared>, peer: Arc<PeerConn>) {
                     backoff.reset();
                     handshake_metric(&shared, &peer, "ok");
                     while let Some(next) = hold(&shared, &peer, conn, via).await {
-                        (conn, via) = (next, Via::Quic);
+                        (conn, via) = next;
                     }
                 }
                 Err(e) => {
@@ -129,7 +129,7 @@ enum End {
     Closed(ConnectionError),
     Removed,
     /// The peer answered a new connection while this one stayed silent.
-    Replaced(Connection),
+    Replaced((Connection, Via)),
 }
 
 /// Publishes the connection, watches its liveness and stats, and handles its
@@ -140,7 +140,7 @@ async fn hold(
     peer: &PeerConn,
     conn: Connection,
     via: Via,
-) -> Option<Connection> {
+) -> Option<(Connection, Via)> {
     tracing::info!(transport = via.as_str(), "connected to peer gateway");
     let labels = peer.labels();
     shared.pool.publish_via(peer, Some(conn.clone()), via);
@@ -156,13 +156,14 @@ async fn hold(
     stats.update(&conn);
     match end {
         End::Removed => conn.close(0u32.into(), b"peer removed"),
-        End::Replaced(next) if via == Via::Tcp => {
+        End::Replaced(next) if via == Via::Tcp && next.1 == Via::Quic => {
             // Open streams finish on TCP: the connection closes with its last one.
             tracing::info!("QUIC to the peer gateway works again; new streams move to it");
             return Some(next);
         }
         End::Replaced(next) => {
             tracing::warn!(
+                transport = next.1.as_str(),
                 "peer answered a new connection while this one stayed silent (restarted?); replacing it"
             );
             conn.close(CLOSE_REPLACED, b"replaced");
@@ -209,7 +210,7 @@ async fn watch(
                 replacing = None;
                 match r {
                     Ok(next) if peer.is_suspect() || tcp => return End::Replaced(next),
-                    Ok(next) => next.close(CLOSE_REPLACED, b"not needed"),
+                    Ok((next, _)) => next.close(CLOSE_REPLACED, b"not needed"),
                     Err(e) => tracing::info!(error = %e, "replacement dial for a silent connection failed"),
                 }
             }
@@ -223,14 +224,15 @@ async fn watch(
                 let suspect = live.observe(s.udp_rx.datagrams, s.path.rtt, now);
                 if suspect != peer.is_suspect() {
                     tracing::warn!(suspect, silent = ?live.silent(now), "peer connection liveness changed");
+                    shared.pool.set_suspect(peer, suspect);
+                    shared.fallback.export(shared, &peer.cluster);
                 }
-                shared.pool.set_suspect(peer, suspect);
                 stats.suspect(suspect);
                 let next = live.until_suspect(now).clamp(CHECK_MIN, CHECK_MAX);
                 check.as_mut().reset(tokio::time::Instant::now() + next);
                 if live.wants_replacement(now) && replacing.is_none() {
-                    let limit = shared.cfg.timeouts.handshake;
-                    replacing = Some(Box::pin(dial(shared, peer, limit)));
+                    // UDP may have been cut: this dial falls back to TCP.
+                    replacing = Some(Box::pin(crate::fallback::connect(shared, peer)));
                 }
                 if now - sampled >= SAMPLE {
                     peer.sample_rate((now - sampled).as_secs_f64());
@@ -243,10 +245,11 @@ async fn watch(
     }
 }
 
-type Dialling<'a> = Pin<Box<dyn Future<Output = Result<Connection, DialError>> + Send + 'a>>;
+type Dialled = Result<(Connection, Via), DialError>;
+type Dialling<'a> = Pin<Box<dyn Future<Output = Dialled> + Send + 'a>>;
 
 /// Awaits the dial in the slot; pending forever while the slot is empty.
-async fn poll_opt(slot: &mut Option<Dialling<'_>>) -> Result<Connection, DialError> {
+async fn poll_opt(slot: &mut Option<Dialling<'_>>) -> Dialled {
     match slot {
         Some(f) => f.await,
         None => std::future::pending().await,

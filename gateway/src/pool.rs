@@ -165,10 +165,14 @@ impl Pool {
     }
 
     /// The transport new streams to `cluster` take now: QUIC while any of its
-    /// connections runs on it (`pick` prefers those), else TCP, else none.
+    /// usable connections runs on it (`pick` prefers those), else TCP, else none.
     pub fn transport(&self, cluster: &ClusterId) -> Option<Via> {
         let peers = lock(&self.peers);
-        let live = || peers.values().filter(|p| &p.cluster == cluster && p.live());
+        let live = || {
+            peers
+                .values()
+                .filter(|p| &p.cluster == cluster && p.usable())
+        };
         let tcp = |p: &&Arc<PeerConn>| p.tcp.load(Ordering::Relaxed);
         match (live().any(|p| !tcp(&p)), live().any(|p| tcp(&p))) {
             (true, _) => Some(Via::Quic),

@@ -27,7 +27,10 @@ pub async fn connect(shared: &Shared, peer: &PeerConn) -> Result<(Connection, Vi
     };
     match dial(shared, peer, shared.cfg.fallback.after).await {
         Err(DialError::Timeout(after)) => {
-            tracing::warn!(?after, "no QUIC handshake from the peer gateway; dialling it over TLS on TCP");
+            tracing::warn!(
+                ?after,
+                "no QUIC handshake from the peer gateway; dialling it over TLS on TCP"
+            );
             let r = over_tcp(shared, ends, peer).await;
             let metrics = &shared.fallback.metrics;
             FallbackMetrics::result(&metrics.dials, peer.cluster.as_str(), r.is_ok());
@@ -38,22 +41,27 @@ pub async fn connect(shared: &Shared, peer: &PeerConn) -> Result<(Connection, Vi
 }
 
 /// One QUIC handshake attempt while on TCP, counted.
-pub async fn reprobe(shared: &Shared, peer: &PeerConn) -> Result<Connection, DialError> {
+pub async fn reprobe(shared: &Shared, peer: &PeerConn) -> Result<(Connection, Via), DialError> {
     let r = dial(shared, peer, shared.cfg.timeouts.handshake).await;
     let metrics = &shared.fallback.metrics;
     FallbackMetrics::result(&metrics.reprobes, peer.cluster.as_str(), r.is_ok());
-    r
+    r.map(|c| (c, Via::Quic))
 }
 
 /// TCP, outer TLS, then QUIC over the link, each within the handshake timeout.
-async fn over_tcp(shared: &Shared, ends: &Ends, peer: &PeerConn) -> Result<Connection, FallbackError> {
+async fn over_tcp(
+    shared: &Shared,
+    ends: &Ends,
+    peer: &PeerConn,
+) -> Result<Connection, FallbackError> {
     let name = shared
         .id
         .server_name(&peer.cluster)
         .ok_or(FallbackError::NoTrust)?;
     let limit = shared.cfg.timeouts.handshake;
     let tls = outer_client(&shared.id, &peer.cluster)?;
-    let server = ServerName::try_from(name.clone()).map_err(|_| FallbackError::Name(name.clone()))?;
+    let server =
+        ServerName::try_from(name.clone()).map_err(|_| FallbackError::Name(name.clone()))?;
     let addr = peer.addr;
     let tcp = in_time(limit, TcpStream::connect(addr))
         .await?

@@ -55,7 +55,13 @@ pub async fn serve(
             metrics.accept("over_limit");
             continue;
         };
-        let link = link(shared.clone(), sock.clone(), acceptor.clone(), (tcp, remote), (permit, held));
+        let link = link(
+            shared.clone(),
+            sock.clone(),
+            acceptor.clone(),
+            (tcp, remote),
+            (permit, held),
+        );
         shared.tasks.spawn(link);
     }
 }

@@ -121,7 +121,10 @@ impl Fallback {
         metrics: FallbackMetrics,
     ) -> Result<Self, FallbackError> {
         if !cfg.fallback.enabled {
-            return Ok(Self { metrics, ends: None });
+            return Ok(Self {
+                metrics,
+                ends: None,
+            });
         }
         let addr = (cfg.fallback.listen).unwrap_or(SocketAddr::new(cfg.listen.ip(), quic_port));
         let bind_err = |source| FallbackError::Bind { addr, source };
