@@ -128,9 +128,7 @@ impl Fallback {
         }
         let addr = (cfg.fallback.listen).unwrap_or(SocketAddr::new(cfg.listen.ip(), quic_port));
         let bind_err = |source| FallbackError::Bind { addr, source };
-        let std = std::net::TcpListener::bind(addr).map_err(bind_err)?;
-        std.set_nonblocking(true).map_err(bind_err)?;
-        let listener = tokio::net::TcpListener::from_std(std).map_err(bind_err)?;
+        let listener = tcp_listener(addr).map_err(bind_err)?;
         let listen = listener.local_addr().map_err(bind_err)?;
         let transport = Arc::new(transport(cfg)?);
         let mut sc = endpoint::server_config(cfg, id)?;
@@ -191,6 +189,18 @@ impl Fallback {
         let now = shared.pool.transport(cluster).map(Via::as_str);
         self.metrics.set_transport(cluster.as_str(), now);
     }
+}
+
+/// A listener that rebinds at once after a restart (`SO_REUSEADDR`: old
+/// connections in TIME_WAIT do not hold the port).
+fn tcp_listener(addr: SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
+    use socket2::{Domain, Socket, Type};
+    let sock = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
+    sock.set_reuse_address(true)?;
+    sock.set_nonblocking(true)?;
+    sock.bind(&addr.into())?;
+    sock.listen(1024)?;
+    tokio::net::TcpListener::from_std(sock.into())
 }
 
 /// The inner QUIC's transport: the gateway's, with a fixed large MTU.
