@@ -297,3 +297,39 @@ async fn a_stranger_is_refused_at_the_outer_tls() {
         "never reached QUIC"
     );
 }
+
+fn two_per_source(_: &str, c: &mut causeway_gateway::Config) {
+    c.fallback.max_per_source = 2;
+    c.timeouts.handshake = Duration::from_secs(10);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_source_past_its_cap_is_closed() {
+    let mesh = Mesh::with_config(
+        &[("a", "eu"), ("b", "eu")],
+        "127.77.43.0/24",
+        two_per_source,
+    );
+    let b = mesh.node("b");
+    // Two connections that never start TLS hold the source's slots.
+    let mut held = Vec::new();
+    for _ in 0..2 {
+        held.push(TcpStream::connect(mesh.addrs[1]).await.unwrap());
+    }
+    let mut third = TcpStream::connect(mesh.addrs[1]).await.unwrap();
+    wait_for(
+        "the third counted over the limit",
+        Duration::from_secs(10),
+        || async {
+            (b.metric("gateway_fallback_accepts_total{result=\"over_limit\"}") == 1.0).then_some(())
+        },
+    )
+    .await;
+    let mut buf = [0u8; 1];
+    let read = tokio::time::timeout(Duration::from_secs(5), third.read(&mut buf)).await;
+    assert!(
+        matches!(read, Ok(Ok(0) | Err(_))),
+        "the third was closed: {read:?}"
+    );
+    assert_eq!(held.len(), 2);
+}
