@@ -101,6 +101,8 @@ mod tests {
             reconnects: 0,
             last_error: err.map(str::to_owned),
             rtt_ms: None,
+            transport: None,
+            rates: None,
         }
     }
 
