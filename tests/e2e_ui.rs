@@ -144,6 +144,14 @@ async fn ui_shows_clusters_links_traffic_and_a_dead_cluster() {
     assert_eq!(st.cluster, "alpha");
     let peers: Vec<_> = st.peers.iter().map(|p| p.name.as_str()).collect();
     assert_eq!(peers, ["bravo", "charlie"]);
+    let raw = causeway::dev::http::get(alpha.admin, "/v1/status", LIMIT)
+        .await
+        .unwrap()
+        .1;
+    assert!(
+        !raw.contains("PRIVATE KEY") && !raw.contains("key.pem"),
+        "{raw}"
+    );
     let page = causeway::dev::http::get(alpha.admin, "/ui", LIMIT)
         .await
         .unwrap();
@@ -153,8 +161,19 @@ async fn ui_shows_clusters_links_traffic_and_a_dead_cluster() {
         Ok(b) => b,
         Err(why) => return skip("ui_shows_clusters_links_traffic_and_a_dead_cluster", &why),
     };
-    browser.goto(file.ui.as_deref().unwrap()).await;
+    // One cluster's own page: itself, and its peers as it sees them.
     let nodes = "return [...document.querySelectorAll('g.node')].map(g => g.dataset.name + ':' + g.dataset.state);";
+    browser.goto(&format!("http://{}/ui", alpha.admin)).await;
+    wait_for("alpha's own page", LIMIT, || async {
+        let n = browser.script(nodes).await;
+        let want = serde_json::json!(["alpha:up", "bravo:unknown", "charlie:unknown"]);
+        let l = browser.script(LINKS).await;
+        let up = |b| link(&l, "alpha", b).is_some_and(|l| l["state"] == "up");
+        (n == want && up("bravo") && up("charlie")).then_some(())
+    })
+    .await;
+
+    browser.goto(file.ui.as_deref().unwrap()).await;
     wait_for("three clusters up on the page", LIMIT, || async {
         let v = browser.script(nodes).await;
         (v == serde_json::json!(["alpha:up", "bravo:up", "charlie:up"])).then_some(())

@@ -91,3 +91,7 @@ async fn next(mut s: Stream) -> Option<(Result<Event, Infallible>, Stream)> {
     };
     Some((Ok(event), s))
 }
+
+#[cfg(test)]
+#[path = "events_tests.rs"]
+mod tests;
