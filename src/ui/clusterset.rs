@@ -17,8 +17,10 @@ use tokio_util::sync::CancellationToken;
 use super::events::{Events, Source};
 use crate::status::{ClusterStatus, collect_within};
 
-/// Per cluster and push: short, so a hung cluster does not hold the page.
-const LIMIT: Duration = Duration::from_millis(800);
+/// Per cluster and push: short, so a hung cluster does not hold the page for
+/// long, yet long enough that a busy one is not drawn down. A dead process
+/// refuses the connection at once.
+const LIMIT: Duration = Duration::from_millis(1500);
 
 /// Every cluster's status, read concurrently.
 pub async fn poll(clusters: &[(String, SocketAddr)]) -> Vec<ClusterStatus> {
