@@ -58,7 +58,7 @@ impl Local {
         for p in &mut st.peers {
             p.rtt_ms = sampled.reading.rtt.get(&p.name).map(|s| s * 1000.0);
             p.transport = sampled.reading.transport.get(&p.name).cloned();
-            p.rates = Some(sampled.rates.get(&p.name).copied().unwrap_or_default());
+            p.rates = sampled.rates.get(&p.name).copied();
         }
         st
     }
