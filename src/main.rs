@@ -99,6 +99,9 @@ enum CaCmd {
         /// Overwrite existing files.
         #[arg(long)]
         force: bool,
+        /// JSON for scripts: the files written (schema in docs/operations.md).
+        #[arg(long)]
+        json: bool,
     },
     /// Issue a leaf certificate: OUT/<workload>.pem and OUT/<workload>-key.pem (mode 0600).
     Issue {
@@ -112,13 +115,21 @@ enum CaCmd {
         /// Overwrite existing files.
         #[arg(long)]
         force: bool,
+        /// JSON for scripts: the files written (schema in docs/operations.md).
+        #[arg(long)]
+        json: bool,
     },
 }
 
 #[derive(Subcommand)]
 enum ConfigCmd {
     /// Validate FILE and the certificates it names; print the effective config (YAML) or the first problem found.
-    Check { file: PathBuf },
+    Check {
+        file: PathBuf,
+        /// Print the effective config as JSON (as the admin endpoint's /v1/config serves it).
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 fn main() -> ExitCode {
@@ -142,8 +153,9 @@ fn main() -> ExitCode {
                     trust_domain,
                     out,
                     force,
+                    json,
                 },
-        } => causeway::ca::init(&cluster, &trust_domain, &out, force),
+        } => causeway::ca::init(&cluster, &trust_domain, &out, force, json),
         Cmd::Ca {
             cmd:
                 CaCmd::Issue {
@@ -151,11 +163,12 @@ fn main() -> ExitCode {
                     workload,
                     out,
                     force,
+                    json,
                 },
-        } => causeway::ca::issue(&ca, workload, &out, force),
+        } => causeway::ca::issue(&ca, workload, &out, force, json),
         Cmd::Config {
-            cmd: ConfigCmd::Check { file },
-        } => config_check(&file),
+            cmd: ConfigCmd::Check { file, json },
+        } => config_check(&file, json),
         Cmd::Dev { cmd } => causeway::dev::cli::dispatch(cmd),
         Cmd::Status { admin, dir, json } => status(admin, dir, json),
         Cmd::Doctor {
@@ -228,10 +241,14 @@ fn doctor(
     }
 }
 
-fn config_check(file: &std::path::Path) -> anyhow::Result<()> {
+fn config_check(file: &std::path::Path, json: bool) -> anyhow::Result<()> {
     let cfg = causeway::config::Config::load(file)?;
     causeway::identities::Identities::load(&cfg)?;
-    print!("{}", serde_saphyr::to_string(&cfg)?);
+    if json {
+        println!("{}", serde_json::to_string_pretty(&cfg)?);
+    } else {
+        print!("{}", serde_saphyr::to_string(&cfg)?);
+    }
     eprintln!("{}: ok", file.display());
     Ok(())
 }
