@@ -32,6 +32,9 @@ pub struct Config {
     /// Traffic policy per service; re-read while running (docs/policy.md).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub policies: Vec<causeway_policy::PolicySpec>,
+    /// The link endpoint for `causeway token` and `unlink` (docs/operations.md).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub link: Option<crate::link::LinkConfig>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
