@@ -1,0 +1,269 @@
+//! Linking by token over real `causeway run` processes: issue, redeem, bytes
+//! through the tunnel, the refusals (reused, expired, forged, tampered, a
+//! third cluster's pin), unlink on both sides, and a CA rotation whose old CA
+//! stops being trusted when the overlap ends, all without a restart.
+#![allow(clippy::unwrap_used)]
+
+mod support;
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::Path;
+use std::process::Output;
+use std::sync::Arc;
+use std::time::Duration;
+
+use causeway::link::token::{Token, now_unix, random_hex};
+use causeway::link::wire::{self, Hello};
+use causeway_identity::{CertPaths, PeerTrust, ReloadingCert, Workload};
+use support::clients::echo;
+use support::{BIN, Mesh, free_addr, wait_for};
+
+const LINK: Duration = Duration::from_secs(60);
+
+/// Clusters planned and started with no peers, `identity.ca` and a link endpoint.
+async fn unlinked(n: usize, base: u16, vip_base: Ipv4Addr) -> Mesh {
+    let mut mesh = Mesh::plan(n, base, vip_base, |_| {}).await;
+    // alpha imports; bravo serves demo/echo.
+    mesh.plan.clusters[0]
+        .exports
+        .retain(|e| e.key.name() == "hello-alpha");
+    mesh.plan.write().unwrap();
+    for i in 0..n {
+        let c = mesh.c(i);
+        let yaml = mesh.plan.config_yaml(c);
+        let head = yaml.split("peers:").next().unwrap();
+        let fed = "federation: { cert: federation.pem, key: federation-key.pem }\n";
+        let head = head.replace(fed, &format!("{fed}  ca: ca.pem\n"));
+        let link = free_addr();
+        let yaml = format!("{head}peers: []\nlink: {{ listen: \"{link}\" }}\n");
+        std::fs::write(c.config_path(), yaml).unwrap();
+    }
+    for i in 0..n {
+        mesh.start_demo(i);
+        mesh.start(i);
+    }
+    mesh
+}
+
+fn cli(args: &[&str]) -> Output {
+    std::process::Command::new(BIN).args(args).output().unwrap()
+}
+
+fn config(mesh: &Mesh, i: usize) -> String {
+    mesh.c(i).config_path().to_str().unwrap().to_owned()
+}
+
+fn issue(mesh: &Mesh, i: usize, expires: &str) -> String {
+    let out = cli(&["token", "issue", "--config", &config(mesh, i), "--expires", expires, "--json"]);
+    assert!(out.status.success(), "issue: {}", String::from_utf8_lossy(&out.stderr));
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    json["token"].as_str().unwrap().to_owned()
+}
+
+/// Redeems on cluster i; (success, stdout, stderr).
+fn redeem(mesh: &Mesh, i: usize, token: &str) -> (bool, String, String) {
+    let out = cli(&["token", "redeem", token, "--config", &config(mesh, i), "--json"]);
+    let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+    (out.status.success(), text(&out.stdout), text(&out.stderr))
+}
+
+async fn peers(mesh: &Mesh, i: usize) -> Option<Vec<String>> {
+    let v: serde_json::Value =
+        causeway::dev::http::get_json(mesh.c(i).admin, "/v1/peers", Duration::from_secs(5))
+            .await
+            .ok()?;
+    let names = v.as_array()?.iter().filter_map(|p| p["name"].as_str());
+    Some(names.map(str::to_owned).collect())
+}
+
+async fn wait_peers(mesh: &Mesh, i: usize, want: &[&str]) {
+    let what = format!("{} to have peers {want:?}", mesh.c(i).name);
+    wait_for(&what, LINK, || async {
+        (peers(mesh, i).await? == want).then_some(())
+    })
+    .await;
+}
+
+/// Echoes `n` bytes through alpha's ClusterSetIP for demo/echo (served by bravo).
+async fn echo_through_alpha(mesh: &Mesh, n: usize) {
+    let vip = mesh.wait_vip(0, "echo").await;
+    let addr = SocketAddr::from((vip, causeway::dev::ECHO_PORT));
+    let data: Vec<u8> = (0..n).map(|i| (i % 251) as u8).collect();
+    let back = wait_for("an echo through alpha's ClusterSetIP", LINK, || async {
+        echo(addr, &data, Duration::from_secs(10)).await.ok()
+    })
+    .await;
+    assert!(back == data, "echoed bytes differ");
+}
+
+#[tokio::test]
+async fn a_token_links_both_ways_once_and_unlink_removes_both_sides() {
+    let mesh = unlinked(2, 22000, Ipv4Addr::new(127, 91, 0, 0)).await;
+    let token = issue(&mesh, 1, "1h");
+    assert!(token.len() < 500, "{} chars", token.len());
+    let (ok, out, err) = redeem(&mesh, 0, &token);
+    assert!(ok, "redeem failed: {err}\n{}", mesh.logs());
+    let json: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(json["linked"], "bravo");
+
+    wait_peers(&mesh, 0, &["bravo"]).await;
+    wait_peers(&mesh, 1, &["alpha"]).await;
+    // Both ways: each imports the other's own service.
+    mesh.wait_linked(LINK).await;
+    echo_through_alpha(&mesh, 256 * 1024).await;
+
+    let (ok, _, err) = redeem(&mesh, 0, &token);
+    assert!(!ok);
+    assert!(err.contains("token already redeemed"), "{err}");
+
+    let out = cli(&["unlink", "bravo", "--config", &config(&mesh, 0), "--json"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "unlink: {err}");
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(json["peer_told"], true);
+    wait_peers(&mesh, 0, &[]).await;
+    wait_peers(&mesh, 1, &[]).await;
+    wait_for("alpha to drop demo/echo", LINK, || async {
+        mesh.vip(0, "echo").await.is_none().then_some(())
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn expired_forged_tampered_and_foreign_tokens_are_refused() {
+    let mesh = unlinked(3, 22200, Ipv4Addr::new(127, 92, 0, 0)).await;
+    let refused = |token: &str, want: &str| {
+        let (ok, _, err) = redeem(&mesh, 0, token);
+        assert!(!ok, "redeemed a bad token");
+        assert!(err.contains(want), "expected {want:?} in: {err}");
+    };
+
+    // Expired, seen by the redeemer.
+    let short = issue(&mesh, 1, "1s");
+    let t = Token::decode(&short).unwrap();
+    wait_for("the token to expire", LINK, || async {
+        (now_unix() >= t.expires).then_some(())
+    })
+    .await;
+    refused(&short, "token expired");
+    // Expired, seen by the issuer (the redeemer told otherwise).
+    let lying = Token { expires: now_unix() + 3600, ..t }.encode();
+    refused(&lying, "bravo refused: token expired");
+
+    // Forged: a wrong secret and an unknown id get the same answer.
+    let good = Token::decode(&issue(&mesh, 1, "1h")).unwrap();
+    let forged = Token { secret: random_hex(16).unwrap(), ..good.clone() };
+    refused(&forged.encode(), "token refused: unknown token or wrong secret");
+    let unknown = Token { id: random_hex(8).unwrap(), ..good.clone() };
+    refused(&unknown.encode(), "token refused: unknown token or wrong secret");
+
+    // Tampered: one character of the text changed, or the pin changed.
+    let mut bytes = good.encode().into_bytes();
+    let at = causeway::link::token::PREFIX.len();
+    bytes[at] = if bytes[at] == b'A' { b'B' } else { b'A' };
+    refused(&String::from_utf8(bytes).unwrap(), "the token is damaged");
+    let mut pin = good.pin.clone().into_bytes();
+    pin[0] = if pin[0] == b'0' { b'1' } else { b'0' };
+    let repinned = Token { pin: String::from_utf8(pin).unwrap(), ..good.clone() };
+    refused(&repinned.encode(), "is not the cluster that issued this token");
+
+    // charlie's token pointed at bravo: bravo's CA is not the pinned one, so
+    // the secret is never sent.
+    let foreign = Token::decode(&issue(&mesh, 2, "1h")).unwrap();
+    let aimed = Token { link: good.link.clone(), ..foreign };
+    refused(&aimed.encode(), "is not the cluster that issued this token");
+
+    for i in 0..3 {
+        wait_peers(&mesh, i, &[]).await;
+    }
+    // The forged attempts did not burn the genuine token.
+    let (ok, _, err) = redeem(&mesh, 0, &good.encode());
+    assert!(ok, "{err}");
+    wait_peers(&mesh, 1, &["alpha"]).await;
+}
+
+/// Connects to alpha's link endpoint with bravo's federation certificate from
+/// `dir`: Ok when alpha accepts it (it sends its hello), Err when it refuses.
+async fn alpha_accepts(mesh: &Mesh, dir: &Path, link: SocketAddr) -> Result<(), String> {
+    let a = mesh.c(0);
+    let trust = PeerTrust::load(
+        a.name.clone(),
+        "alpha.dev.causeway".parse().unwrap(),
+        &a.dir.join("ca.pem"),
+    )
+    .unwrap();
+    let cert = ReloadingCert::load(CertPaths {
+        cert: dir.join("federation.pem"),
+        key: dir.join("federation-key.pem"),
+    })
+    .unwrap();
+    let mut tls = causeway_identity::client_config(cert, &trust, Workload::Federation).unwrap();
+    tls.alpn_protocols = vec![wire::ALPN.to_vec()];
+    let tcp = tokio::net::TcpStream::connect(link).await.map_err(|e| e.to_string())?;
+    let name = rustls::pki_types::ServerName::try_from("alpha.dev.causeway").unwrap();
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(tls));
+    let mut s = connector.connect(name, tcp).await.map_err(|e| e.to_string())?;
+    let hello: Hello = wire::recv(&mut s).await.map_err(|e| e.to_string())?;
+    assert_eq!(hello.cluster.as_str(), "alpha");
+    Ok(())
+}
+
+fn link_addr(mesh: &Mesh, i: usize) -> SocketAddr {
+    let text = std::fs::read_to_string(mesh.c(i).config_path()).unwrap();
+    let at = text.find("link: { listen: \"").unwrap() + 17;
+    text[at..].split('"').next().unwrap().parse().unwrap()
+}
+
+#[tokio::test]
+async fn a_rotated_ca_is_trusted_at_once_and_the_old_one_only_until_the_overlap_ends() {
+    let mesh = unlinked(2, 22400, Ipv4Addr::new(127, 93, 0, 0)).await;
+    let (ok, _, err) = redeem(&mesh, 0, &issue(&mesh, 1, "1h"));
+    assert!(ok, "{err}");
+    mesh.wait_linked(LINK).await;
+    echo_through_alpha(&mesh, 64 * 1024).await;
+
+    let b = mesh.c(1).dir.clone();
+    let old = b.join("old");
+    std::fs::create_dir_all(&old).unwrap();
+    for f in ["federation.pem", "federation-key.pem"] {
+        std::fs::copy(b.join(f), old.join(f)).unwrap();
+    }
+    let next = b.join("next-ca");
+    let next_s = next.to_str().unwrap();
+    let run = |args: &[&str]| {
+        let out = cli(args);
+        assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        out
+    };
+    run(&["ca", "init", "--cluster", "bravo", "--trust-domain", "bravo.dev.causeway", "--out", next_s]);
+    let bundle = next.join("ca.pem");
+    let out = run(&[
+        "ca", "rotate", "--config", &config(&mesh, 1), "--bundle", bundle.to_str().unwrap(),
+        "--overlap", "20s", "--json",
+    ]);
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(json[0]["peer"], "alpha");
+    assert!(json[0]["error"].is_null(), "{json}");
+    for w in ["gateway", "federation"] {
+        let dir = b.to_str().unwrap();
+        run(&["ca", "issue", "--ca", next_s, "--workload", w, "--out", dir, "--force"]);
+    }
+
+    // During the overlap alpha accepts bravo's certificates from both CAs.
+    let link = link_addr(&mesh, 0);
+    wait_for("alpha to accept bravo's new certificate", LINK, || async {
+        alpha_accepts(&mesh, &b, link).await.ok()
+    })
+    .await;
+    alpha_accepts(&mesh, &old, link).await.unwrap();
+    echo_through_alpha(&mesh, 64 * 1024).await;
+
+    // After it, the old CA's certificate is refused; the new one still works.
+    wait_for("alpha to refuse bravo's old-CA certificate", LINK, || async {
+        alpha_accepts(&mesh, &old, link).await.err()
+    })
+    .await;
+    alpha_accepts(&mesh, &b, link).await.unwrap();
+    echo_through_alpha(&mesh, 64 * 1024).await;
+    wait_peers(&mesh, 0, &["bravo"]).await;
+}
