@@ -180,6 +180,19 @@ async fn expired_forged_tampered_and_foreign_tokens_are_refused() {
     let (ok, _, err) = redeem(&mesh, 0, &good.encode());
     assert!(ok, "{err}");
     wait_peers(&mesh, 1, &["alpha"]).await;
+
+    // Guessing is bounded: within a minute bravo stops answering redemptions,
+    // even a genuine one.
+    let flooded = (0..=causeway::link::server::REDEEMS_PER_MINUTE).any(|_| {
+        let guess = Token { secret: random_hex(16).unwrap(), ..good.clone() };
+        let (ok, _, err) = redeem(&mesh, 2, &guess.encode());
+        assert!(!ok);
+        err.contains("too many link attempts")
+    });
+    assert!(flooded, "{} redemptions in a row were all answered", causeway::link::server::REDEEMS_PER_MINUTE + 1);
+    let (ok, _, err) = redeem(&mesh, 2, &issue(&mesh, 1, "1h"));
+    assert!(!ok && err.contains("too many link attempts"), "{err}");
+    wait_peers(&mesh, 1, &["alpha"]).await;
 }
 
 /// Connects to alpha's link endpoint with bravo's federation certificate from
