@@ -192,7 +192,27 @@ async fn expired_forged_tampered_and_foreign_tokens_are_refused() {
     assert!(flooded, "{} redemptions in a row were all answered", causeway::link::server::REDEEMS_PER_MINUTE + 1);
     let (ok, _, err) = redeem(&mesh, 2, &issue(&mesh, 1, "1h"));
     assert!(!ok && err.contains("too many link attempts"), "{err}");
+
+    // Unlink without a linked peer's certificate is refused.
+    let answer = unauthenticated(link_addr(&mesh, 1), &wire::Request::Unlink).await;
+    assert!(
+        matches!(&answer, wire::Response::Refused { reason } if reason.contains("needs a linked peer's federation certificate")),
+        "{answer:?}"
+    );
     wait_peers(&mesh, 1, &["alpha"]).await;
+}
+
+/// Sends `req` to a link endpoint without a client certificate.
+async fn unauthenticated(link: SocketAddr, req: &wire::Request) -> wire::Response {
+    let mut tls = causeway_identity::pinning_client_config().unwrap();
+    tls.alpn_protocols = vec![wire::ALPN.to_vec()];
+    let tcp = tokio::net::TcpStream::connect(link).await.unwrap();
+    let name = rustls::pki_types::ServerName::try_from("bravo.dev.causeway").unwrap();
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(tls));
+    let mut s = connector.connect(name, tcp).await.unwrap();
+    let _: Hello = wire::recv(&mut s).await.unwrap();
+    wire::send(&mut s, req).await.unwrap();
+    wire::recv(&mut s).await.unwrap()
 }
 
 /// Connects to alpha's link endpoint with bravo's federation certificate from
