@@ -54,15 +54,34 @@ fn config(mesh: &Mesh, i: usize) -> String {
 }
 
 fn issue(mesh: &Mesh, i: usize, expires: &str) -> String {
-    let out = cli(&["token", "issue", "--config", &config(mesh, i), "--expires", expires, "--json"]);
-    assert!(out.status.success(), "issue: {}", String::from_utf8_lossy(&out.stderr));
+    let out = cli(&[
+        "token",
+        "issue",
+        "--config",
+        &config(mesh, i),
+        "--expires",
+        expires,
+        "--json",
+    ]);
+    assert!(
+        out.status.success(),
+        "issue: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     json["token"].as_str().unwrap().to_owned()
 }
 
 /// Redeems on cluster i; (success, stdout, stderr).
 fn redeem(mesh: &Mesh, i: usize, token: &str) -> (bool, String, String) {
-    let out = cli(&["token", "redeem", token, "--config", &config(mesh, i), "--json"]);
+    let out = cli(&[
+        "token",
+        "redeem",
+        token,
+        "--config",
+        &config(mesh, i),
+        "--json",
+    ]);
     let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
     (out.status.success(), text(&out.stdout), text(&out.stderr))
 }
@@ -147,15 +166,31 @@ async fn expired_forged_tampered_and_foreign_tokens_are_refused() {
     .await;
     refused(&short, "token expired");
     // Expired, seen by the issuer (the redeemer told otherwise).
-    let lying = Token { expires: now_unix() + 3600, ..t }.encode();
+    let lying = Token {
+        expires: now_unix() + 3600,
+        ..t
+    }
+    .encode();
     refused(&lying, "bravo refused: token expired");
 
     // Forged: a wrong secret and an unknown id get the same answer.
     let good = Token::decode(&issue(&mesh, 1, "1h")).unwrap();
-    let forged = Token { secret: random_hex(16).unwrap(), ..good.clone() };
-    refused(&forged.encode(), "token refused: unknown token or wrong secret");
-    let unknown = Token { id: random_hex(8).unwrap(), ..good.clone() };
-    refused(&unknown.encode(), "token refused: unknown token or wrong secret");
+    let forged = Token {
+        secret: random_hex(16).unwrap(),
+        ..good.clone()
+    };
+    refused(
+        &forged.encode(),
+        "token refused: unknown token or wrong secret",
+    );
+    let unknown = Token {
+        id: random_hex(8).unwrap(),
+        ..good.clone()
+    };
+    refused(
+        &unknown.encode(),
+        "token refused: unknown token or wrong secret",
+    );
 
     // Tampered: one character of the text changed, or the pin changed.
     let mut bytes = good.encode().into_bytes();
@@ -164,13 +199,22 @@ async fn expired_forged_tampered_and_foreign_tokens_are_refused() {
     refused(&String::from_utf8(bytes).unwrap(), "the token is damaged");
     let mut pin = good.pin.clone().into_bytes();
     pin[0] = if pin[0] == b'0' { b'1' } else { b'0' };
-    let repinned = Token { pin: String::from_utf8(pin).unwrap(), ..good.clone() };
-    refused(&repinned.encode(), "is not the cluster that issued this token");
+    let repinned = Token {
+        pin: String::from_utf8(pin).unwrap(),
+        ..good.clone()
+    };
+    refused(
+        &repinned.encode(),
+        "is not the cluster that issued this token",
+    );
 
     // charlie's token pointed at bravo: bravo's CA is not the pinned one, so
     // the secret is never sent.
     let foreign = Token::decode(&issue(&mesh, 2, "1h")).unwrap();
-    let aimed = Token { link: good.link.clone(), ..foreign };
+    let aimed = Token {
+        link: good.link.clone(),
+        ..foreign
+    };
     refused(&aimed.encode(), "is not the cluster that issued this token");
 
     for i in 0..3 {
@@ -184,12 +228,19 @@ async fn expired_forged_tampered_and_foreign_tokens_are_refused() {
     // Guessing is bounded: within a minute bravo stops answering redemptions,
     // even a genuine one.
     let flooded = (0..=causeway::link::server::REDEEMS_PER_MINUTE).any(|_| {
-        let guess = Token { secret: random_hex(16).unwrap(), ..good.clone() };
+        let guess = Token {
+            secret: random_hex(16).unwrap(),
+            ..good.clone()
+        };
         let (ok, _, err) = redeem(&mesh, 2, &guess.encode());
         assert!(!ok);
         err.contains("too many link attempts")
     });
-    assert!(flooded, "{} redemptions in a row were all answered", causeway::link::server::REDEEMS_PER_MINUTE + 1);
+    assert!(
+        flooded,
+        "{} redemptions in a row were all answered",
+        causeway::link::server::REDEEMS_PER_MINUTE + 1
+    );
     let (ok, _, err) = redeem(&mesh, 2, &issue(&mesh, 1, "1h"));
     assert!(!ok && err.contains("too many link attempts"), "{err}");
 
@@ -232,10 +283,15 @@ async fn alpha_accepts(mesh: &Mesh, dir: &Path, link: SocketAddr) -> Result<(), 
     .unwrap();
     let mut tls = causeway_identity::client_config(cert, &trust, Workload::Federation).unwrap();
     tls.alpn_protocols = vec![wire::ALPN.to_vec()];
-    let tcp = tokio::net::TcpStream::connect(link).await.map_err(|e| e.to_string())?;
+    let tcp = tokio::net::TcpStream::connect(link)
+        .await
+        .map_err(|e| e.to_string())?;
     let name = rustls::pki_types::ServerName::try_from("alpha.dev.causeway").unwrap();
     let connector = tokio_rustls::TlsConnector::from(Arc::new(tls));
-    let mut s = connector.connect(name, tcp).await.map_err(|e| e.to_string())?;
+    let mut s = connector
+        .connect(name, tcp)
+        .await
+        .map_err(|e| e.to_string())?;
     let hello: Hello = wire::recv(&mut s).await.map_err(|e| e.to_string())?;
     assert_eq!(hello.cluster.as_str(), "alpha");
     Ok(())
@@ -265,21 +321,51 @@ async fn a_rotated_ca_is_trusted_at_once_and_the_old_one_only_until_the_overlap_
     let next_s = next.to_str().unwrap();
     let run = |args: &[&str]| {
         let out = cli(args);
-        assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         out
     };
-    run(&["ca", "init", "--cluster", "bravo", "--trust-domain", "bravo.dev.causeway", "--out", next_s]);
+    run(&[
+        "ca",
+        "init",
+        "--cluster",
+        "bravo",
+        "--trust-domain",
+        "bravo.dev.causeway",
+        "--out",
+        next_s,
+    ]);
     let bundle = next.join("ca.pem");
     let out = run(&[
-        "ca", "rotate", "--config", &config(&mesh, 1), "--bundle", bundle.to_str().unwrap(),
-        "--overlap", "20s", "--json",
+        "ca",
+        "rotate",
+        "--config",
+        &config(&mesh, 1),
+        "--bundle",
+        bundle.to_str().unwrap(),
+        "--overlap",
+        "20s",
+        "--json",
     ]);
     let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(json[0]["peer"], "alpha");
     assert!(json[0]["error"].is_null(), "{json}");
     for w in ["gateway", "federation"] {
         let dir = b.to_str().unwrap();
-        run(&["ca", "issue", "--ca", next_s, "--workload", w, "--out", dir, "--force"]);
+        run(&[
+            "ca",
+            "issue",
+            "--ca",
+            next_s,
+            "--workload",
+            w,
+            "--out",
+            dir,
+            "--force",
+        ]);
     }
 
     // During the overlap alpha accepts bravo's certificates from both CAs.
@@ -292,9 +378,11 @@ async fn a_rotated_ca_is_trusted_at_once_and_the_old_one_only_until_the_overlap_
     echo_through_alpha(&mesh, 64 * 1024).await;
 
     // After it, the old CA's certificate is refused; the new one still works.
-    wait_for("alpha to refuse bravo's old-CA certificate", LINK, || async {
-        alpha_accepts(&mesh, &old, link).await.err()
-    })
+    wait_for(
+        "alpha to refuse bravo's old-CA certificate",
+        LINK,
+        || async { alpha_accepts(&mesh, &old, link).await.err() },
+    )
     .await;
     alpha_accepts(&mesh, &b, link).await.unwrap();
     echo_through_alpha(&mesh, 64 * 1024).await;

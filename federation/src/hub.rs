@@ -12,10 +12,10 @@ use tokio::sync::{Notify, watch};
 use tokio_util::sync::CancellationToken;
 
 use crate::exporter::Exporter;
+use crate::link_peers::Slots;
 use crate::metrics::Metrics;
 use crate::persist::{SavedLocal, State};
 use crate::publish::{Built, GatewayOwners, PeerInput, build_catalog, next_lease_change};
-use crate::link_peers::Slots;
 
 pub struct Hub {
     pub local: ClusterInfo,

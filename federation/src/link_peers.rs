@@ -53,8 +53,7 @@ impl Linked {
     pub(crate) fn spawn_session(&self, slot: Arc<PeerSlot>) {
         let stop = self.shutdown.child_token();
         lock(&self.sessions).insert(slot.trust.name.clone(), stop.clone());
-        self.tasks
-            .spawn(session::run(slot, self.ctx.clone(), stop));
+        self.tasks.spawn(session::run(slot, self.ctx.clone(), stop));
     }
 }
 

@@ -109,7 +109,11 @@ fn issue(
 ) -> anyhow::Result<()> {
     let cfg = Config::load(config)?;
     if let Some(c) = cluster.filter(|c| *c != cfg.cluster.name) {
-        bail!("--cluster {c}, but {} is cluster {}'s config", config.display(), cfg.cluster.name);
+        bail!(
+            "--cluster {c}, but {} is cluster {}'s config",
+            config.display(),
+            cfg.cluster.name
+        );
     }
     if expires.is_zero() || expires > MAX_EXPIRY {
         bail!("--expires {expires:?}: use a duration above zero and at most 7d");
@@ -119,7 +123,8 @@ fn issue(
     PeerTrust::load(cfg.cluster.name.clone(), card.trust_domain.clone(), &ca)
         .with_context(|| format!("identity.ca {}", ca.display()))?;
     let store = Store::new(cfg.federation.state_dir.as_deref())?;
-    let random = |n| random_hex(n).map_err(|_| anyhow::anyhow!("the system's random generator failed"));
+    let random =
+        |n| random_hex(n).map_err(|_| anyhow::anyhow!("the system's random generator failed"));
     let (id, secret) = (random(8)?, random(16)?);
     let at = now_unix().saturating_add(expires.as_secs());
     store.issue(&id, &secret, at)?;
@@ -134,7 +139,8 @@ fn issue(
         expires: at,
     }
     .encode();
-    let value = serde_json::json!({ "token": token, "cluster": cfg.cluster.name, "expires_at": at });
+    let value =
+        serde_json::json!({ "token": token, "cluster": cfg.cluster.name, "expires_at": at });
     if !json {
         eprintln!(
             "One-time token for linking to {}, valid {}. On the other cluster run:\n  causeway token redeem TOKEN --config <its causeway.yaml>",
@@ -191,21 +197,28 @@ pub fn rotate(a: RotateArgs) -> anyhow::Result<()> {
         results.push((peer.name, r.err().map(|e| e.to_string())));
     }
     let failed = results.iter().filter(|r| r.1.is_some()).count();
-    let value = serde_json::json!(results
-        .iter()
-        .map(|(p, e)| serde_json::json!({ "peer": p, "error": e }))
-        .collect::<Vec<_>>());
+    let value = serde_json::json!(
+        results
+            .iter()
+            .map(|(p, e)| serde_json::json!({ "peer": p, "error": e }))
+            .collect::<Vec<_>>()
+    );
     let text = results
         .iter()
         .map(|(p, e)| match e {
-            None => format!("{p}: trusts the new bundle now, alone after {:?}", a.overlap),
+            None => format!(
+                "{p}: trusts the new bundle now, alone after {:?}",
+                a.overlap
+            ),
             Some(e) => format!("{p}: FAILED: {e}"),
         })
         .collect::<Vec<_>>()
         .join("\n");
     print(a.json, value, text)?;
     if failed > 0 {
-        bail!("{failed} peer(s) did not take the new bundle; fix and run again before reissuing certificates");
+        bail!(
+            "{failed} peer(s) did not take the new bundle; fix and run again before reissuing certificates"
+        );
     }
     Ok(())
 }

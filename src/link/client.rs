@@ -61,15 +61,19 @@ async fn open(
     tls.alpn_protocols = vec![wire::ALPN.to_vec()];
     let name = ServerName::try_from(server_name.to_owned()).map_err(|e| connect(e.to_string()))?;
     let exchange = async {
-        let tcp = TcpStream::connect(addr).await.map_err(|e| connect(e.to_string()))?;
+        let tcp = TcpStream::connect(addr)
+            .await
+            .map_err(|e| connect(e.to_string()))?;
         let mut s = TlsConnector::from(Arc::new(tls))
             .connect(name, tcp)
             .await
             .map_err(|e| connect(e.to_string()))?;
-        let hello = wire::recv(&mut s).await.map_err(|source| ClientError::Wire {
-            addr: addr.to_owned(),
-            source,
-        })?;
+        let hello = wire::recv(&mut s)
+            .await
+            .map_err(|source| ClientError::Wire {
+                addr: addr.to_owned(),
+                source,
+            })?;
         Ok((s, hello))
     };
     tokio::time::timeout(DEADLINE, exchange)
@@ -169,7 +173,12 @@ fn pinned(
     std::fs::create_dir_all(store.dir()).ok()?;
     let mut tmp = tempfile::NamedTempFile::new_in(store.dir()).ok()?;
     std::io::Write::write_all(&mut tmp, hello.ca_bundle.as_bytes()).ok()?;
-    let trust = PeerTrust::load(hello.cluster.clone(), hello.trust_domain.clone(), tmp.path()).ok()?;
+    let trust = PeerTrust::load(
+        hello.cluster.clone(),
+        hello.trust_domain.clone(),
+        tmp.path(),
+    )
+    .ok()?;
     let chain = s.get_ref().1.peer_certificates()?;
     causeway_identity::verify_server_chain(&trust, chain, Workload::Federation).ok()?;
     Some(trust)

@@ -25,7 +25,9 @@ pub struct LinkConfig {
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum LinkConfigError {
-    #[error("linking needs a `link:` section (link.listen: the link endpoint's address); see docs/operations.md")]
+    #[error(
+        "linking needs a `link:` section (link.listen: the link endpoint's address); see docs/operations.md"
+    )]
     Missing,
     #[error("{key}: {addr} is unspecified; set {fix} to the host:port peers dial")]
     Unspecified {
@@ -52,7 +54,11 @@ pub fn advertised(cfg: &Config) -> Result<(String, String), LinkConfigError> {
     };
     let federation = match &link.federation {
         Some(a) => a.clone(),
-        None => dial("federation.listen", cfg.federation.listen, "link.federation")?,
+        None => dial(
+            "federation.listen",
+            cfg.federation.listen,
+            "link.federation",
+        )?,
     };
     Ok((endpoint, federation))
 }

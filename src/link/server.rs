@@ -94,10 +94,15 @@ pub fn spawn(
     tasks: &TaskTracker,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
-    let mut tls = causeway_identity::link_server_config(cert, ep.peers.clone(), Workload::Federation)?;
+    let mut tls =
+        causeway_identity::link_server_config(cert, ep.peers.clone(), Workload::Federation)?;
     tls.alpn_protocols = vec![wire::ALPN.to_vec()];
     let acceptor = TlsAcceptor::from(Arc::new(tls));
-    let (ep, limit, t) = (Arc::new(ep), Arc::new(AcceptLimit::new(16, 4)), tasks.clone());
+    let (ep, limit, t) = (
+        Arc::new(ep),
+        Arc::new(AcceptLimit::new(16, 4)),
+        tasks.clone(),
+    );
     tasks.spawn(async move {
         loop {
             let (tcp, remote) = tokio::select! {
@@ -264,7 +269,8 @@ impl Endpoint {
     }
 
     fn check_bundle(&self, peer: &LinkedPeer, bundle: &[u8]) -> Result<(), String> {
-        let mut tmp = tempfile::NamedTempFile::new_in(self.store.dir()).map_err(|e| e.to_string())?;
+        let mut tmp =
+            tempfile::NamedTempFile::new_in(self.store.dir()).map_err(|e| e.to_string())?;
         std::io::Write::write_all(&mut tmp, bundle).map_err(|e| e.to_string())?;
         PeerTrust::load(peer.name.clone(), peer.trust_domain.clone(), tmp.path())
             .map(|_| ())

@@ -105,7 +105,10 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), StoreError> {
 }
 
 fn is_id(id: &str) -> bool {
-    id.len() == 16 && id.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
+    id.len() == 16
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
 }
 
 impl Store {
@@ -142,9 +145,11 @@ impl Store {
             .flatten()
             .and_then(|b| serde_json::from_slice::<Issued>(&b).ok());
         let known = rec.as_ref().map_or(&presented, |r| &r.secret_sha256);
-        let equal =
-            aws_lc_rs::constant_time::verify_slices_are_equal(known.as_bytes(), presented.as_bytes())
-                .is_ok();
+        let equal = aws_lc_rs::constant_time::verify_slices_are_equal(
+            known.as_bytes(),
+            presented.as_bytes(),
+        )
+        .is_ok();
         let Some(mut rec) = rec.filter(|_| equal) else {
             return Err(Refusal::Refused);
         };

@@ -29,7 +29,10 @@ fn unknown_ids_and_wrong_secrets_read_the_same() {
     let (_d, s) = store();
     s.issue(ID, "secret", 100).unwrap();
     assert_eq!(s.redeem(ID, "guess", 50), Err(Refusal::Refused));
-    assert_eq!(s.redeem("fedcba9876543210", "secret", 50), Err(Refusal::Refused));
+    assert_eq!(
+        s.redeem("fedcba9876543210", "secret", 50),
+        Err(Refusal::Refused)
+    );
     // A wrong secret says nothing about a redeemed or expired token either.
     s.redeem(ID, "secret", 50).unwrap();
     assert_eq!(s.redeem(ID, "guess", 50), Err(Refusal::Refused));

@@ -43,7 +43,9 @@ pub struct Token {
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum TokenError {
-    #[error("this is not a causeway link token (one starts with {PREFIX}); copy the whole line `causeway token issue` printed")]
+    #[error(
+        "this is not a causeway link token (one starts with {PREFIX}); copy the whole line `causeway token issue` printed"
+    )]
     NotAToken,
     #[error("the token is damaged ({0}); copy the whole line again, or ask for a new token")]
     Damaged(String),
@@ -57,7 +59,10 @@ impl Token {
     }
 
     pub fn decode(text: &str) -> Result<Self, TokenError> {
-        let body = text.trim().strip_prefix(PREFIX).ok_or(TokenError::NotAToken)?;
+        let body = text
+            .trim()
+            .strip_prefix(PREFIX)
+            .ok_or(TokenError::NotAToken)?;
         let json = URL_SAFE_NO_PAD
             .decode(body)
             .map_err(|e| TokenError::Damaged(e.to_string()))?;
@@ -114,7 +119,10 @@ mod tests {
         let t = token();
         let text = t.encode();
         assert!(text.len() < 400, "{} chars", text.len());
-        assert!(text.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)));
+        assert!(
+            text.chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+        );
         assert_eq!(Token::decode(&text).unwrap(), t);
         assert_eq!(t.secret.len(), 32, "128 bits");
     }

@@ -46,7 +46,10 @@ pub enum Request {
     Unlink,
     /// With the peer's federation certificate: trust `ca_bundle` for me,
     /// beside my current bundle for `overlap_secs`, then alone.
-    RotateCa { ca_bundle: String, overlap_secs: u64 },
+    RotateCa {
+        ca_bundle: String,
+        overlap_secs: u64,
+    },
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -68,7 +71,10 @@ pub enum WireError {
     Json(#[from] serde_json::Error),
 }
 
-pub async fn send<W: AsyncWrite + Unpin, T: Serialize>(w: &mut W, msg: &T) -> Result<(), WireError> {
+pub async fn send<W: AsyncWrite + Unpin, T: Serialize>(
+    w: &mut W,
+    msg: &T,
+) -> Result<(), WireError> {
     let body = serde_json::to_vec(msg)?;
     if body.len() > MAX_FRAME {
         return Err(WireError::TooLarge(body.len()));
@@ -100,7 +106,9 @@ mod tests {
         let (mut a, mut b) = tokio::io::duplex(1 << 20);
         send(&mut a, &Request::Unlink).await.unwrap();
         assert!(matches!(recv(&mut b).await.unwrap(), Request::Unlink));
-        a.write_all(&(MAX_FRAME as u32 + 1).to_be_bytes()).await.unwrap();
+        a.write_all(&(MAX_FRAME as u32 + 1).to_be_bytes())
+            .await
+            .unwrap();
         let r: Result<Request, _> = recv(&mut b).await;
         assert!(matches!(r, Err(WireError::TooLarge(_))));
     }
