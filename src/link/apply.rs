@@ -4,7 +4,7 @@
 //! a restart.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use causeway_catalog::ClusterId;
@@ -55,6 +55,8 @@ pub struct Linker {
     /// Peers from causeway.yaml, never touched here.
     pub fixed: BTreeSet<ClusterId>,
     pub changed: Arc<Notify>,
+    /// One change to the store at a time (shared with the link endpoint).
+    pub busy: Arc<Mutex<()>>,
     /// Last error per peer (and for the file), logged once.
     pub errors: BTreeMap<String, String>,
 }
@@ -86,7 +88,10 @@ impl Linker {
 
     /// One pass: end due rotations, remove unlinked peers, add new ones.
     pub fn reconcile(&mut self, now: u64) {
+        let busy = self.busy.clone();
+        let guard = busy.lock().unwrap_or_else(|p| p.into_inner());
         let done = self.store.finish_rotations(now);
+        drop(guard);
         if let Ok(names) = &done {
             for name in names {
                 tracing::info!(peer = %name, "CA rotation overlap over: only the new bundle is trusted");

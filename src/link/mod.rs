@@ -71,6 +71,7 @@ pub async fn start(
         return Ok(());
     };
     let changed = Arc::new(Notify::new());
+    let busy = Arc::new(Mutex::new(()));
     let fixed = cfg
         .peers
         .iter()
@@ -96,7 +97,7 @@ pub async fn start(
                 server::REDEEMS_PER_MINUTE,
                 Duration::from_secs(60),
             )),
-            busy: Default::default(),
+            busy: busy.clone(),
         };
         server::spawn(ep, listener, cert, tasks, shutdown.clone())?;
     }
@@ -107,6 +108,7 @@ pub async fn start(
         applied: linked,
         fixed,
         changed,
+        busy,
         errors: Default::default(),
     };
     tasks.spawn(linker.run(POLL, shutdown));

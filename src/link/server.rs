@@ -76,8 +76,12 @@ pub struct Endpoint {
     /// Wakes the linker after a change to the store.
     pub changed: Arc<Notify>,
     pub limiter: Mutex<Limiter>,
-    /// One change to the store at a time.
-    pub busy: tokio::sync::Mutex<()>,
+    /// One change to the store at a time (shared with the linker).
+    pub busy: Arc<Mutex<()>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 fn refused(reason: impl ToString) -> Response {
@@ -146,26 +150,21 @@ impl Endpoint {
         };
         wire::send(&mut tls, &hello).await?;
         let response = match wire::recv(&mut tls).await? {
-            Request::Redeem { id, secret, card } => self.redeem(&id, &secret, card, hello).await,
-            Request::Unlink => self.unlink(client).await,
+            Request::Redeem { id, secret, card } => self.redeem(&id, &secret, card, hello),
+            Request::Unlink => self.unlink(client),
             Request::RotateCa {
                 ca_bundle,
                 overlap_secs,
-            } => self.rotate(client, ca_bundle, overlap_secs).await,
+            } => self.rotate(client, ca_bundle, overlap_secs),
         };
         wire::send(&mut tls, &response).await?;
         tls.shutdown().await?;
         Ok(())
     }
 
-    async fn redeem(&self, id: &str, secret: &str, card: Card, hello: Hello) -> Response {
-        let _busy = self.busy.lock().await;
-        let allowed = self
-            .limiter
-            .lock()
-            .map(|mut l| l.allow(Instant::now()))
-            .unwrap_or(false);
-        if !allowed {
+    fn redeem(&self, id: &str, secret: &str, card: Card, hello: Hello) -> Response {
+        let _busy = lock(&self.busy);
+        if !lock(&self.limiter).allow(Instant::now()) {
             return refused("too many link attempts; try again in a minute");
         }
         if let Err(r) = self.store.redeem(id, secret, now_unix()) {
@@ -235,8 +234,8 @@ impl Endpoint {
         })
     }
 
-    async fn unlink(&self, client: Option<ClusterId>) -> Response {
-        let _busy = self.busy.lock().await;
+    fn unlink(&self, client: Option<ClusterId>) -> Response {
+        let _busy = lock(&self.busy);
         let peer = match self.linked(client) {
             Ok(p) => p,
             Err(why) => return refused(why),
@@ -249,8 +248,8 @@ impl Endpoint {
         Response::Done
     }
 
-    async fn rotate(&self, client: Option<ClusterId>, bundle: String, overlap: u64) -> Response {
-        let _busy = self.busy.lock().await;
+    fn rotate(&self, client: Option<ClusterId>, bundle: String, overlap: u64) -> Response {
+        let _busy = lock(&self.busy);
         let peer = match self.linked(client) {
             Ok(p) => p,
             Err(why) => return refused(why),
