@@ -15,7 +15,7 @@ use support::wait_for;
 
 #[tokio::test]
 async fn a_token_links_both_ways_once_and_unlink_removes_both_sides() {
-    let mesh = unlinked(2, 22000, Ipv4Addr::new(127, 91, 0, 0)).await;
+    let mut mesh = unlinked(2, 22000, Ipv4Addr::new(127, 91, 0, 0)).await;
     let token = issue(&mesh, 1, "1h");
     assert!(token.len() < 500, "{} chars", token.len());
     let (ok, out, err) = redeem(&mesh, 0, &token);
@@ -28,6 +28,13 @@ async fn a_token_links_both_ways_once_and_unlink_removes_both_sides() {
     // Both ways: each imports the other's own service.
     mesh.wait_linked(LINK).await;
     echo_through_alpha(&mesh, 256 * 1024).await;
+
+    // The link survives a restart: alpha loads it from its state_dir.
+    mesh.kill(0);
+    mesh.start(0);
+    wait_peers(&mesh, 0, &["bravo"]).await;
+    mesh.wait_linked(LINK).await;
+    echo_through_alpha(&mesh, 64 * 1024).await;
 
     let (ok, _, err) = redeem(&mesh, 0, &token);
     assert!(!ok);
@@ -48,7 +55,7 @@ async fn a_token_links_both_ways_once_and_unlink_removes_both_sides() {
 
 #[tokio::test]
 async fn expired_forged_tampered_and_foreign_tokens_are_refused() {
-    let mesh = unlinked(3, 22200, Ipv4Addr::new(127, 92, 0, 0)).await;
+    let mut mesh = unlinked(3, 22200, Ipv4Addr::new(127, 92, 0, 0)).await;
     let refused = |token: &str, want: &str| {
         let (ok, _, err) = redeem(&mesh, 0, token);
         assert!(!ok, "redeemed a bad token");
@@ -149,6 +156,22 @@ async fn expired_forged_tampered_and_foreign_tokens_are_refused() {
         "{answer:?}"
     );
     wait_peers(&mesh, 1, &["alpha"]).await;
+
+    // A peer that cannot be told is removed here only, and only with --force.
+    mesh.kill(1);
+    let alpha = config(&mesh, 0);
+    let out = cli(&["unlink", "bravo", "--config", &alpha]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("--force"), "{err}");
+    let out = cli(&["unlink", "bravo", "--config", &alpha, "--force", "--json"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(json["peer_told"], false);
+    wait_peers(&mesh, 0, &[]).await;
 }
 
 /// Sends `req` to a link endpoint without a client certificate.

@@ -44,6 +44,10 @@ pub enum ClientError {
     Config(#[from] super::config::LinkConfigError),
     #[error("{0}")]
     Identity(String),
+    #[error(
+        "could not tell {peer} to unlink ({message}); run again with --force to remove it on this cluster only, then unlink this cluster on {peer}"
+    )]
+    Untold { peer: ClusterId, message: String },
     #[error("{peer} is not linked by token here{hint}")]
     NotLinked { peer: ClusterId, hint: &'static str },
 }
@@ -225,7 +229,12 @@ pub async fn unlink(cfg: &Config, name: &ClusterId, force: bool) -> Result<bool,
     .await;
     let told = match told {
         Ok(_) => true,
-        Err(e) if !force => return Err(e),
+        Err(e) if !force => {
+            return Err(ClientError::Untold {
+                peer: name.clone(),
+                message: e.to_string(),
+            });
+        }
         Err(e) => {
             tracing::warn!("{e}; removing {name} here only (--force)");
             false
