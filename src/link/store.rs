@@ -104,6 +104,9 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), StoreError> {
     Ok(())
 }
 
+/// How long a token's record outlives its expiry.
+const KEEP_EXPIRED: u64 = 24 * 3600;
+
 fn is_id(id: &str) -> bool {
     id.len() == 16
         && id
@@ -125,8 +128,10 @@ impl Store {
         self.dir.join("tokens").join(format!("{id}.json"))
     }
 
-    /// Registers a token: its secret's hash and expiry.
+    /// Registers a token: its secret's hash and expiry. Records of tokens
+    /// expired for over a day go (until then a reuse still reads "redeemed").
     pub fn issue(&self, id: &str, secret: &str, expires: u64) -> Result<(), StoreError> {
+        self.prune(super::token::now_unix().saturating_sub(KEEP_EXPIRED));
         let rec = Issued {
             secret_sha256: sha256_hex(secret.as_bytes()),
             expires,
@@ -165,6 +170,22 @@ impl Store {
             tracing::error!(error = %e, "cannot mark the token redeemed; refusing it");
             Refusal::Refused
         })
+    }
+
+    /// Removes the records of tokens that expired before `before`.
+    pub fn prune(&self, before: u64) {
+        let Ok(dir) = std::fs::read_dir(self.dir.join("tokens")) else {
+            return;
+        };
+        for entry in dir.flatten() {
+            let old = std::fs::read(entry.path())
+                .ok()
+                .and_then(|b| serde_json::from_slice::<Issued>(&b).ok())
+                .is_some_and(|r| r.expires < before);
+            if old {
+                let _ = std::fs::remove_file(entry.path());
+            }
+        }
     }
 
     fn links_path(&self) -> PathBuf {

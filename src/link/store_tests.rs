@@ -56,6 +56,17 @@ fn the_file_keeps_only_the_secret_hash() {
     assert!(!text.contains("very-secret-value"), "{text}");
 }
 
+#[test]
+fn records_of_long_expired_tokens_are_pruned() {
+    let (_d, s) = store();
+    let other = "fedcba9876543210";
+    s.issue(ID, "a", 100).unwrap();
+    s.issue(other, "b", 300).unwrap();
+    s.prune(200);
+    assert_eq!(s.redeem(ID, "a", 0), Err(Refusal::Refused));
+    assert_eq!(s.redeem(other, "b", 0), Ok(()));
+}
+
 fn peer(name: &str) -> LinkedPeer {
     LinkedPeer {
         name: name.parse().unwrap(),
