@@ -163,6 +163,8 @@ pub enum ConfigError {
     #[error("{0}")]
     PeerPolicy(#[from] PolicyError),
     #[error("{0}")]
+    Link(#[from] crate::link::LinkConfigError),
+    #[error("{0}")]
     Policy(#[from] causeway_policy::PolicyError),
     #[error("peers: {0} is listed twice; list each peer cluster once")]
     DuplicatePeer(ClusterId),
@@ -284,6 +286,9 @@ impl Config {
             return Err(ConfigError::WatchConnect(w.clone()));
         }
         self.policies()?;
+        if let Some(link) = &self.link {
+            link.validate()?;
+        }
         self.validate_listeners()
     }
 

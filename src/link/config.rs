@@ -35,10 +35,30 @@ pub enum LinkConfigError {
         addr: SocketAddr,
         fix: &'static str,
     },
+    #[error("{key}: {value:?} is not host:port (e.g. east.example.com:15012)")]
+    Address { key: &'static str, value: String },
     #[error(
         "identity.ca is not set: linking sends this cluster's CA certificate to the peer; set identity.ca to ca.pem (no key)"
     )]
     NoCa,
+}
+
+impl LinkConfig {
+    pub fn validate(&self) -> Result<(), LinkConfigError> {
+        let keys = [
+            ("link.advertise", &self.advertise),
+            ("link.federation", &self.federation),
+        ];
+        for (key, value) in keys {
+            if let Some(v) = value.as_ref().filter(|v| !super::is_host_port(v)) {
+                return Err(LinkConfigError::Address {
+                    key,
+                    value: v.clone(),
+                });
+            }
+        }
+        Ok(())
+    }
 }
 
 /// The addresses a peer dials: (link endpoint, federation).
@@ -61,4 +81,49 @@ pub fn advertised(cfg: &Config) -> Result<(String, String), LinkConfigError> {
         )?,
     };
     Ok((endpoint, federation))
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::config::Config;
+    use crate::config::tests::BASE;
+
+    fn load(extra: &str) -> Result<Config, String> {
+        let cfg = Config::parse(&format!("{BASE}{extra}"))?;
+        cfg.validate().map_err(|e| e.to_string())?;
+        Ok(cfg)
+    }
+
+    #[test]
+    fn addresses_default_to_the_listeners_and_unspecified_ones_are_named() {
+        let cfg = load(
+            "federation: { listen: \"10.0.0.1:15010\" }\nlink: { listen: \"10.0.0.1:15012\" }",
+        )
+        .unwrap();
+        let (link, fed) = super::advertised(&cfg).unwrap();
+        assert_eq!(
+            (link.as_str(), fed.as_str()),
+            ("10.0.0.1:15012", "10.0.0.1:15010")
+        );
+        let cfg = load("link: { listen: \"0.0.0.0:15012\" }").unwrap();
+        let e = super::advertised(&cfg).unwrap_err().to_string();
+        assert!(e.contains("link.advertise"), "{e}");
+        let cfg =
+            load("link: { listen: \"0.0.0.0:15012\", advertise: \"e.example:15012\" }").unwrap();
+        let e = super::advertised(&cfg).unwrap_err().to_string();
+        assert!(
+            e.contains("federation.listen") && e.contains("link.federation"),
+            "{e}"
+        );
+        let e = super::advertised(&load("").unwrap())
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("link:"), "{e}");
+    }
+
+    #[test]
+    fn a_bad_address_is_refused_by_key() {
+        let e = load("link: { listen: \"127.0.0.1:1\", advertise: \"nowhere\" }").unwrap_err();
+        assert!(e.contains("link.advertise") && e.contains("nowhere"), "{e}");
+    }
 }
