@@ -15,7 +15,7 @@ use support::wait_for;
 
 #[tokio::test]
 async fn a_token_links_both_ways_once_and_unlink_removes_both_sides() {
-    let mut mesh = unlinked(2, 22000, Ipv4Addr::new(127, 91, 0, 0)).await;
+    let mut mesh = unlinked(2, 22000, Ipv4Addr::new(127, 101, 0, 0)).await;
     let token = issue(&mesh, 1, "1h");
     assert!(token.len() < 500, "{} chars", token.len());
     let (ok, out, err) = redeem(&mesh, 0, &token);
@@ -36,6 +36,12 @@ async fn a_token_links_both_ways_once_and_unlink_removes_both_sides() {
     mesh.wait_linked(LINK).await;
     echo_through_alpha(&mesh, 64 * 1024).await;
 
+    // doctor checks the linked peer like a configured one.
+    let alpha = config(&mesh, 0);
+    let out = cli(&["doctor", "--json", "--config", &alpha, "--peer", "bravo"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success() && text.contains("bravo"), "{text}");
+
     let (ok, _, err) = redeem(&mesh, 0, &token);
     assert!(!ok);
     assert!(err.contains("token already redeemed"), "{err}");
@@ -55,7 +61,7 @@ async fn a_token_links_both_ways_once_and_unlink_removes_both_sides() {
 
 #[tokio::test]
 async fn expired_forged_tampered_and_foreign_tokens_are_refused() {
-    let mut mesh = unlinked(3, 22200, Ipv4Addr::new(127, 92, 0, 0)).await;
+    let mut mesh = unlinked(3, 22200, Ipv4Addr::new(127, 102, 0, 0)).await;
     let refused = |token: &str, want: &str| {
         let (ok, _, err) = redeem(&mesh, 0, token);
         assert!(!ok, "redeemed a bad token");
@@ -177,7 +183,7 @@ async fn expired_forged_tampered_and_foreign_tokens_are_refused() {
 /// Sends `req` to a link endpoint without a client certificate.
 #[tokio::test]
 async fn a_rotated_ca_is_trusted_at_once_and_the_old_one_only_until_the_overlap_ends() {
-    let mesh = unlinked(2, 22400, Ipv4Addr::new(127, 93, 0, 0)).await;
+    let mesh = unlinked(2, 22400, Ipv4Addr::new(127, 103, 0, 0)).await;
     let (ok, _, err) = redeem(&mesh, 0, &issue(&mesh, 1, "1h"));
     assert!(ok, "{err}");
     mesh.wait_linked(LINK).await;
