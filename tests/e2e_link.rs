@@ -57,6 +57,12 @@ async fn a_token_links_both_ways_once_and_unlink_removes_both_sides() {
         mesh.vip(0, "echo").await.is_none().then_some(())
     })
     .await;
+
+    // A new token links them again, still without a restart.
+    let (ok, _, err) = redeem(&mesh, 0, &issue(&mesh, 1, "10m"));
+    assert!(ok, "{err}");
+    wait_peers(&mesh, 1, &["alpha"]).await;
+    echo_through_alpha(&mesh, 64 * 1024).await;
 }
 
 #[tokio::test]
