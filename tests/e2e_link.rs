@@ -58,9 +58,22 @@ async fn a_token_links_both_ways_once_and_unlink_removes_both_sides() {
     })
     .await;
 
-    // A new token links them again, still without a restart.
-    let (ok, _, err) = redeem(&mesh, 0, &issue(&mesh, 1, "10m"));
-    assert!(ok, "{err}");
+    // A new token links them again, still without a restart (read from
+    // stdin this time, out of `ps`).
+    let mut child = std::process::Command::new(support::BIN)
+        .args(["token", "redeem", "-", "--config", &alpha])
+        .stdin(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let token = issue(&mesh, 1, "10m");
+    std::io::Write::write_all(&mut child.stdin.take().unwrap(), token.as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     wait_peers(&mesh, 1, &["alpha"]).await;
     echo_through_alpha(&mesh, 64 * 1024).await;
 }

@@ -34,6 +34,7 @@ pub enum TokenCmd {
     },
     /// Link this cluster and the token's issuer, both ways.
     Redeem {
+        /// The token, or `-` to read it from standard input (keeps it out of `ps`).
         token: String,
         /// This cluster's config.
         #[arg(long, short)]
@@ -152,7 +153,11 @@ fn issue(
 }
 
 fn redeem(text: &str, config: &Path, json: bool) -> anyhow::Result<()> {
-    let token = Token::decode(text)?;
+    let text = match text {
+        "-" => std::io::read_to_string(std::io::stdin()).context("reading the token from stdin")?,
+        t => t.to_owned(),
+    };
+    let token = Token::decode(&text)?;
     let cfg = Config::load(config)?;
     let card = runtime()?.block_on(client::redeem(&cfg, &token))?;
     let value = serde_json::json!({
