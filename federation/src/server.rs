@@ -109,7 +109,7 @@ impl Feed {
                     Err(_) => return,
                 },
                 _ = tick.tick() => {
-                    if self.peers.get(&self.subscriber).is_none() {
+                    if !self.peers.contains(&self.subscriber) {
                         return self.unlinked().await;
                     }
                     let hb = proto::Heartbeat { epoch: sent.epoch, version: sent.version };

@@ -194,6 +194,11 @@ impl PeerSet {
         self.peers.load().is_empty()
     }
 
+    /// Whether `name` is a peer now (no clone: for per-stream checks).
+    pub fn contains(&self, name: &ClusterId) -> bool {
+        self.peers.load().iter().any(|p| p.name == *name)
+    }
+
     pub fn get(&self, name: &ClusterId) -> Option<PeerTrust> {
         self.peers.load().iter().find(|p| p.name == *name).cloned()
     }
