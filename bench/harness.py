@@ -46,6 +46,7 @@ import time
 import urllib.request
 
 import policy
+import udp
 import probes
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -1631,6 +1632,7 @@ def report(results, path):
     else:
         L += ["Not measured in this run.", ""]
     L += policy.report(results, sys.modules[__name__])
+    L += udp.report(results, sys.modules[__name__])
     L += targets(results)
     notes = os.path.join(HERE, "analysis.md")
     if os.path.exists(notes):
@@ -2163,7 +2165,7 @@ def main():
     ap.add_argument("--failover-reps", type=int, default=20)
     ap.add_argument("--exports", type=int, default=100)
     ap.add_argument("--scale-reps", type=int, default=3)
-    ap.add_argument("--only", default="dataplane,instr,dns,failover,catalog,scale,fedproc,wan,netns,policy")
+    ap.add_argument("--only", default="dataplane,instr,dns,failover,catalog,scale,fedproc,wan,netns,policy,udp")
     ap.add_argument("--instr-bytes", default="64M", help="instr: bytes per bulk window (bench/instr.sh --bytes)")
     ap.add_argument("--instr-conns", type=int, default=100, help="instr: concurrent connections")
     ap.add_argument("--loss", default="0,0.1,1,0:5",
@@ -2197,7 +2199,8 @@ def main():
                              ("failover", section_failover), ("scale", section_scale),
                              ("fedproc", section_fedproc),
                              ("wan", section_wan),
-                             ("policy", lambda a, r: policy.section_policy(a, r, sys.modules[__name__]))):
+                             ("policy", lambda a, r: policy.section_policy(a, r, sys.modules[__name__])),
+                             ("udp", lambda a, r: udp.section_udp(a, r, sys.modules[__name__]))):
                 if name in args.only:
                     log(f"== {name} (load {loadavg()})")
                     try:

@@ -2,7 +2,7 @@
 # causeway benchmark harness: installs its tools, builds release binaries, runs the comparisons and
 # writes docs/benchmarks.md. Loopback, plus network namespaces (cwb-*) behind a userspace WAN
 # emulator (section netns, root only); every process it starts is stopped by PID.
-#   bench/run.sh [--reps N] [--only dataplane,instr,dns,failover,catalog,scale,fedproc,wan,netns,policy]
+#   bench/run.sh [--reps N] [--only dataplane,instr,dns,failover,catalog,scale,fedproc,wan,netns,policy,udp]
 #                [--loss 0,0.1,1,0:5] [--report-only]
 # Instructions per GiB on their own, before/after: bench/instr.sh [--bytes N] [--conns N] BIN [BIN2].
 set -euo pipefail

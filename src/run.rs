@@ -61,6 +61,8 @@ struct Start {
     ready: Readiness,
     tasks: TaskTracker,
     shutdown: CancellationToken,
+    /// Set once the gateway runs: `POST /v1/gateway/rebind` moves its sockets.
+    rebinder: Option<causeway_gateway::Rebinder>,
 }
 
 /// Runs `component` until `shutdown` fires and everything has drained.
@@ -83,6 +85,7 @@ pub async fn run(
         ready: Readiness::default(),
         tasks: TaskTracker::new(),
         shutdown,
+        rebinder: None,
     };
     let peers = match component {
         Component::Dns => None,
@@ -249,6 +252,7 @@ impl Start {
         };
         let gw = Gateway::bind(inputs, &mut self.registry).await?;
         info!(addr = %gw.local_addr()?, "gateway listening");
+        self.rebinder = Some(gw.rebinder());
         self.tasks.spawn(gw.run());
         Ok(())
     }
@@ -284,6 +288,9 @@ impl Start {
                 }),
             );
         }
+        if let Some(r) = self.rebinder.take() {
+            admin = admin.route("/v1/gateway/rebind", rebind_route(r));
+        }
         self.tasks
             .spawn(admin.serve(listener, self.shutdown.clone()));
         self.ready.register("started").set(true);
@@ -311,6 +318,27 @@ fn with_catalog_route(admin: Admin, catalog: watch::Receiver<Arc<CatalogSnapshot
             async move { json.map(axum::Json).map_err(|e| e.to_string()) }
         }),
     )
+}
+
+/// `POST /v1/gateway/rebind` (body: an IP address, or empty for the current
+/// one): moves the gateway's dialling sockets; peer connections migrate.
+fn rebind_route(r: causeway_gateway::Rebinder) -> axum::routing::MethodRouter {
+    axum::routing::post(move |body: String| {
+        let r = r.clone();
+        async move {
+            let bad = axum::http::StatusCode::BAD_REQUEST;
+            let ip = match body.trim() {
+                "" => None,
+                text => Some(text.parse().map_err(|e| {
+                    (bad, format!("{text:?} is not an IP address ({e}); send one, or nothing to keep the current address"))
+                })?),
+            };
+            let addrs = r
+                .rebind(ip)
+                .map_err(|e| (axum::http::StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+            Ok::<_, (axum::http::StatusCode, String)>(axum::Json(addrs))
+        }
+    })
 }
 
 /// Cancels `token` on SIGINT or SIGTERM.

@@ -25,7 +25,7 @@ pub enum Protocol {
     Tcp,
     #[serde(alias = "udp")]
     Udp,
-    /// Carried in the catalog and the MCS objects; the gateway tunnels TCP only.
+    /// Carried in the catalog and the MCS objects; the gateway carries TCP and UDP only.
     #[serde(alias = "sctp")]
     Sctp,
 }

@@ -52,6 +52,9 @@ pub struct Config {
     /// OTLP spans per tunnelled connection; off unless an endpoint is set.
     #[serde(default)]
     pub tracing: crate::otlp_config::TracingConfig,
+    /// UDP service ports: flow idle timeout and caps.
+    #[serde(default)]
+    pub udp: crate::udp::UdpConfig,
 }
 
 /// `gateway.kubernetes`: the port range shared with `federation.kubernetes`

@@ -41,7 +41,7 @@ pub enum ConfigError {
     },
 }
 
-fn positive(key: &'static str, value: Duration) -> Result<(), ConfigError> {
+pub(crate) fn positive(key: &'static str, value: Duration) -> Result<(), ConfigError> {
     if value.is_zero() {
         return Err(ConfigError::Duration {
             key,
@@ -52,7 +52,7 @@ fn positive(key: &'static str, value: Duration) -> Result<(), ConfigError> {
     Ok(())
 }
 
-fn within(key: &'static str, value: u64, lo: u64, hi: u64) -> Result<(), ConfigError> {
+pub(crate) fn within(key: &'static str, value: u64, lo: u64, hi: u64) -> Result<(), ConfigError> {
     if value < lo || value > hi {
         let valid = match (lo, hi) {
             (1, 100) => "use 1 to 100",
@@ -80,6 +80,7 @@ impl Config {
         self.check_failover()?;
         self.access_log.validate()?;
         self.tracing.validate()?;
+        self.udp.validate()?;
         self.check_kubernetes()
     }
 

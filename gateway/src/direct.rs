@@ -20,7 +20,8 @@ pub async fn serve(
     rec: &mut ConnRecord,
 ) -> Result<(), Status> {
     let exports = shared.exports();
-    let export = local::find(&exports, &req.service, req.port).ok_or(Status::UnknownService)?;
+    let export = local::find(&exports, &req.service, req.port, req.protocol)
+        .ok_or(Status::UnknownService)?;
     let targets = match &req.endpoint {
         Some(host) => crate::headless::targets(export, req.port, host),
         None => local::ready_targets(export, req.port),

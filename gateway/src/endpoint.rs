@@ -158,9 +158,7 @@ fn endpoint(
     metrics: &Metrics,
 ) -> Result<quinn::Endpoint, EndpointError> {
     let err = |source| EndpointError::Bind { addr, source };
-    let sock =
-        Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP)).map_err(err)?;
-    size_buffers(&sock, cfg.transport.udp_socket_buffer as usize, metrics);
+    let sock = udp_socket(cfg, addr, metrics)?;
     let mut config = endpoint_config(cfg);
     if let Some((_, steer)) = &server {
         #[cfg(unix)]
@@ -186,6 +184,33 @@ fn endpoint(
         .set(socket.max_receive_segments() as i64);
     let server = server.map(|(sc, _)| sc);
     quinn::Endpoint::new_with_abstract_socket(config, server, socket, runtime).map_err(err)
+}
+
+/// A UDP socket with the configured buffers, not yet bound.
+fn udp_socket(cfg: &Config, addr: SocketAddr, metrics: &Metrics) -> Result<Socket, EndpointError> {
+    let err = |source| EndpointError::Bind { addr, source };
+    let sock =
+        Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP)).map_err(err)?;
+    size_buffers(&sock, cfg.transport.udp_socket_buffer as usize, metrics);
+    Ok(sock)
+}
+
+/// Moves a client endpoint to a new socket on `ip` (a new port): its
+/// connections carry on from the new address, which each peer validates
+/// (QUIC connection migration). Call it on the endpoint's own runtime.
+pub fn rebind(
+    cfg: &Config,
+    e: &quinn::Endpoint,
+    ip: std::net::IpAddr,
+    metrics: &Metrics,
+) -> Result<SocketAddr, EndpointError> {
+    let addr = SocketAddr::new(ip, 0);
+    let err = |source| EndpointError::Bind { addr, source };
+    let sock = udp_socket(cfg, addr, metrics)?;
+    sock.bind(&addr.into()).map_err(err)?;
+    sock.set_nonblocking(true).map_err(err)?;
+    e.rebind(sock.into()).map_err(err)?;
+    e.local_addr().map_err(err)
 }
 
 fn endpoint_config(cfg: &Config) -> quinn::EndpointConfig {

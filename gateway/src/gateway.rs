@@ -74,6 +74,8 @@ impl Gateway {
         metrics.register(registry);
         let policy_metrics = PolicyMetrics::default();
         policy_metrics.register(registry);
+        let udp_metrics = crate::udp::UdpMetrics::default();
+        udp_metrics.register(registry);
         let observe = crate::observe::Observe::start(&inputs.cfg, &inputs.local, registry)?;
         let endpoints = bind_endpoints(&inputs.cfg, &id, &workers, &metrics)?;
         tracing::info!(cluster = %inputs.local.name, listen = ?endpoints[0].server.local_addr().ok(), workers = workers.len(), cfg = ?inputs.cfg, "gateway bound");
@@ -95,6 +97,9 @@ impl Gateway {
             loads: Default::default(),
             peer_connections: Default::default(),
             peer_streams: Default::default(),
+            peer_flows: Default::default(),
+            udp: Default::default(),
+            udp_metrics,
             handshaking: Default::default(),
             hard: CancellationToken::new(),
             shutdown: inputs.shutdown,
@@ -110,6 +115,11 @@ impl Gateway {
     /// The bound UDP address of the QUIC endpoint.
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
         self.shared.endpoints[0].server.local_addr()
+    }
+
+    /// A handle to move the dialling sockets to a new address while running.
+    pub fn rebinder(&self) -> crate::rebind::Rebinder {
+        crate::rebind::Rebinder(self.shared.clone())
     }
 
     /// Serves until `shutdown` is cancelled, then drains.

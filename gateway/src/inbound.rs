@@ -3,7 +3,7 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use causeway_catalog::ClusterId;
+use causeway_catalog::{ClusterId, Protocol};
 use quinn::{ConnectionError, RecvStream, SendStream};
 use tracing::Instrument;
 
@@ -12,10 +12,12 @@ use crate::header::{read_request, refuse, respond};
 use crate::limits::Grant;
 use crate::metrics::{ActiveGuard, Direction, InboundHandshake, ServiceHandles};
 use crate::protocol::{Request, Status};
-use crate::quota::Held;
+use crate::quota::{Held, PeerCounts};
 use crate::record::ConnRecord;
 use crate::shared::Shared;
 use crate::splice::{self, Counters};
+use crate::udp::relay::FlowStream;
+use prometheus_client::metrics::gauge::Gauge;
 
 /// QUIC connection close code for a peer whose certificate maps to no cluster.
 const CLOSE_UNKNOWN_PEER: u32 = 0x11;
@@ -135,6 +137,8 @@ async fn connection(shared: Arc<Shared>, incoming: quinn::Incoming) {
             return;
         };
         handshake_metric(&shared, "ok");
+        // Read its datagrams from the start: ones naming no flow are counted.
+        shared.udp.of(&conn, &shared.udp_metrics);
         let gate = Arc::new(SetupGate::default());
         let peer_id: Arc<str> = peer_id.to_string().into();
         loop {
@@ -155,9 +159,8 @@ async fn connection(shared: Arc<Shared>, incoming: quinn::Incoming) {
                 return;
             }
             let (s, peer) = (shared.clone(), (cluster.clone(), peer_id.clone()));
-            shared
-                .streams
-                .spawn(stream(s, peer, gate.clone(), send, recv).in_current_span());
+            let task = stream(s, peer, conn.clone(), gate.clone(), send, recv);
+            shared.streams.spawn(task.in_current_span());
         }
     }
     .instrument(span)
@@ -167,6 +170,7 @@ async fn connection(shared: Arc<Shared>, incoming: quinn::Incoming) {
 async fn stream(
     shared: Arc<Shared>,
     (cluster, peer_id): (ClusterId, Arc<str>),
+    conn: quinn::Connection,
     gate: Arc<SetupGate>,
     mut send: SendStream,
     mut recv: RecvStream,
@@ -194,7 +198,17 @@ async fn stream(
         if let Some(t) = &req.traceparent {
             span.record("trace", t.as_str());
         }
-        serve(&shared, &cluster, &gate, &req, send, recv, &mut rec).await;
+        if req.protocol == Protocol::Udp {
+            let s = FlowStream {
+                conn: &conn,
+                gate: &gate,
+                send,
+                recv,
+            };
+            crate::udp::relay::serve(&shared, &cluster, &req, s, &mut rec).await;
+        } else {
+            serve(&shared, &cluster, &gate, &req, send, recv, &mut rec).await;
+        }
         shared.observe.finish(rec);
     }
     .instrument(span)
@@ -260,22 +274,67 @@ async fn serve(
 struct Admitted {
     tcp: tokio::net::TcpStream,
     handles: ServiceHandles,
-    /// The source cluster's hold on the service's policy limits.
     grant: Option<Grant>,
     _load: crate::local::LoadGuard,
+    _let: Let,
+}
+
+/// What an authorized stream or flow holds while it lives.
+pub(crate) struct Let {
+    /// Ready endpoints to connect to.
+    pub targets: Vec<std::net::SocketAddr>,
+    /// The source cluster's hold on the service's policy limits.
+    pub grant: Option<Grant>,
     _active: ActiveGuard,
     _peer: Held,
 }
 
-/// Decides whether a request may proceed and connects to a local endpoint.
-/// Authorization comes first: a peer learns nothing and creates no metric
-/// label for a service not exported to it.
+/// The caps a stream or flow counts against: the peer's count and the
+/// service's open gauge, with their limits.
+pub(crate) struct Caps<'a> {
+    pub peer: (&'a PeerCounts, u32),
+    pub service: (&'a Gauge, u32),
+}
+
 async fn admit(
     shared: &Shared,
     cluster: &ClusterId,
     req: &Request,
     decisions: &mut Vec<String>,
 ) -> Result<Admitted, (Status, String)> {
+    let handles = shared
+        .metrics
+        .service(&req.service.to_string(), Direction::Inbound);
+    let l = &shared.cfg.limits;
+    let caps = Caps {
+        peer: (&shared.peer_streams, l.max_streams_per_peer),
+        service: (&handles.active, l.max_streams_per_service),
+    };
+    let mut ok = authorize(shared, cluster, req, decisions, caps)?;
+    let (tcp, load) =
+        crate::local::connect(&shared.loads, &ok.targets, shared.cfg.timeouts.connect)
+            .await
+            .map_err(|s| (s, String::new()))?;
+    Ok(Admitted {
+        tcp,
+        handles,
+        grant: ok.grant.take(),
+        _load: load,
+        _let: ok,
+    })
+}
+
+/// Decides whether a request may proceed: the service and port exist for its
+/// protocol, are exported to the peer, and no limit or cap stands in the way.
+/// Authorization comes first: a peer learns nothing and creates no metric
+/// label for a service not exported to it.
+pub(crate) fn authorize(
+    shared: &Shared,
+    cluster: &ClusterId,
+    req: &Request,
+    decisions: &mut Vec<String>,
+    caps: Caps<'_>,
+) -> Result<Let, (Status, String)> {
     if shared.shutdown.is_cancelled() {
         return Err((Status::Draining, "gateway is draining; use another".into()));
     }
@@ -286,10 +345,15 @@ async fn admit(
         ));
     }
     let exports = shared.exports();
-    let Some(export) = crate::local::find(&exports, &req.service, req.port) else {
+    let Some(export) = crate::local::find(&exports, &req.service, req.port, req.protocol) else {
         return Err((
             Status::UnknownService,
-            format!("{} port {} is not exported here", req.service, req.port),
+            format!(
+                "{} port {}/{} is not exported here",
+                req.service,
+                req.port,
+                req.protocol.as_str()
+            ),
         ));
     };
     if !export.export_to.allows(cluster) {
@@ -300,32 +364,24 @@ async fn admit(
         ));
     }
     let grant = policy_limits(shared, cluster, req, decisions)?;
-    let overloaded = |what: &str| (Status::Overloaded, format!("too many connections {what}"));
-    let l = &shared.cfg.limits;
-    let peer = shared
-        .peer_streams
-        .enter(cluster, l.max_streams_per_peer as usize)
+    let overloaded = |what: &str| (Status::Overloaded, format!("too many {what}"));
+    let (peers, peer_limit) = caps.peer;
+    let peer = peers
+        .enter(cluster, peer_limit as usize)
         .ok_or_else(|| overloaded("from this peer"))?;
-    let handles = shared
-        .metrics
-        .service(&req.service.to_string(), Direction::Inbound);
+    let (open, service_limit) = caps.service;
     // Counted first, then checked: concurrent streams cannot overrun the limit.
-    let active = ActiveGuard::new(&handles.active);
-    if handles.active.get() > i64::from(l.max_streams_per_service) {
+    let active = ActiveGuard::new(open);
+    if open.get() > i64::from(service_limit) {
         return Err(overloaded("for this service"));
     }
     let targets = match &req.endpoint {
         Some(host) => crate::headless::targets(export, req.port, host),
         None => crate::local::ready_targets(export, req.port),
     };
-    let (tcp, load) = crate::local::connect(&shared.loads, &targets, shared.cfg.timeouts.connect)
-        .await
-        .map_err(|s| (s, String::new()))?;
-    Ok(Admitted {
-        tcp,
-        handles,
+    Ok(Let {
+        targets,
         grant,
-        _load: load,
         _active: active,
         _peer: peer,
     })

@@ -23,6 +23,7 @@ use crate::shared::Shared;
 struct Target {
     service: ServiceKey,
     port: u16,
+    protocol: Protocol,
     /// One endpoint of a headless import (see `headless`).
     endpoint: Option<EndpointTarget>,
 }
@@ -35,7 +36,7 @@ struct Listening {
 /// Watches the catalog: keeps listeners and peer connections in line with it.
 pub async fn watch_catalog(shared: Arc<Shared>) {
     let mut rx = shared.catalog.clone();
-    let mut live: HashMap<SocketAddr, Listening> = HashMap::new();
+    let mut live: HashMap<Bind, Listening> = HashMap::new();
     let mut retry: Option<Duration> = None;
     loop {
         let snap = rx.borrow_and_update().clone();
@@ -63,6 +64,15 @@ pub async fn watch_catalog(shared: Arc<Shared>) {
     }
 }
 
+/// A listening address: TCP and UDP ports of one number are two listeners.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+struct Bind(SocketAddr, Protocol);
+
+/// The protocols the gateway carries (SCTP ports are in the catalog only).
+fn carried(p: Protocol) -> bool {
+    matches!(p, Protocol::Tcp | Protocol::Udp)
+}
+
 fn in_ranges(cfg: &Config, ip: &IpAddr) -> bool {
     let ranges = &cfg.vip_ranges;
     ranges.is_empty() || ranges.iter().any(|r| r.contains(ip))
@@ -70,14 +80,16 @@ fn in_ranges(cfg: &Config, ip: &IpAddr) -> bool {
 
 /// The listeners the catalog asks for: on each ClusterSetIP, or in
 /// Kubernetes mode on the gateway's own address at each import's gateway port.
-fn desired(cfg: &Config, snap: &CatalogSnapshot) -> HashMap<SocketAddr, Target> {
-    let mut want: HashMap<SocketAddr, Target> =
+fn desired(cfg: &Config, snap: &CatalogSnapshot) -> HashMap<Bind, Target> {
+    let mut want: HashMap<Bind, Target> =
         crate::headless::listeners(cfg, snap, |ip| in_ranges(cfg, ip))
             .into_iter()
             .map(|(addr, _, l)| {
+                let addr = Bind(addr, Protocol::Tcp);
                 let target = Target {
                     service: l.service,
                     port: l.port,
+                    protocol: Protocol::Tcp,
                     endpoint: Some(l.endpoint),
                 };
                 (addr, target)
@@ -86,27 +98,35 @@ fn desired(cfg: &Config, snap: &CatalogSnapshot) -> HashMap<SocketAddr, Target> 
     if let Some(k) = &cfg.kubernetes {
         let service_ports = gateway_ports(snap, k.port_base, k.port_count)
             .into_iter()
-            .filter(|(key, _)| key.protocol == Protocol::Tcp && key.endpoint.is_none())
+            .filter(|(key, _)| carried(key.protocol) && key.endpoint.is_none())
             .map(|(key, port)| {
                 let target = Target {
                     service: key.service,
                     port: key.port,
+                    protocol: key.protocol,
                     endpoint: None,
                 };
-                (SocketAddr::new(cfg.listen.ip(), port), target)
+                (
+                    Bind(SocketAddr::new(cfg.listen.ip(), port), key.protocol),
+                    target,
+                )
             });
         want.extend(service_ports);
         return want;
     }
     for import in snap.imports.values() {
         for vip in import.vips.iter().filter(|v| in_ranges(cfg, v)) {
-            for port in import.ports.iter().filter(|p| p.protocol == Protocol::Tcp) {
+            for port in import.ports.iter().filter(|p| carried(p.protocol)) {
                 let target = Target {
                     service: import.key.clone(),
                     port: port.number,
+                    protocol: port.protocol,
                     endpoint: None,
                 };
-                want.insert(SocketAddr::new(*vip, port.number), target);
+                want.insert(
+                    Bind(SocketAddr::new(*vip, port.number), port.protocol),
+                    target,
+                );
             }
         }
     }
@@ -150,7 +170,7 @@ const BIND_RETRY_MAX: Duration = Duration::from_secs(5);
 /// Returns false when some listener could not be bound.
 async fn reconcile(
     shared: &Arc<Shared>,
-    live: &mut HashMap<SocketAddr, Listening>,
+    live: &mut HashMap<Bind, Listening>,
     snap: &CatalogSnapshot,
 ) -> bool {
     let want = desired(&shared.cfg, snap);
@@ -158,7 +178,7 @@ async fn reconcile(
     live.retain(|addr, l| {
         let keep = want.get(addr) == Some(&l.target);
         if !keep {
-            tracing::info!(%addr, service = %l.target.service, "closing outbound listener");
+            tracing::info!(addr = %addr.0, service = %l.target.service, "closing outbound listener");
             l.cancel.cancel();
         }
         keep
@@ -167,46 +187,71 @@ async fn reconcile(
         if live.contains_key(&addr) {
             continue;
         }
-        match bind_per_worker(addr, shared.workers.len()) {
-            Ok(sockets) => {
-                tracing::info!(%addr, service = %target.service, workers = sockets.len(), "outbound listener up");
-                let cancel = shared.shutdown.child_token();
-                for (w, socket) in sockets.into_iter().enumerate() {
-                    let span = tracing::info_span!("listener", %addr, service = %target.service, worker = w);
-                    let task = accept_loop(shared.clone(), socket, target.clone(), cancel.clone());
-                    shared
-                        .tasks
-                        .spawn_on(task.instrument(span), shared.workers.handle(w));
-                }
+        match listen(shared, addr, &target) {
+            Ok(cancel) => {
                 live.insert(addr, Listening { target, cancel });
             }
             Err(e) => {
                 complete = false;
                 shared.metrics.listener_bind_failures.inc();
-                tracing::error!(%addr, error = %e, "cannot bind outbound listener (is the VIP range on a local interface, or the port taken?); retrying");
+                tracing::error!(addr = %addr.0, error = %e, "cannot bind outbound listener (is the VIP range on a local interface, or the port taken?); retrying");
             }
         }
     }
     complete
 }
 
+/// Binds one socket per worker on `addr` and serves each on its worker.
+fn listen(shared: &Arc<Shared>, addr: Bind, target: &Target) -> std::io::Result<CancellationToken> {
+    let Bind(addr, protocol) = addr;
+    let sockets = bind_per_worker(addr, protocol, shared.workers.len())?;
+    tracing::info!(%addr, protocol = protocol.as_str(), service = %target.service, workers = sockets.len(), "outbound listener up");
+    let cancel = shared.shutdown.child_token();
+    for (w, socket) in sockets.into_iter().enumerate() {
+        let span = tracing::info_span!("listener", %addr, service = %target.service, worker = w);
+        let (s, t, c) = (shared.clone(), target.clone(), cancel.clone());
+        let handle = shared.workers.handle(w);
+        match socket {
+            Sock::Tcp(l) => shared
+                .tasks
+                .spawn_on(accept_loop(s, l, t, c).instrument(span), handle),
+            Sock::Udp(u) => {
+                let task = crate::udp::listen::serve(s, u, t.service, t.port, c);
+                shared.tasks.spawn_on(task.instrument(span), handle)
+            }
+        };
+    }
+    Ok(cancel)
+}
+
+enum Sock {
+    Tcp(std::net::TcpListener),
+    Udp(std::net::UdpSocket),
+}
+
 /// One listening socket per worker on `addr` (`SO_REUSEPORT`): the kernel
-/// spreads new connections over them, and each stays on the worker that
-/// accepted it. All or none: a port another socket holds fails the lot.
+/// spreads new connections (UDP: client addresses) over them, and each stays
+/// on the worker that took it. All or none: a port another socket holds fails the lot.
 fn bind_per_worker(
     addr: SocketAddr,
+    protocol: Protocol,
     workers: usize,
-) -> std::io::Result<Vec<std::net::TcpListener>> {
+) -> std::io::Result<Vec<Sock>> {
+    let udp = protocol == Protocol::Udp;
     (0..workers.max(1))
         .map(|_| {
-            let s = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
+            let ty = if udp { Type::DGRAM } else { Type::STREAM };
+            let s = Socket::new(Domain::for_address(addr), ty, None)?;
             s.set_reuse_address(true)?;
             #[cfg(unix)]
             s.set_reuse_port(true)?;
             s.set_nonblocking(true)?;
             s.bind(&addr.into())?;
+            if udp {
+                return Ok(Sock::Udp(s.into()));
+            }
             s.listen(1024)?;
-            Ok(s.into())
+            Ok(Sock::Tcp(s.into()))
         })
         .collect()
 }
@@ -292,10 +337,21 @@ mod tests {
     fn vip_mode_listens_on_each_clusterset_ip() {
         let cfg = Config::default();
         let want = desired(&cfg, &snapshot());
-        assert_eq!(want.len(), 4, "two TCP ports on each of two VIPs: {want:?}");
-        let web = SocketAddr::from(([10, 96, 0, 7], 9000));
+        assert_eq!(want.len(), 6, "three ports on each of two VIPs: {want:?}");
+        let web = Bind(SocketAddr::from(([10, 96, 0, 7], 9000)), Protocol::Tcp);
         assert_eq!(want[&web].service.to_string(), "demo/web");
         assert_eq!(want[&web].port, 9000);
+        let dns = Bind(SocketAddr::from(([10, 96, 0, 7], 53)), Protocol::Udp);
+        assert_eq!(
+            want[&dns].protocol,
+            Protocol::Udp,
+            "UDP ports get UDP listeners"
+        );
+        let tcp53 = Bind(SocketAddr::from(([10, 96, 0, 7], 53)), Protocol::Tcp);
+        assert!(
+            !want.contains_key(&tcp53),
+            "no TCP listener on a UDP-only port"
+        );
     }
 
     #[test]
@@ -311,13 +367,14 @@ mod tests {
         let snap = snapshot();
         let want = desired(&cfg, &snap);
         let ports = gateway_ports(&snap, 20000, 100);
-        assert_eq!(want.len(), 4, "TCP ports only: {want:?}");
-        for (addr, target) in &want {
+        assert_eq!(want.len(), 6, "TCP and UDP ports: {want:?}");
+        for (Bind(addr, protocol), target) in &want {
             assert!(addr.ip().is_unspecified());
+            assert_eq!(*protocol, target.protocol);
             let key = causeway_catalog::PortKey {
                 service: target.service.clone(),
                 port: target.port,
-                protocol: Protocol::Tcp,
+                protocol: target.protocol,
                 endpoint: None,
             };
             assert_eq!(ports[&key], addr.port(), "the port the federation records");

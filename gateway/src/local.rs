@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use causeway_catalog::{Export, Protocol, ServiceKey};
-use tokio::net::TcpStream;
+use tokio::net::{TcpStream, UdpSocket};
 
 use crate::lb::pick_endpoint;
 use crate::pool::lock;
@@ -34,13 +34,18 @@ impl Drop for LoadGuard {
     }
 }
 
-/// The export of `service` that has the port, if this cluster exports it.
-pub fn find<'a>(exports: &'a [Export], service: &ServiceKey, port: u16) -> Option<&'a Export> {
+/// The export of `service` that has the port for `protocol`, if this cluster exports it.
+pub fn find<'a>(
+    exports: &'a [Export],
+    service: &ServiceKey,
+    port: u16,
+    protocol: Protocol,
+) -> Option<&'a Export> {
     exports.iter().find(|e| {
         &e.key == service
             && e.ports
                 .iter()
-                .any(|p| p.number == port && p.protocol == Protocol::Tcp)
+                .any(|p| p.number == port && p.protocol == protocol)
     })
 }
 
@@ -63,27 +68,53 @@ pub fn ready_targets(export: &Export, port: u16) -> Vec<SocketAddr> {
         .collect()
 }
 
+/// Picks the least-loaded target, counted while the guard lives.
+fn pick(loads: &Arc<EndpointLoads>, targets: &[SocketAddr]) -> Result<LoadGuard, Status> {
+    let mut map = lock(&loads.0);
+    let addr = pick_endpoint(
+        targets,
+        |a| map.get(a).copied().unwrap_or(0),
+        &mut rand::rng(),
+    )
+    .ok_or(Status::NoReadyEndpoint)?;
+    *map.entry(addr).or_default() += 1;
+    Ok(LoadGuard {
+        loads: loads.clone(),
+        addr,
+    })
+}
+
+/// A UDP socket of its own, connected to the least-loaded target: one per
+/// flow, so the endpoint's replies come back to that flow alone.
+pub async fn connect_udp(
+    loads: &Arc<EndpointLoads>,
+    targets: &[SocketAddr],
+) -> Result<(UdpSocket, LoadGuard), Status> {
+    let guard = pick(loads, targets)?;
+    let addr = guard.addr;
+    let any = match addr {
+        SocketAddr::V4(_) => SocketAddr::from(([0, 0, 0, 0], 0)),
+        SocketAddr::V6(_) => SocketAddr::from(([0u16; 8], 0)),
+    };
+    let sock = UdpSocket::bind(any).await.map_err(|e| {
+        tracing::warn!(error = %e, "cannot bind a UDP socket for a flow");
+        Status::ConnectFailed
+    })?;
+    sock.connect(addr).await.map_err(|e| {
+        tracing::debug!(%addr, error = %e, "connecting a UDP socket to a local endpoint failed");
+        Status::ConnectFailed
+    })?;
+    Ok((sock, guard))
+}
+
 /// Picks the least-loaded target and connects within `limit`.
 pub async fn connect(
     loads: &Arc<EndpointLoads>,
     targets: &[SocketAddr],
     limit: Duration,
 ) -> Result<(TcpStream, LoadGuard), Status> {
-    let addr = {
-        let mut map = lock(&loads.0);
-        let addr = pick_endpoint(
-            targets,
-            |a| map.get(a).copied().unwrap_or(0),
-            &mut rand::rng(),
-        )
-        .ok_or(Status::NoReadyEndpoint)?;
-        *map.entry(addr).or_default() += 1;
-        addr
-    };
-    let guard = LoadGuard {
-        loads: loads.clone(),
-        addr,
-    };
+    let guard = pick(loads, targets)?;
+    let addr = guard.addr;
     match tokio::time::timeout(limit, TcpStream::connect(addr)).await {
         Ok(Ok(tcp)) => {
             let _ = tcp.set_nodelay(true);

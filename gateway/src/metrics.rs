@@ -142,6 +142,7 @@ pub struct Metrics {
     pub service_bytes: Family<BytesLabels, Counter>,
     pub inbound_streams_open: Gauge,
     pub listener_bind_failures: Counter,
+    pub rebinds: Counter,
     pub udp_buffer: Family<BufferLabel, Gauge>,
     /// Datagrams per send / receive call the socket supports (GSO / GRO).
     pub udp_gso_segments: Gauge,
@@ -177,6 +178,11 @@ impl Metrics {
             "listener_bind_failures",
             "Outbound listeners that could not be bound (retried with backoff)",
             self.listener_bind_failures.clone(),
+        );
+        r.register(
+            "rebinds",
+            "Times the client endpoints moved to a new socket (their connections migrate)",
+            self.rebinds.clone(),
         );
         r.register(
             "peer_connected",

@@ -109,7 +109,8 @@ async fn route(
     let only = req.target.clone();
     let failover = c.policy.as_ref().map(|p| p.spec.failover.as_slice());
     let pick = |import| {
-        let mut c = candidates(shared, import, req.port, failover.filter(|f| !f.is_empty()));
+        let failover = failover.filter(|f| !f.is_empty());
+        let mut c = candidates(shared, import, req.port, Protocol::Tcp, failover);
         c.retain(|c| only.as_ref().is_none_or(|o| o == c));
         c
     };
@@ -170,13 +171,14 @@ async fn inject_fault(
     }
 }
 
-/// Clusters that can take a connection to `port` now, best first: only
+/// Clusters that can take a connection (or flow) to `port` now, best first: only
 /// those whose export has the port (KEP-1645: traffic to a port goes only to
 /// the clusters that expose it). A policy's failover order replaces the config's.
-fn candidates(
+pub(crate) fn candidates(
     shared: &Shared,
     import: &Import,
     port: u16,
+    protocol: Protocol,
     failover: Option<&[ClusterId]>,
 ) -> Vec<ClusterId> {
     let reachable = shared.pool.reachable();
@@ -189,7 +191,7 @@ fn candidates(
         .clusters
         .iter()
         .filter(|c| c.ready_endpoints > 0 && c.freshness != Freshness::Expired)
-        .filter(|c| c.serves(port, Protocol::Tcp))
+        .filter(|c| c.serves(port, protocol))
         .filter_map(|c| {
             let local = c.cluster == shared.local.name;
             let active = if local {

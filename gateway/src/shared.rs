@@ -44,6 +44,11 @@ pub struct Shared {
     /// Inbound connections and streams each peer cluster holds open.
     pub peer_connections: PeerCounts,
     pub peer_streams: PeerCounts,
+    /// UDP flows each peer cluster holds open here.
+    pub peer_flows: PeerCounts,
+    /// UDP flows of every peer connection, and their metrics.
+    pub udp: crate::udp::Routes,
+    pub udp_metrics: crate::udp::UdpMetrics,
     /// Inbound handshakes in progress (past a limit, unvalidated peers get a Retry).
     pub handshaking: std::sync::atomic::AtomicUsize,
     /// Drain started: stop accepting, answer `draining`.

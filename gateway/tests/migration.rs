@@ -159,3 +159,95 @@ async fn streams_survive_the_importers_address_changing_mid_transfer() {
         "traffic moved to the new address"
     );
 }
+
+/// Round trips of 64 bytes on one connection until `stop`; the longest wait
+/// for an answer, or an error.
+async fn ping_pong(
+    vip: SocketAddr,
+    stop: watch::Receiver<bool>,
+) -> std::io::Result<(u32, Duration)> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(vip).await?;
+    let (mut n, mut worst) = (0u32, Duration::ZERO);
+    while !*stop.borrow() && n < 100_000 {
+        let msg = [(n % 251) as u8; 64];
+        let sent = std::time::Instant::now();
+        s.write_all(&msg).await?;
+        let mut buf = [0u8; 64];
+        tokio::time::timeout(Duration::from_secs(20), s.read_exact(&mut buf)).await??;
+        assert_eq!(buf, msg, "round trip {n} came back changed");
+        worst = worst.max(sent.elapsed());
+        n += 1;
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    s.shutdown().await?;
+    let mut rest = Vec::new();
+    s.read_to_end(&mut rest).await?;
+    Ok((n, worst))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn streams_survive_the_importer_rebinding_its_own_socket_mid_transfer() {
+    let mut mesh = Mesh::new(&[("a", "eu"), ("b", "eu")], "127.77.34.0/24");
+    mesh.set_exports(
+        "b",
+        vec![export(
+            "demo/echo",
+            7401,
+            echo_server().await,
+            ExportTo::All,
+        )],
+    );
+    let b = mesh.info("b").clone();
+    mesh.publish("a", vec![import("demo/echo", 7401, "127.77.34.1", &[&b])]);
+    let vip: SocketAddr = "127.77.34.1:7401".parse().unwrap();
+    wait_for("tunnel ready", Duration::from_secs(10), || ping(vip)).await;
+    let a = mesh.node("a");
+    let handshakes = "gateway_peer_handshakes_total{cluster=\"b\",result=\"ok\"}";
+    let dialled = a.metric(handshakes);
+
+    let data: Vec<u8> = (0..24u32 << 20).map(|i| (i % 251) as u8).collect();
+    let bulk = tokio::spawn(echo_through(vip, data.clone()));
+    let (stop, stopped) = watch::channel(false);
+    let pong = tokio::spawn(ping_pong(vip, stopped));
+    wait_for("the bulk transfer under way", Duration::from_secs(20), || async {
+        (a.metric("gateway_service_bytes_total{service=\"demo/echo\",direction=\"outbound\",flow=\"request\"}") > f64::from(4u32 << 20)).then_some(())
+    })
+    .await;
+    let new_ip = "127.0.0.2".parse().unwrap();
+    let old = a.rebinder.local_addrs();
+    let moved = a.rebinder.rebind(Some(new_ip)).unwrap();
+    assert!(moved.iter().all(|m| m.ip() == new_ip), "{moved:?}");
+    // Once the peer answers on the new address, the old sockets close: their ports are free.
+    wait_for(
+        "the old sockets released",
+        Duration::from_secs(10),
+        || async {
+            old.iter()
+                .all(|o| std::net::UdpSocket::bind(o).is_ok())
+                .then_some(())
+        },
+    )
+    .await;
+    let back = tokio::time::timeout(Duration::from_secs(60), bulk)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(back == data, "the bulk transfer came back byte for byte");
+    stop.send_replace(true);
+    let (rounds, worst) = pong
+        .await
+        .unwrap()
+        .expect("the ping-pong connection saw no reset");
+    println!("ping-pong: {rounds} round trips, longest {worst:?} across the rebind");
+    assert!(
+        rounds > 10,
+        "the ping-pong ran during the transfer: {rounds}"
+    );
+    assert_eq!(
+        a.metric(handshakes),
+        dialled,
+        "no connection was dialled again: they migrated"
+    );
+    assert_eq!(a.metric("gateway_rebinds_total"), 1.0);
+}

@@ -175,6 +175,18 @@ fn remote_lines(g: &mut String, from: &ClusterPlan, to: &ClusterPlan) {
         "  curl -s http://$({dig}):{HELLO_PORT}/    # hello from {}",
         to.name
     );
+    let udp = format!(
+        "dig @{} -p {} +short dns-{}.demo.svc.clusterset.local",
+        from.dns.ip(),
+        from.dns.port(),
+        to.name
+    );
+    let _ = writeln!(
+        g,
+        "  dig @$({udp}) -p {} +short {name}    # {}'s own DNS, over UDP through the tunnel",
+        to.dns.port(),
+        to.name
+    );
 }
 
 fn footer(g: &mut String, plan: &Plan, exe: &str) {

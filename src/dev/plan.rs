@@ -228,13 +228,18 @@ fn cluster_id(name: &str) -> ClusterId {
 }
 
 /// `demo/hello` and `demo/echo` in every cluster (served locally first), plus
-/// `demo/hello-<name>`, served only by that cluster, so peers reach it by name.
+/// `demo/hello-<name>`, served only by that cluster, so peers reach it by
+/// name, and `demo/dns-<name>`: the cluster's own DNS server as a UDP service
+/// (a peer's view of the clusterset, asked over UDP through the tunnel).
 fn demo_exports(c: &ClusterPlan) -> Vec<Export> {
     let own = format!("hello-{}", c.name);
+    let mut dns = export(&format!("dns-{}", c.name), c.dns.port(), "dns", c.dns);
+    dns.ports[0].protocol = causeway_catalog::Protocol::Udp;
     vec![
         export("hello", HELLO_PORT, "http", c.demo_http),
         export("echo", ECHO_PORT, "tcp-echo", c.demo_echo),
         export(&own, HELLO_PORT, "http", c.demo_http),
+        dns,
     ]
 }
 

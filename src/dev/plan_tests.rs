@@ -32,7 +32,18 @@ fn layout_of_three() {
         .iter()
         .map(|e| e.key.to_string())
         .collect();
-    assert_eq!(keys, ["demo/hello", "demo/echo", "demo/hello-bravo"]);
+    assert_eq!(
+        keys,
+        [
+            "demo/hello",
+            "demo/echo",
+            "demo/hello-bravo",
+            "demo/dns-bravo"
+        ]
+    );
+    let dns = &p.clusters[1].exports[3].ports[0];
+    assert_eq!(dns.protocol, causeway_catalog::Protocol::Udp);
+    assert_eq!(dns.number, p.clusters[1].dns.port());
 }
 
 #[test]

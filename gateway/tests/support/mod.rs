@@ -3,6 +3,8 @@
 //! certificates generated here and TCP services on loopback.
 #![allow(dead_code, clippy::unwrap_used)]
 
+pub mod udp;
+
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
 use std::path::Path;
@@ -136,6 +138,8 @@ pub struct Node {
     /// The runtime the gateway was started on (catalog watch, drain): what
     /// federation and DNS share in `causeway run`, never a data-plane worker.
     pub control: tokio::runtime::Handle,
+    /// Moves the gateway's dialling sockets to a new address.
+    pub rebinder: causeway_gateway::Rebinder,
     kill: CancellationToken,
     registry: Arc<Mutex<Registry>>,
     thread: Option<std::thread::JoinHandle<()>>,
@@ -169,7 +173,8 @@ impl Node {
             rt.block_on(async move {
                 let mut reg = Registry::default();
                 let gw = Gateway::bind(inputs, &mut reg).await.unwrap();
-                tx.send((gw.local_addr().unwrap(), Arc::new(Mutex::new(reg)), handle))
+                let reg = Arc::new(Mutex::new(reg));
+                tx.send((gw.local_addr().unwrap(), reg, handle, gw.rebinder()))
                     .unwrap();
                 tokio::select! {
                     r = gw.run() => r.unwrap(),
@@ -178,7 +183,7 @@ impl Node {
             });
             // Dropping the runtime drops every task and socket: an abrupt death.
         });
-        let (addr, registry, control) = rx.recv_timeout(Duration::from_secs(10)).unwrap();
+        let (addr, registry, control, rebinder) = rx.recv_timeout(Duration::from_secs(10)).unwrap();
         Node {
             name,
             addr,
@@ -187,6 +192,7 @@ impl Node {
             policies,
             shutdown,
             control,
+            rebinder,
             kill,
             registry,
             thread: Some(thread),
