@@ -237,6 +237,17 @@ mod tests {
         task: tokio::task::JoinHandle<()>,
     }
 
+    /// A peer set holding b, the subscriber (its CA written to a temp dir).
+    fn peers_with_b() -> Arc<PeerSet> {
+        let (b, td) = (ClusterId::new("b").unwrap(), "b.test".parse().unwrap());
+        let dir = tempfile::tempdir().unwrap();
+        let ca = causeway_identity::Ca::generate(&b, &td).unwrap();
+        ca.save(dir.path(), true).unwrap();
+        let path = dir.path().join(causeway_identity::CA_CERT_FILE);
+        let trust = causeway_identity::PeerTrust::load(b, td, &path).unwrap();
+        Arc::new(PeerSet::one(trust))
+    }
+
     fn start(x: Arc<Mutex<Exporter>>, epoch: u64, version: u64) -> Harness {
         let v = x.lock().unwrap().version();
         let (changes, changes_rx) = watch::channel(v);
@@ -248,6 +259,7 @@ mod tests {
             tx,
             send_timeout: Duration::from_secs(6),
             metrics: Metrics::default(),
+            peers: peers_with_b(),
         };
         let every = Duration::from_secs(2);
         let task = tokio::spawn(feed.run(epoch, version, every, CancellationToken::new()));
