@@ -31,6 +31,8 @@ pub struct PeerRow {
     pub last_error: Option<String>,
     #[serde(default)]
     pub rtt_ms: Option<f64>,
+    #[serde(default)]
+    pub transport: Option<String>,
 }
 
 /// Everything shown for one cluster.
@@ -62,30 +64,47 @@ pub async fn collect(cluster: &str, admin: SocketAddr) -> ClusterStatus {
         }
         (Err(e), _) | (_, Err(e)) => st.error = Some(e.to_string()),
     }
-    let rtts = match get(admin, "/metrics", LIMIT).await {
-        Ok((200, body)) => peer_rtts(&body),
-        _ => BTreeMap::new(),
+    let body = match get(admin, "/metrics", LIMIT).await {
+        Ok((200, body)) => body,
+        _ => String::new(),
     };
+    let (rtts, transports) = (peer_rtts(&body), peer_transports(&body));
     for p in &mut st.peers {
         p.rtt_ms = rtts.get(&p.name).map(|s| s * 1000.0);
+        p.transport = transports.get(&p.name).cloned();
     }
     st
 }
 
 /// `peer_rtt_seconds{cluster="x",...} 0.0012` lines of the gateway's metrics.
 fn peer_rtts(metrics: &str) -> BTreeMap<String, f64> {
-    let mut out = BTreeMap::new();
-    for line in metrics.lines().filter(|l| l.contains("peer_rtt_seconds{")) {
-        let cluster = line
-            .split_once("cluster=\"")
-            .and_then(|(_, rest)| rest.split_once('"'))
-            .map(|(c, _)| c.to_owned());
-        let value = line.rsplit(' ').next().and_then(|v| v.parse::<f64>().ok());
-        if let (Some(c), Some(v)) = (cluster, value) {
-            out.insert(c, v);
-        }
-    }
-    out
+    samples(metrics, "peer_rtt_seconds{")
+        .map(|(c, _, v)| (c.to_owned(), v))
+        .collect()
+}
+
+/// `gateway_peer_transport{cluster="x",transport="tcp"} 1`: what new streams use.
+fn peer_transports(metrics: &str) -> BTreeMap<String, String> {
+    samples(metrics, "peer_transport{")
+        .filter(|(_, _, v)| *v == 1.0)
+        .filter_map(|(c, line, _)| Some((c.to_owned(), label(line, "transport")?.to_owned())))
+        .collect()
+}
+
+/// (cluster label, line, value) of the samples whose line contains `needle`.
+fn samples<'a>(metrics: &'a str, needle: &'a str) -> impl Iterator<Item = (&'a str, &'a str, f64)> {
+    metrics
+        .lines()
+        .filter(move |l| l.contains(needle))
+        .filter_map(|line| {
+            let value = line.rsplit(' ').next()?.parse::<f64>().ok()?;
+            Some((label(line, "cluster")?, line, value))
+        })
+}
+
+fn label<'a>(line: &'a str, name: &str) -> Option<&'a str> {
+    let (_, rest) = line.split_once(&format!("{name}=\""))?;
+    rest.split_once('"').map(|(v, _)| v)
 }
 
 /// Which admin endpoints to read.
@@ -167,8 +186,8 @@ pub fn render(all: &[ClusterStatus]) -> String {
 fn render_peers(out: &mut String, peers: &[PeerRow]) {
     let _ = writeln!(
         out,
-        "  {:<10} {:<11} {:>9} {:>15} {:<8} {:>10}",
-        "PEER", "STATE", "RTT", "LAST HEARD", "LEASE", "RECONNECTS"
+        "  {:<10} {:<11} {:<9} {:>9} {:>15} {:<8} {:>10}",
+        "PEER", "STATE", "TRANSPORT", "RTT", "LAST HEARD", "LEASE", "RECONNECTS"
     );
     for p in peers {
         let rtt = p.rtt_ms.map_or("-".into(), |r| format!("{r:.1}ms"));
@@ -176,10 +195,11 @@ fn render_peers(out: &mut String, peers: &[PeerRow]) {
             format!("{:.1}s ago", ms as f64 / 1000.0)
         });
         let lease = p.freshness.as_deref().unwrap_or("-");
+        let via = p.transport.as_deref().unwrap_or("-");
         let _ = writeln!(
             out,
-            "  {:<10} {:<11} {:>9} {:>15} {:<8} {:>10}",
-            p.name, p.state, rtt, heard, lease, p.reconnects
+            "  {:<10} {:<11} {:<9} {:>9} {:>15} {:<8} {:>10}",
+            p.name, p.state, via, rtt, heard, lease, p.reconnects
         );
     }
 }
@@ -237,6 +257,16 @@ mod tests {
     }
 
     #[test]
+    fn reads_the_transport_new_streams_use_from_metrics() {
+        let m = "causeway_gateway_peer_transport{cluster=\"bravo\",transport=\"quic\"} 0\n\
+                 causeway_gateway_peer_transport{cluster=\"bravo\",transport=\"tcp\"} 1\n\
+                 causeway_gateway_peer_transport{cluster=\"charlie\",transport=\"quic\"} 0\n";
+        let t = peer_transports(m);
+        assert_eq!(t.get("bravo").map(String::as_str), Some("tcp"));
+        assert_eq!(t.get("charlie"), None, "no connection: no transport");
+    }
+
+    #[test]
     fn renders_unreachable_and_errors() {
         let st = ClusterStatus {
             cluster: "alpha".into(),
@@ -250,6 +280,7 @@ mod tests {
                 reconnects: 3,
                 last_error: Some("connection refused".into()),
                 rtt_ms: Some(1.25),
+                transport: Some("tcp".into()),
             }],
             imports: vec![],
         };
@@ -259,7 +290,7 @@ mod tests {
             ..st.clone()
         };
         let text = render(&[st, down]);
-        assert!(text.contains("bravo      backoff"), "{text}");
+        assert!(text.contains("bravo      backoff     tcp"), "{text}");
         assert!(
             text.contains("1.2ms") && text.contains("2.5s ago") && text.contains("stale"),
             "{text}"

@@ -307,3 +307,36 @@ fn the_chart_grants_and_exposes_only_what_each_component_needs() {
         .collect();
     assert_eq!(from, ["gateway", "dns"]);
 }
+
+/// Peers dial the advertised gateway port on TCP when UDP is blocked: the
+/// Service carries the fallback on the QUIC port (and nodePort), to the pod's
+/// TCP port, and the config listens there.
+#[test]
+fn the_gateway_service_carries_the_tcp_fallback_on_the_quic_port() {
+    let Some(manifest) = render_with(&["--show-only", "templates/gateway.yaml"]) else {
+        return;
+    };
+    let docs = documents(&manifest);
+    let service = of_kind(&docs, "Service")[0];
+    let ports = service["spec"]["ports"].as_array().unwrap();
+    let by = |proto: &str| ports.iter().find(|p| p["protocol"] == proto).unwrap();
+    let (quic, tcp) = (by("UDP"), by("TCP"));
+    assert_eq!(tcp["port"], quic["port"], "{service}");
+    assert_eq!(tcp["nodePort"], quic["nodePort"], "{service}");
+    assert_eq!(tcp["targetPort"], "fallback");
+    let deploy = of_kind(&docs, "Deployment")[0];
+    let container = &deploy["spec"]["template"]["spec"]["containers"][0];
+    let fallback = container["ports"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "fallback")
+        .unwrap();
+    assert_eq!(fallback["protocol"], "TCP");
+    let config = config_of(&render().unwrap());
+    let port = fallback["containerPort"].as_u64().unwrap();
+    assert!(
+        config.contains(&format!("listen: \"0.0.0.0:{port}\"")),
+        "{config}"
+    );
+}

@@ -35,6 +35,9 @@ pub struct Config {
     pub ejection: Ejection,
     #[serde(default)]
     pub transport: Transport,
+    /// QUIC over TLS on TCP when UDP to a peer is blocked.
+    #[serde(default)]
+    pub fallback: crate::fallback::FallbackConfig,
     /// How long open streams may finish after a drain starts (SIGTERM).
     #[serde(default = "d10s", with = "humantime_serde")]
     pub drain_deadline: Duration,

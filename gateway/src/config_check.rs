@@ -78,6 +78,7 @@ impl Config {
         self.check_timeouts()?;
         self.check_limits()?;
         self.check_failover()?;
+        self.fallback.check()?;
         self.access_log.validate()?;
         self.tracing.validate()?;
         self.udp.validate()?;

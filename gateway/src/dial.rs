@@ -9,6 +9,8 @@ use rand::Rng;
 use tracing::Instrument;
 
 use crate::endpoint::{self, EndpointError};
+use crate::fallback::{FallbackError, Via};
+use crate::liveness::{Heard, Liveness};
 use crate::metrics::ResultLabels;
 use crate::pool::PeerConn;
 use crate::protocol::{CLOSE_DRAINING, CLOSE_REPLACED};
@@ -27,6 +29,8 @@ pub enum DialError {
     Handshake(#[from] ConnectionError),
     #[error("handshake did not finish within {0:?} (gateway.timeouts.handshake)")]
     Timeout(Duration),
+    #[error("no QUIC handshake, and the fallback over TCP failed: {0}")]
+    Fallback(#[from] FallbackError),
 }
 
 /// Jittered exponential backoff: each delay is drawn from [base/2, base], base doubles up to max.
@@ -64,12 +68,12 @@ pub async fn run(shared: Arc<Shared>, peer: Arc<PeerConn>) {
         let p = &shared.cfg.connections;
         let mut backoff = Backoff::new(p.backoff_initial, p.backoff_max);
         while !peer.cancelled().is_cancelled() && !shared.shutdown.is_cancelled() {
-            match dial(&shared, &peer).await {
-                Ok(mut conn) => {
+            match crate::fallback::connect(&shared, &peer).await {
+                Ok((mut conn, mut via)) => {
                     backoff.reset();
                     handshake_metric(&shared, &peer, "ok");
-                    while let Some(next) = hold(&shared, &peer, conn).await {
-                        conn = next;
+                    while let Some(next) = hold(&shared, &peer, conn, via).await {
+                        (conn, via) = next;
                     }
                 }
                 Err(e) => {
@@ -86,12 +90,18 @@ pub async fn run(shared: Arc<Shared>, peer: Arc<PeerConn>) {
             }
         }
         shared.pool.publish(&peer, None);
+        shared.fallback.export(&shared, &peer.cluster);
     }
     .instrument(span)
     .await
 }
 
-async fn dial(shared: &Shared, peer: &PeerConn) -> Result<Connection, DialError> {
+/// One QUIC handshake with `peer`, given `limit` to finish.
+pub async fn dial(
+    shared: &Shared,
+    peer: &PeerConn,
+    limit: Duration,
+) -> Result<Connection, DialError> {
     let cc = endpoint::client_config(&shared.cfg, &shared.id, &peer.cluster, peer.worker)?;
     let name = shared
         .id
@@ -99,7 +109,6 @@ async fn dial(shared: &Shared, peer: &PeerConn) -> Result<Connection, DialError>
         .ok_or(DialError::NoTrust)?;
     let client = &shared.endpoints[peer.worker % shared.endpoints.len()].client;
     let connecting = client.connect_with(cc, peer.addr, &name)?;
-    let limit = shared.cfg.timeouts.handshake;
     match tokio::time::timeout(limit, connecting).await {
         Ok(res) => Ok(res?),
         Err(_) => Err(DialError::Timeout(limit)),
@@ -121,27 +130,41 @@ enum End {
     Closed(ConnectionError),
     Removed,
     /// The peer answered a new connection while this one stayed silent.
-    Replaced(Connection),
+    Replaced((Connection, Via)),
 }
 
 /// Publishes the connection, watches its liveness and stats, and handles its
-/// end. Returns a replacement connection to hold next, if one took over.
-async fn hold(shared: &Shared, peer: &PeerConn, conn: Connection) -> Option<Connection> {
-    tracing::info!("connected to peer gateway");
+/// end. Returns a replacement connection to hold next, if one took over (on
+/// TCP: QUIC works again).
+async fn hold(
+    shared: &Shared,
+    peer: &PeerConn,
+    conn: Connection,
+    via: Via,
+) -> Option<(Connection, Via)> {
+    tracing::info!(transport = via.as_str(), "connected to peer gateway");
     let labels = peer.labels();
-    shared.pool.publish(peer, Some(conn.clone()));
+    shared.pool.publish_via(peer, Some(conn.clone()), via);
+    shared.fallback.export(shared, &peer.cluster);
     shared.metrics.peer_connected.get_or_create(&labels).set(1);
     let mut stats = crate::stats::Tracker::new(shared.metrics.clone(), labels.clone());
     stats.controller(&conn);
     stats.update(&conn);
-    let end = watch(shared, peer, &conn, &mut stats).await;
+    let end = watch(shared, peer, &conn, via, &mut stats).await;
     shared.pool.publish(peer, None);
+    shared.fallback.export(shared, &peer.cluster);
     shared.metrics.peer_connected.get_or_create(&labels).set(0);
     stats.update(&conn);
     match end {
         End::Removed => conn.close(0u32.into(), b"peer removed"),
+        End::Replaced(next) if via == Via::Tcp && next.1 == Via::Quic => {
+            // Open streams finish on TCP: the connection closes with its last one.
+            tracing::info!("QUIC to the peer gateway works again; new streams move to it");
+            return Some(next);
+        }
         End::Replaced(next) => {
             tracing::warn!(
+                transport = next.1.as_str(),
                 "peer answered a new connection while this one stayed silent (restarted?); replacing it"
             );
             conn.close(CLOSE_REPLACED, b"replaced");
@@ -169,10 +192,24 @@ async fn watch(
     shared: &Shared,
     peer: &PeerConn,
     conn: &Connection,
+    via: Via,
     stats: &mut crate::stats::Tracker,
 ) -> End {
     let cfg = &shared.cfg.connections;
+    let tcp = via == Via::Tcp;
+    let every = shared.cfg.fallback.reprobe;
+    let mut reprobe = std::pin::pin!(tokio::time::sleep(every));
     let mut live = Liveness::new(cfg.liveness, cfg.keep_alive, Instant::now());
+    let flows = shared.udp.of(conn, &shared.udp_metrics);
+    let label = crate::metrics::ClusterLabel {
+        cluster: peer.cluster.to_string(),
+    };
+    let answers = shared
+        .metrics
+        .peer_probe_answers
+        .get_or_create(&label)
+        .clone();
+    let mut counted = 0;
     let mut check = std::pin::pin!(tokio::time::sleep(CHECK_MAX));
     let mut sampled = Instant::now();
     let mut replacing: Option<Dialling<'_>> = None;
@@ -183,24 +220,39 @@ async fn watch(
             r = poll_opt(&mut replacing) => {
                 replacing = None;
                 match r {
-                    Ok(next) if peer.is_suspect() => return End::Replaced(next),
-                    Ok(next) => next.close(CLOSE_REPLACED, b"not needed"),
+                    Ok(next) if peer.is_suspect() || tcp => return End::Replaced(next),
+                    Ok((next, _)) => next.close(CLOSE_REPLACED, b"not needed"),
                     Err(e) => tracing::info!(error = %e, "replacement dial for a silent connection failed"),
                 }
+            }
+            () = reprobe.as_mut(), if tcp && replacing.is_none() => {
+                reprobe.as_mut().reset(tokio::time::Instant::now() + every);
+                replacing = Some(Box::pin(crate::fallback::reprobe(shared, peer)));
             }
             () = check.as_mut() => {
                 let now = Instant::now();
                 let s = conn.stats();
-                let suspect = live.observe(s.udp_rx.datagrams, s.path.rtt, now);
-                if suspect != peer.is_suspect() {
-                    tracing::warn!(suspect, silent = ?live.silent(now), "peer connection liveness changed");
+                let heard = Heard {
+                    received: s.udp_rx.datagrams,
+                    answered: flows.answered(),
+                };
+                answers.inc_by(heard.answered - counted);
+                counted = heard.answered;
+                let suspect = live.observe(heard, s.path.rtt, now);
+                if live.wants_probe(now) && crate::udp::probe(conn) {
+                    live.probed(now);
                 }
-                shared.pool.set_suspect(peer, suspect);
+                if suspect != peer.is_suspect() {
+                    tracing::warn!(suspect, quiet = ?live.quiet(now), "peer connection liveness changed");
+                    shared.pool.set_suspect(peer, suspect);
+                    shared.fallback.export(shared, &peer.cluster);
+                }
                 stats.suspect(suspect);
                 let next = live.until_suspect(now).clamp(CHECK_MIN, CHECK_MAX);
                 check.as_mut().reset(tokio::time::Instant::now() + next);
                 if live.wants_replacement(now) && replacing.is_none() {
-                    replacing = Some(Box::pin(dial(shared, peer)));
+                    // UDP may have been cut: this dial falls back to TCP.
+                    replacing = Some(Box::pin(crate::fallback::connect(shared, peer)));
                 }
                 if now - sampled >= SAMPLE {
                     peer.sample_rate((now - sampled).as_secs_f64());
@@ -213,74 +265,14 @@ async fn watch(
     }
 }
 
-type Dialling<'a> = Pin<Box<dyn Future<Output = Result<Connection, DialError>> + Send + 'a>>;
+type Dialled = Result<(Connection, Via), DialError>;
+type Dialling<'a> = Pin<Box<dyn Future<Output = Dialled> + Send + 'a>>;
 
 /// Awaits the dial in the slot; pending forever while the slot is empty.
-async fn poll_opt(slot: &mut Option<Dialling<'_>>) -> Result<Connection, DialError> {
+async fn poll_opt(slot: &mut Option<Dialling<'_>>) -> Dialled {
     match slot {
         Some(f) => f.await,
         None => std::future::pending().await,
-    }
-}
-
-/// Whether a connection has been heard from recently: pure, fed the count of
-/// datagrams received so far (keep-alives and their acknowledgements included).
-#[derive(Debug)]
-pub struct Liveness {
-    limit: Duration,
-    keep_alive: Duration,
-    received: u64,
-    heard: Instant,
-    rtt: Duration,
-    /// Replacement dials so far in this silence (each waits twice as long).
-    replacements: u32,
-}
-
-impl Liveness {
-    pub fn new(limit: Duration, keep_alive: Duration, now: Instant) -> Self {
-        Self {
-            limit,
-            keep_alive,
-            received: 0,
-            heard: now,
-            rtt: Duration::ZERO,
-            replacements: 0,
-        }
-    }
-
-    /// Silence longer than this is suspect: the configured time, stretched on
-    /// long links so a keep-alive and its acknowledgement always fit.
-    fn threshold(&self) -> Duration {
-        self.limit.max(self.keep_alive + self.rtt * 3)
-    }
-
-    pub fn silent(&self, now: Instant) -> Duration {
-        now.saturating_duration_since(self.heard)
-    }
-
-    /// Time left before silence makes the connection suspect (zero once it is).
-    pub fn until_suspect(&self, now: Instant) -> Duration {
-        self.threshold().saturating_sub(self.silent(now))
-    }
-
-    /// Takes the datagram count and RTT now; true while the connection is suspect.
-    pub fn observe(&mut self, received: u64, rtt: Duration, now: Instant) -> bool {
-        if received != self.received {
-            (self.received, self.heard, self.replacements) = (received, now, 0);
-            self.rtt = rtt;
-        }
-        self.silent(now) > self.threshold()
-    }
-
-    /// True once per doubling of the silence past twice the threshold: time to
-    /// dial a replacement (the peer may have restarted and forgotten us).
-    pub fn wants_replacement(&mut self, now: Instant) -> bool {
-        let due = self.threshold() * 2u32.saturating_pow(self.replacements + 1);
-        if self.silent(now) >= due {
-            self.replacements += 1;
-            return true;
-        }
-        false
     }
 }
 
@@ -312,42 +304,5 @@ mod tests {
         }
         b.reset();
         assert!(b.next(&mut rng) <= ms(100));
-    }
-
-    #[test]
-    fn silence_past_the_limit_is_suspect_until_a_datagram_arrives() {
-        let ms = Duration::from_millis;
-        let t0 = Instant::now();
-        let mut l = Liveness::new(ms(900), ms(500), t0);
-        assert!(!l.observe(5, ms(1), t0 + ms(100)));
-        assert!(
-            !l.observe(5, ms(1), t0 + ms(1000)),
-            "900 ms after the last datagram"
-        );
-        assert!(l.observe(5, ms(1), t0 + ms(1001)));
-        assert!(!l.observe(6, ms(1), t0 + ms(1500)), "heard again");
-        // On a 300 ms RTT link a keep-alive round trip takes longer than 900 ms.
-        let mut l = Liveness::new(ms(900), ms(500), t0);
-        assert!(!l.observe(1, ms(300), t0));
-        assert!(!l.observe(1, ms(300), t0 + ms(1400)));
-        assert!(l.observe(1, ms(300), t0 + ms(1401)));
-    }
-
-    #[test]
-    fn replacements_are_dialled_at_doubling_silences() {
-        let ms = Duration::from_millis;
-        let t0 = Instant::now();
-        let mut l = Liveness::new(ms(900), ms(500), t0);
-        let due: Vec<u64> = (0..100)
-            .map(|i| i * 100)
-            .filter(|&at| l.wants_replacement(t0 + ms(at)))
-            .collect();
-        assert_eq!(due, [1800, 3600, 7200]);
-        l.observe(1, ms(1), t0 + ms(9000));
-        assert!(
-            !l.wants_replacement(t0 + ms(9100)),
-            "heard from: the count starts over"
-        );
-        assert!(l.wants_replacement(t0 + ms(10800)));
     }
 }

@@ -44,6 +44,10 @@ const BLACK_HOLE_COOLDOWN: std::time::Duration = std::time::Duration::from_secs(
 const MAX_HANDSHAKES: usize = 1024;
 
 pub fn transport(cfg: &Config) -> Result<Arc<TransportConfig>, EndpointError> {
+    transport_config(cfg).map(Arc::new)
+}
+
+pub fn transport_config(cfg: &Config) -> Result<TransportConfig, EndpointError> {
     let (t, p, l) = (&cfg.transport, &cfg.connections, &cfg.limits);
     let idle = IdleTimeout::try_from(p.idle_timeout)
         .map_err(|_| EndpointError::IdleTimeout(p.idle_timeout))?;
@@ -73,7 +77,7 @@ pub fn transport(cfg: &Config) -> Result<Arc<TransportConfig>, EndpointError> {
         Congestion::Bbr => tc.congestion_controller_factory(Arc::new(BbrConfig::default())),
         Congestion::NewReno => tc.congestion_controller_factory(Arc::new(NewRenoConfig::default())),
     };
-    Ok(Arc::new(tc))
+    Ok(tc)
 }
 
 pub fn server_config(cfg: &Config, id: &Identity) -> Result<quinn::ServerConfig, EndpointError> {

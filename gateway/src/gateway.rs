@@ -15,6 +15,8 @@ use tokio_util::task::TaskTracker;
 use crate::config::Config;
 use crate::config_check::ConfigError;
 use crate::endpoint::{self, EndpointError, WorkerEndpoints};
+use crate::fallback::Fallback;
+use crate::fallback::metrics::FallbackMetrics;
 use crate::metrics::Metrics;
 use crate::policy_metrics::PolicyMetrics;
 use crate::protocol::CLOSE_DRAINING;
@@ -50,6 +52,8 @@ pub enum Error {
     Endpoint(#[from] EndpointError),
     #[error(transparent)]
     Observe(#[from] crate::observe::ObserveError),
+    #[error(transparent)]
+    Fallback(#[from] crate::fallback::FallbackError),
     #[error("cannot start the gateway's worker threads: {0}")]
     Workers(#[source] std::io::Error),
 }
@@ -78,6 +82,7 @@ impl Gateway {
         udp_metrics.register(registry);
         let observe = crate::observe::Observe::start(&inputs.cfg, &inputs.local, registry)?;
         let endpoints = bind_endpoints(&inputs.cfg, &id, &workers, &metrics)?;
+        let fallback = bind_fallback(&inputs.cfg, &id, &workers, &endpoints, registry)?;
         tracing::info!(cluster = %inputs.local.name, listen = ?endpoints[0].server.local_addr().ok(), workers = workers.len(), cfg = ?inputs.cfg, "gateway bound");
         crate::listeners::warn_if_ephemeral(&inputs.cfg);
         let shared = Shared {
@@ -88,6 +93,7 @@ impl Gateway {
             observe,
             endpoints,
             workers,
+            fallback,
             pool: Default::default(),
             catalog: inputs.catalog,
             exports: inputs.local_exports,
@@ -122,6 +128,11 @@ impl Gateway {
         crate::rebind::Rebinder(self.shared.clone())
     }
 
+    /// The bound TCP address of the fallback listener, if enabled.
+    pub fn fallback_addr(&self) -> Option<SocketAddr> {
+        self.shared.fallback.local_addr()
+    }
+
     /// Serves until `shutdown` is cancelled, then drains.
     pub async fn run(self) -> Result<(), Error> {
         let s = self.shared;
@@ -129,6 +140,7 @@ impl Gateway {
             let accept = crate::inbound::accept_loop(s.clone(), w);
             s.tasks.spawn_on(accept, s.workers.handle(w));
         }
+        crate::fallback::Fallback::start(&s);
         s.tasks.spawn(crate::listeners::watch_catalog(s.clone()));
         s.shutdown.cancelled().await;
         drain(&s).await;
@@ -155,6 +167,24 @@ fn bind_endpoints(
         out.push(e);
     }
     Ok(out)
+}
+
+/// Binds the TCP fallback on worker 0, its TCP port defaulting to the QUIC one.
+fn bind_fallback(
+    cfg: &Config,
+    id: &Identity,
+    workers: &Workers,
+    endpoints: &[WorkerEndpoints],
+    registry: &mut Registry,
+) -> Result<Fallback, Error> {
+    let metrics = FallbackMetrics::default();
+    metrics.register(registry);
+    let port = endpoints[0]
+        .server
+        .local_addr()
+        .map_or(cfg.listen.port(), |a| a.port());
+    let _worker = workers.handle(0).enter();
+    Ok(Fallback::bind(cfg, id, port, metrics)?)
 }
 
 /// Resolves once every endpoint has no connection left.

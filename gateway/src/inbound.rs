@@ -27,7 +27,12 @@ const CLOSE_TOO_MANY: u32 = 0x13;
 /// Accepts peer connections on worker `w`'s server endpoint; each is driven,
 /// and its streams run, on that worker.
 pub async fn accept_loop(shared: Arc<Shared>, w: usize) {
-    let endpoint = &shared.endpoints[w].server;
+    let endpoint = shared.endpoints[w].server.clone();
+    accept_on(shared, endpoint).await;
+}
+
+/// Accepts peer connections on `endpoint` (a worker's, or the TCP fallback's).
+pub async fn accept_on(shared: Arc<Shared>, endpoint: quinn::Endpoint) {
     loop {
         let incoming = tokio::select! {
             i = endpoint.accept() => match i {
@@ -137,7 +142,8 @@ async fn connection(shared: Arc<Shared>, incoming: quinn::Incoming) {
             return;
         };
         handshake_metric(&shared, "ok");
-        // Read its datagrams from the start: ones naming no flow are counted.
+        // Read its datagrams from the start: probes are answered, and ones
+        // naming no flow are counted.
         shared.udp.of(&conn, &shared.udp_metrics);
         let gate = Arc::new(SetupGate::default());
         let peer_id: Arc<str> = peer_id.to_string().into();

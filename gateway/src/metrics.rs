@@ -134,6 +134,7 @@ pub struct Metrics {
     pub peer_lost_packets: Family<PeerLabels, Counter>,
     pub peer_congestion_events: Family<PeerLabels, Counter>,
     pub peer_handshakes: Family<ResultLabels, Counter>,
+    pub peer_probe_answers: Family<ClusterLabel, Counter>,
     pub inbound_handshakes: Family<InboundHandshake, Counter>,
     pub cluster_ejected: Family<ClusterLabel, Gauge>,
     pub streams: Family<StreamLabels, Counter>,
@@ -208,6 +209,11 @@ impl Metrics {
             "peer_handshakes",
             "Handshakes dialled to a peer cluster, by result (ok, failed)",
             self.peer_handshakes.clone(),
+        );
+        r.register(
+            "peer_probe_answers",
+            "Liveness probes a peer cluster answered on connections we dialled",
+            self.peer_probe_answers.clone(),
         );
         r.register(
             "inbound_handshakes",

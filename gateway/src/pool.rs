@@ -18,6 +18,7 @@ use quinn::Connection;
 use tokio_util::sync::CancellationToken;
 
 use crate::eject::OutlierState;
+use crate::fallback::Via;
 use crate::gate::SetupGate;
 use crate::metrics::{ClusterLabel, PeerLabels};
 use crate::shared::Shared;
@@ -37,6 +38,8 @@ pub struct PeerConn {
     rate: AtomicU64,
     /// Nothing received for the liveness time: no new streams until it speaks.
     suspect: AtomicBool,
+    /// The connection runs over the TCP fallback.
+    tcp: AtomicBool,
     /// Setup writes ahead of bulk writes on this connection.
     pub gate: SetupGate,
     cancel: CancellationToken,
@@ -151,8 +154,31 @@ pub struct Caps {
 impl Pool {
     /// Publishes a peer's connection (or its loss) and wakes waiters.
     pub fn publish(&self, peer: &PeerConn, conn: Option<Connection>) {
+        self.publish_via(peer, conn, Via::Quic);
+    }
+
+    /// Publishes a connection running over `via`.
+    pub fn publish_via(&self, peer: &PeerConn, conn: Option<Connection>, via: Via) {
+        peer.tcp.store(via == Via::Tcp, Ordering::Relaxed);
         peer.set(conn);
         self.changed.notify_waiters();
+    }
+
+    /// The transport new streams to `cluster` take now: QUIC while any of its
+    /// usable connections runs on it (`pick` prefers those), else TCP, else none.
+    pub fn transport(&self, cluster: &ClusterId) -> Option<Via> {
+        let peers = lock(&self.peers);
+        let live = || {
+            peers
+                .values()
+                .filter(|p| &p.cluster == cluster && p.usable())
+        };
+        let tcp = |p: &&Arc<PeerConn>| p.tcp.load(Ordering::Relaxed);
+        match (live().any(|p| !tcp(&p)), live().any(|p| tcp(&p))) {
+            (true, _) => Some(Via::Quic),
+            (false, true) => Some(Via::Tcp),
+            (false, false) => None,
+        }
     }
 
     /// Marks a connection suspect (silent) or not; wakes waiters on a change.
@@ -207,6 +233,7 @@ impl Pool {
                 sent: AtomicU64::new(0),
                 rate: AtomicU64::new(0),
                 suspect: AtomicBool::new(false),
+                tcp: AtomicBool::new(false),
                 gate: SetupGate::default(),
                 cancel: shared.hard.child_token(),
             });
@@ -233,7 +260,10 @@ impl Pool {
         let best = mine()
             .filter(|p| p.active.load(Ordering::Relaxed) < caps.per_connection && p.usable())
             .filter_map(|p| Some((p, p.connection()?)))
-            .min_by_key(|(p, _)| (p.load(), Some(p.worker) != worker))?;
+            .min_by_key(|(p, _)| {
+                let tcp = p.tcp.load(Ordering::Relaxed);
+                (tcp, p.load(), Some(p.worker) != worker)
+            })?;
         best.0.active.fetch_add(1, Ordering::Relaxed);
         Some((StreamSlot(best.0.clone()), best.1))
     }

@@ -2,6 +2,7 @@
 //! (inbound connections, inbound streams), keyed by its verified identity.
 
 use std::collections::HashMap;
+use std::hash::Hash;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -9,15 +10,21 @@ use causeway_catalog::ClusterId;
 
 use crate::pool::lock;
 
-#[derive(Default)]
-pub struct PeerCounts(Mutex<HashMap<ClusterId, Arc<AtomicUsize>>>);
+/// Keyed by peer cluster, or by source address on the fallback port.
+pub struct PeerCounts<K = ClusterId>(Mutex<HashMap<K, Arc<AtomicUsize>>>);
+
+impl<K> Default for PeerCounts<K> {
+    fn default() -> Self {
+        Self(Mutex::default())
+    }
+}
 
 /// One unit of a peer's count, held while the connection or stream lives.
 pub struct Held(Arc<AtomicUsize>);
 
-impl PeerCounts {
+impl<K: Hash + Eq + Clone> PeerCounts<K> {
     /// Counts one more for `peer`; `None` (and nothing counted) past `limit`.
-    pub fn enter(&self, peer: &ClusterId, limit: usize) -> Option<Held> {
+    pub fn enter(&self, peer: &K, limit: usize) -> Option<Held> {
         let count = lock(&self.0).entry(peer.clone()).or_default().clone();
         // Increment first, then check: concurrent entries cannot overrun.
         if count.fetch_add(1, Ordering::AcqRel) >= limit {

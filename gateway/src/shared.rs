@@ -32,6 +32,8 @@ pub struct Shared {
     pub endpoints: Vec<WorkerEndpoints>,
     /// The data-plane runtimes; connections, listeners and streams run there.
     pub workers: Arc<Workers>,
+    /// QUIC over TLS on TCP, for peers whose UDP is blocked.
+    pub fallback: crate::fallback::Fallback,
     pub pool: Pool,
     pub catalog: watch::Receiver<Arc<CatalogSnapshot>>,
     pub exports: watch::Receiver<Arc<Vec<Export>>>,
@@ -70,8 +72,12 @@ impl Shared {
         self.catalog.borrow().clone()
     }
 
-    /// Every QUIC endpoint, servers and clients.
+    /// Every QUIC endpoint, servers and clients, the fallback's included.
     pub fn all_endpoints(&self) -> impl Iterator<Item = &quinn::Endpoint> {
-        self.endpoints.iter().flat_map(|e| [&e.server, &e.client])
+        let fallback = self.fallback.endpoints();
+        self.endpoints
+            .iter()
+            .flat_map(|e| [&e.server, &e.client])
+            .chain(fallback)
     }
 }

@@ -101,6 +101,7 @@ mod tests {
             reconnects: 0,
             last_error: err.map(str::to_owned),
             rtt_ms: None,
+            transport: None,
         }
     }
 

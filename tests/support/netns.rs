@@ -262,6 +262,16 @@ impl Solo {
     }
 }
 
+impl Solo {
+    /// Removes the rules `drop_udp` added.
+    pub fn allow_udp(&self) -> Result<(), String> {
+        let args = [
+            "netns", "exec", &self.name, "nft", "delete", "table", "inet", "doctor",
+        ];
+        run("ip", &args)
+    }
+}
+
 impl Drop for Solo {
     fn drop(&mut self) {
         let _ = run("ip", &["netns", "del", &self.name]);

@@ -39,17 +39,26 @@ pub struct Route {
     pub delivered: metrics::Way,
 }
 
-/// The flows of one peer connection, by flow id.
+/// The flows of one peer connection, by flow id, and the answers its
+/// liveness probes got (`liveness`).
 #[derive(Default)]
-pub struct ConnFlows(Mutex<HashMap<u64, Route>>);
+pub struct ConnFlows {
+    flows: Mutex<HashMap<u64, Route>>,
+    answered: AtomicU64,
+}
 
 impl ConnFlows {
+    /// Probe answers received so far.
+    pub fn answered(&self) -> u64 {
+        self.answered.load(Ordering::Relaxed)
+    }
+
     pub fn insert(&self, id: u64, route: Route) {
-        lock(&self.0).insert(id, route);
+        lock(&self.flows).insert(id, route);
     }
 
     pub fn remove(&self, id: u64) {
-        lock(&self.0).remove(&id);
+        lock(&self.flows).remove(&id);
     }
 }
 
@@ -71,7 +80,7 @@ impl Routes {
         let (conn, f, m, all) = (conn.clone(), flows.clone(), m.clone(), self.0.clone());
         tokio::spawn(async move {
             while let Ok(d) = conn.read_datagram().await {
-                deliver(&f, &d, &m);
+                deliver(&conn, &f, &d, &m);
             }
             lock(&all).remove(&id);
         });
@@ -81,12 +90,15 @@ impl Routes {
 
 /// Sends one datagram from the peer to its flow's socket. Never waits: a full
 /// socket drops it, as the network would.
-fn deliver(flows: &ConnFlows, d: &Bytes, m: &UdpMetrics) {
+fn deliver(conn: &Connection, flows: &ConnFlows, d: &Bytes, m: &UdpMetrics) {
     let Some((id, payload)) = wire::decode(d) else {
         return m.dropped("malformed");
     };
+    if id == wire::CONTROL {
+        return control(conn, flows, payload, m);
+    }
     // Sent under the lock (a non-blocking call): no clone of the route per datagram.
-    let map = lock(&flows.0);
+    let map = lock(&flows.flows);
     let Some(route) = map.get(&id) else {
         drop(map);
         return m.dropped("unknown_flow");
@@ -104,6 +116,25 @@ fn deliver(flows: &ConnFlows, d: &Bytes, m: &UdpMetrics) {
             m.dropped("send_failed");
         }
     }
+}
+
+/// A liveness probe is answered at once; an answer is counted.
+fn control(conn: &Connection, flows: &ConnFlows, kind: &[u8], m: &UdpMetrics) {
+    match kind {
+        [wire::PROBE] => {
+            let _ = conn.send_datagram(wire::encode(wire::CONTROL, &[wire::ANSWER]));
+        }
+        [wire::ANSWER] => {
+            flows.answered.fetch_add(1, Ordering::Relaxed);
+        }
+        _ => m.dropped("malformed"),
+    }
+}
+
+/// Sends a liveness probe (see `liveness`); false when it could not go out.
+pub fn probe(conn: &Connection) -> bool {
+    conn.send_datagram(wire::encode(wire::CONTROL, &[wire::PROBE]))
+        .is_ok()
 }
 
 /// When a flow last carried a datagram, in milliseconds since process start.

@@ -4,6 +4,12 @@ use bytes::{BufMut, Bytes, BytesMut};
 
 /// Largest flow id a varint holds.
 const MAX_ID: u64 = (1 << 62) - 1;
+/// The id of control datagrams, one byte of kind after it: no stream ever
+/// gets this index.
+pub const CONTROL: u64 = MAX_ID;
+/// Control kinds: a liveness probe, and its answer.
+pub const PROBE: u8 = 1;
+pub const ANSWER: u8 = 2;
 
 /// Bytes the id of flow `id` takes in front of the payload.
 pub fn id_len(id: u64) -> usize {
