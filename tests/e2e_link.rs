@@ -87,6 +87,18 @@ async fn expired_forged_tampered_and_foreign_tokens_are_refused() {
         assert!(err.contains(want), "expected {want:?} in: {err}");
     };
 
+    // Issuing checks what it is told.
+    let bravo = config(&mesh, 1);
+    let out = cli(&["token", "issue", "--config", &bravo, "--cluster", "alpha"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("is cluster bravo's config"),
+        "{err}"
+    );
+    let out = cli(&["token", "issue", "--config", &bravo, "--expires", "30d"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("at most 7d"), "{err}");
+
     // Expired, seen by the redeemer.
     let short = issue(&mesh, 1, "1s");
     let t = Token::decode(&short).unwrap();
