@@ -13,3 +13,4 @@ pub mod policy_merge;
 pub mod policy_watch;
 pub mod run;
 pub mod status;
+pub mod ui;

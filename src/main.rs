@@ -106,6 +106,9 @@ enum CaCmd {
         /// Overwrite existing files.
         #[arg(long)]
         force: bool,
+        /// JSON for scripts: the files written (schema in docs/operations.md).
+        #[arg(long)]
+        json: bool,
     },
     /// Issue a leaf certificate: OUT/<workload>.pem and OUT/<workload>-key.pem (mode 0600).
     Issue {
@@ -119,6 +122,9 @@ enum CaCmd {
         /// Overwrite existing files.
         #[arg(long)]
         force: bool,
+        /// JSON for scripts: the files written (schema in docs/operations.md).
+        #[arg(long)]
+        json: bool,
     },
     /// Send the next CA bundle to every peer linked by token (overlap, then alone).
     Rotate(causeway::link::cli::RotateArgs),
@@ -127,7 +133,12 @@ enum CaCmd {
 #[derive(Subcommand)]
 enum ConfigCmd {
     /// Validate FILE and the certificates it names; print the effective config (YAML) or the first problem found.
-    Check { file: PathBuf },
+    Check {
+        file: PathBuf,
+        /// Print the effective config as JSON (as the admin endpoint's /v1/config serves it).
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 fn main() -> ExitCode {
@@ -151,8 +162,9 @@ fn main() -> ExitCode {
                     trust_domain,
                     out,
                     force,
+                    json,
                 },
-        } => causeway::ca::init(&cluster, &trust_domain, &out, force),
+        } => causeway::ca::init(&cluster, &trust_domain, &out, force, json),
         Cmd::Ca {
             cmd:
                 CaCmd::Issue {
@@ -160,16 +172,17 @@ fn main() -> ExitCode {
                     workload,
                     out,
                     force,
+                    json,
                 },
-        } => causeway::ca::issue(&ca, workload, &out, force),
+        } => causeway::ca::issue(&ca, workload, &out, force, json),
         Cmd::Ca {
             cmd: CaCmd::Rotate(args),
         } => causeway::link::cli::rotate(args),
         Cmd::Token { cmd } => causeway::link::cli::token(cmd),
         Cmd::Unlink(args) => causeway::link::cli::unlink(args),
         Cmd::Config {
-            cmd: ConfigCmd::Check { file },
-        } => config_check(&file),
+            cmd: ConfigCmd::Check { file, json },
+        } => config_check(&file, json),
         Cmd::Dev { cmd } => causeway::dev::cli::dispatch(cmd),
         Cmd::Status { admin, dir, json } => status(admin, dir, json),
         Cmd::Doctor {
@@ -242,10 +255,14 @@ fn doctor(
     }
 }
 
-fn config_check(file: &std::path::Path) -> anyhow::Result<()> {
+fn config_check(file: &std::path::Path, json: bool) -> anyhow::Result<()> {
     let cfg = causeway::config::Config::load(file)?;
     causeway::identities::Identities::load(&cfg)?;
-    print!("{}", serde_saphyr::to_string(&cfg)?);
+    if json {
+        println!("{}", serde_json::to_string_pretty(&cfg)?);
+    } else {
+        print!("{}", serde_saphyr::to_string(&cfg)?);
+    }
     eprintln!("{}: ok", file.display());
     Ok(())
 }

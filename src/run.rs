@@ -277,9 +277,17 @@ impl Start {
             let only = Admin::probes(registry.clone(), self.ready.clone());
             self.tasks.spawn(only.serve(probes, self.shutdown.clone()));
         }
-        let mut admin = Admin::new(registry, effective, self.ready.clone());
+        let mut admin = Admin::new(registry.clone(), effective, self.ready.clone());
         admin = with_catalog_route(admin, feeds.catalog.clone());
         if let Some(fed) = fed {
+            let local = crate::ui::local::Local {
+                cluster: self.cfg.cluster.name.to_string(),
+                admin: listener.local_addr()?,
+                federation: fed.clone(),
+                catalog: feeds.catalog.clone(),
+                sampled: crate::ui::local::sample(registry, &self.tasks, self.shutdown.clone()),
+            };
+            admin = crate::ui::routes(admin, local, self.shutdown.clone());
             admin = admin.route(
                 "/v1/peers",
                 get(move || {

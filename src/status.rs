@@ -1,21 +1,21 @@
 //! `causeway status`: peers, imports and recent errors of one cluster (`--admin`)
 //! or of every cluster of a `dev up` directory (`--dir`), as tables or JSON.
 
-use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use causeway_catalog::{CatalogSnapshot, Import};
+use causeway_catalog::Import;
 use serde::{Deserialize, Serialize};
 
 use crate::dev::ClustersFile;
-use crate::dev::http::{get, get_json};
+use crate::dev::http::get_json;
+use crate::ui::rates::PeerRates;
 
 const LIMIT: Duration = Duration::from_secs(3);
 
-/// One peer as `/v1/peers` reports it, plus the gateway's RTT from `/metrics`.
+/// One peer as `/v1/peers` reports it, plus the gateway's figures from its metrics.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct PeerRow {
     pub name: String,
@@ -31,12 +31,16 @@ pub struct PeerRow {
     pub last_error: Option<String>,
     #[serde(default)]
     pub rtt_ms: Option<f64>,
+    /// `quic` or `tcp`: the gateway transport in use (`gateway_peer_transport`); None when unknown.
     #[serde(default)]
     pub transport: Option<String>,
+    /// Traffic with this peer per second, over the admin endpoint's last sampling interval.
+    #[serde(default)]
+    pub rates: Option<PeerRates>,
 }
 
-/// Everything shown for one cluster.
-#[derive(Debug, Clone, Serialize)]
+/// Everything shown for one cluster: what the admin endpoint's `/v1/status` serves.
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ClusterStatus {
     pub cluster: String,
     pub admin: SocketAddr,
@@ -46,65 +50,23 @@ pub struct ClusterStatus {
     pub imports: Vec<Import>,
 }
 
-/// Reads one cluster's admin endpoint. Never fails: problems land in `error`.
+/// Reads one cluster's `/v1/status`. Never fails: problems land in `error`.
 pub async fn collect(cluster: &str, admin: SocketAddr) -> ClusterStatus {
-    let mut st = ClusterStatus {
-        cluster: cluster.to_owned(),
-        admin,
-        error: None,
-        peers: Vec::new(),
-        imports: Vec::new(),
-    };
-    let peers = get_json::<Vec<PeerRow>>(admin, "/v1/peers", LIMIT).await;
-    let catalog = get_json::<CatalogSnapshot>(admin, "/v1/catalog", LIMIT).await;
-    match (peers, catalog) {
-        (Ok(peers), Ok(catalog)) => {
-            st.peers = peers;
-            st.imports = catalog.imports.into_values().collect();
-        }
-        (Err(e), _) | (_, Err(e)) => st.error = Some(e.to_string()),
+    collect_within(cluster, admin, LIMIT).await
+}
+
+/// [`collect`] with its own time limit.
+pub async fn collect_within(cluster: &str, admin: SocketAddr, limit: Duration) -> ClusterStatus {
+    match get_json::<ClusterStatus>(admin, "/v1/status", limit).await {
+        Ok(st) => ClusterStatus { admin, ..st },
+        Err(e) => ClusterStatus {
+            cluster: cluster.to_owned(),
+            admin,
+            error: Some(e.to_string()),
+            peers: Vec::new(),
+            imports: Vec::new(),
+        },
     }
-    let body = match get(admin, "/metrics", LIMIT).await {
-        Ok((200, body)) => body,
-        _ => String::new(),
-    };
-    let (rtts, transports) = (peer_rtts(&body), peer_transports(&body));
-    for p in &mut st.peers {
-        p.rtt_ms = rtts.get(&p.name).map(|s| s * 1000.0);
-        p.transport = transports.get(&p.name).cloned();
-    }
-    st
-}
-
-/// `peer_rtt_seconds{cluster="x",...} 0.0012` lines of the gateway's metrics.
-fn peer_rtts(metrics: &str) -> BTreeMap<String, f64> {
-    samples(metrics, "peer_rtt_seconds{")
-        .map(|(c, _, v)| (c.to_owned(), v))
-        .collect()
-}
-
-/// `gateway_peer_transport{cluster="x",transport="tcp"} 1`: what new streams use.
-fn peer_transports(metrics: &str) -> BTreeMap<String, String> {
-    samples(metrics, "peer_transport{")
-        .filter(|(_, _, v)| *v == 1.0)
-        .filter_map(|(c, line, _)| Some((c.to_owned(), label(line, "transport")?.to_owned())))
-        .collect()
-}
-
-/// (cluster label, line, value) of the samples whose line contains `needle`.
-fn samples<'a>(metrics: &'a str, needle: &'a str) -> impl Iterator<Item = (&'a str, &'a str, f64)> {
-    metrics
-        .lines()
-        .filter(move |l| l.contains(needle))
-        .filter_map(|line| {
-            let value = line.rsplit(' ').next()?.parse::<f64>().ok()?;
-            Some((label(line, "cluster")?, line, value))
-        })
-}
-
-fn label<'a>(line: &'a str, name: &str) -> Option<&'a str> {
-    let (_, rest) = line.split_once(&format!("{name}=\""))?;
-    rest.split_once('"').map(|(v, _)| v)
 }
 
 /// Which admin endpoints to read.
@@ -128,7 +90,7 @@ pub fn status(target: Target, json: bool) -> anyhow::Result<bool> {
 
 async fn collect_all(target: Target) -> anyhow::Result<Vec<ClusterStatus>> {
     let list: Vec<(String, SocketAddr)> = match target {
-        Target::Admin(addr) => vec![(cluster_name(addr).await, addr)],
+        Target::Admin(addr) => vec![(addr.to_string(), addr)],
         Target::Dir(dir) => ClustersFile::load(&dir)
             .map_err(|e| {
                 anyhow::anyhow!(
@@ -146,14 +108,6 @@ async fn collect_all(target: Target) -> anyhow::Result<Vec<ClusterStatus>> {
         out.push(collect(&name, admin).await);
     }
     Ok(out)
-}
-
-/// `cluster.name` from `/v1/config`, or the address when unreadable.
-async fn cluster_name(admin: SocketAddr) -> String {
-    let cfg = get_json::<serde_json::Value>(admin, "/v1/config", LIMIT).await;
-    cfg.ok()
-        .and_then(|v| v["cluster"]["name"].as_str().map(str::to_owned))
-        .unwrap_or_else(|| admin.to_string())
 }
 
 /// The tables for people.
@@ -249,24 +203,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn reads_rtt_from_metrics() {
-        let m = "# TYPE x gauge\ncauseway_gateway_peer_rtt_seconds{cluster=\"bravo\",address=\"127.0.0.1:1\"} 0.0025\nother 1\n";
-        let r = peer_rtts(m);
-        assert_eq!(r.get("bravo"), Some(&0.0025));
-        assert_eq!(r.len(), 1);
-    }
-
-    #[test]
-    fn reads_the_transport_new_streams_use_from_metrics() {
-        let m = "causeway_gateway_peer_transport{cluster=\"bravo\",transport=\"quic\"} 0\n\
-                 causeway_gateway_peer_transport{cluster=\"bravo\",transport=\"tcp\"} 1\n\
-                 causeway_gateway_peer_transport{cluster=\"charlie\",transport=\"quic\"} 0\n";
-        let t = peer_transports(m);
-        assert_eq!(t.get("bravo").map(String::as_str), Some("tcp"));
-        assert_eq!(t.get("charlie"), None, "no connection: no transport");
-    }
-
-    #[test]
     fn renders_unreachable_and_errors() {
         let st = ClusterStatus {
             cluster: "alpha".into(),
@@ -280,7 +216,8 @@ mod tests {
                 reconnects: 3,
                 last_error: Some("connection refused".into()),
                 rtt_ms: Some(1.25),
-                transport: Some("tcp".into()),
+                transport: None,
+                rates: None,
             }],
             imports: vec![],
         };

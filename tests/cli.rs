@@ -193,3 +193,66 @@ fn bad_arguments_are_refused() {
     .into_owned();
     assert!(err.contains("web"), "{err}");
 }
+
+/// `--json` on ca init, ca issue and config check: exit 0 and the documented fields.
+#[test]
+fn json_output_of_ca_and_config_check() {
+    let dir = tempfile::tempdir().unwrap();
+    let json = |args: &[&str]| -> serde_json::Value {
+        let out = ok(args);
+        serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"))
+    };
+    let east = dir.path().join("east");
+    let init = json(&[
+        "ca",
+        "init",
+        "--cluster",
+        "east",
+        "--trust-domain",
+        "east.demo.causeway",
+        "--out",
+        s(&east),
+        "--json",
+    ]);
+    assert_eq!(init["cluster"], "east");
+    assert_eq!(init["trust_domain"], "east.demo.causeway");
+    assert_eq!(init["spiffe_id"], serde_json::Value::Null);
+    assert_eq!(init["cert"], s(&east.join("ca.pem")));
+    assert_eq!(init["key"], s(&east.join("ca-key.pem")));
+    let text = init.to_string();
+    assert!(
+        !text.contains("PRIVATE KEY"),
+        "key material printed: {text}"
+    );
+    for w in ["gateway", "federation"] {
+        let issued = json(&[
+            "ca",
+            "issue",
+            "--ca",
+            s(&east),
+            "--workload",
+            w,
+            "--out",
+            s(&east),
+            "--json",
+        ]);
+        assert_eq!(
+            issued["spiffe_id"],
+            format!("spiffe://east.demo.causeway/{w}")
+        );
+        assert_eq!(issued["cert"], s(&east.join(format!("{w}.pem"))));
+        assert_eq!(issued["key"], s(&east.join(format!("{w}-key.pem"))));
+        assert!(std::fs::metadata(east.join(format!("{w}-key.pem"))).is_ok());
+    }
+    make_cluster(dir.path(), "west");
+    let cfg = dir.path().join("causeway.yaml");
+    std::fs::write(&cfg, CONFIG).unwrap();
+    let checked = json(&["config", "check", s(&cfg), "--json"]);
+    assert_eq!(checked["cluster"]["name"], "east");
+    assert_eq!(checked["gateway"]["vip_ranges"][0], "127.77.1.0/24");
+    assert_eq!(checked["peers"][0]["name"], "west");
+    // A bad config still fails with exit 1 and a message, not JSON.
+    std::fs::write(&cfg, CONFIG.replace("west/ca.pem", "nowhere/ca.pem")).unwrap();
+    let err = fails(&["config", "check", s(&cfg), "--json"]);
+    assert!(err.contains("peers.west.ca"), "{err}");
+}

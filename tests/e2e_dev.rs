@@ -78,6 +78,8 @@ async fn dev_up_links_clusters_reports_deaths_and_stops_cleanly() {
         "{guide}"
     );
     assert!(guide.contains("curl -s http://$(dig"), "{guide}");
+    let ui = format!("UI:       http://127.0.0.1:{}/ui", base + 9);
+    assert!(guide.contains(&ui), "{guide}");
 
     let file = ClustersFile::load(&dir).unwrap();
     let names: Vec<_> = file.clusters.iter().map(|c| c.name.as_str()).collect();

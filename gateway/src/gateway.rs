@@ -81,8 +81,8 @@ impl Gateway {
         let udp_metrics = crate::udp::UdpMetrics::default();
         udp_metrics.register(registry);
         let observe = crate::observe::Observe::start(&inputs.cfg, &inputs.local, registry)?;
-        let endpoints = bind_endpoints(&inputs.cfg, &id, &workers, &metrics)?;
-        let fallback = bind_fallback(&inputs.cfg, &id, &workers, &endpoints, registry)?;
+        let (endpoints, reserved) = bind_ports(&inputs.cfg, &id, &workers, &metrics)?;
+        let fallback = bind_fallback(&inputs.cfg, &id, &workers, &endpoints, reserved, registry)?;
         tracing::info!(cluster = %inputs.local.name, listen = ?endpoints[0].server.local_addr().ok(), workers = workers.len(), cfg = ?inputs.cfg, "gateway bound");
         crate::listeners::warn_if_ephemeral(&inputs.cfg);
         let shared = Shared {
@@ -149,6 +149,34 @@ impl Gateway {
     }
 }
 
+/// Attempts at finding one port number free on both UDP and TCP.
+const PORT_TRIES: usize = 16;
+
+/// Binds the QUIC endpoints and, when the listen port is left to the kernel
+/// and the TCP fallback shares it, reserves that number on TCP first: an
+/// ephemeral UDP port is often taken on TCP by an outbound connection.
+fn bind_ports(
+    cfg: &Config,
+    id: &Identity,
+    workers: &Workers,
+    metrics: &Metrics,
+) -> Result<(Vec<WorkerEndpoints>, Option<std::net::TcpListener>), Error> {
+    let mut tries = 0;
+    loop {
+        tries += 1;
+        let reserved = crate::fallback::reserve(cfg)?;
+        let port = reserved
+            .as_ref()
+            .and_then(|l| l.local_addr().ok())
+            .map_or(cfg.listen.port(), |a| a.port());
+        match bind_endpoints(cfg, id, workers, metrics, port) {
+            Ok(e) => return Ok((e, reserved)),
+            Err(_) if reserved.is_some() && tries < PORT_TRIES => continue,
+            Err(e) => return Err(e),
+        }
+    }
+}
+
 /// Binds every worker's endpoints on that worker (quinn runs an endpoint's
 /// driver, every datagram it receives, on the runtime that binds it).
 fn bind_endpoints(
@@ -156,8 +184,8 @@ fn bind_endpoints(
     id: &Identity,
     workers: &Workers,
     metrics: &Metrics,
+    mut port: u16,
 ) -> Result<Vec<WorkerEndpoints>, Error> {
-    let mut port = cfg.listen.port();
     let mut out = Vec::with_capacity(workers.len());
     for w in 0..workers.len() {
         let _worker = workers.handle(w).enter();
@@ -175,6 +203,7 @@ fn bind_fallback(
     id: &Identity,
     workers: &Workers,
     endpoints: &[WorkerEndpoints],
+    reserved: Option<std::net::TcpListener>,
     registry: &mut Registry,
 ) -> Result<Fallback, Error> {
     let metrics = FallbackMetrics::default();
@@ -184,7 +213,7 @@ fn bind_fallback(
         .local_addr()
         .map_or(cfg.listen.port(), |a| a.port());
     let _worker = workers.handle(0).enter();
-    Ok(Fallback::bind(cfg, id, port, metrics)?)
+    Ok(Fallback::bind(cfg, id, port, metrics, reserved)?)
 }
 
 /// Resolves once every endpoint has no connection left.

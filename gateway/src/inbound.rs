@@ -308,6 +308,7 @@ async fn admit(
     req: &Request,
     decisions: &mut Vec<String>,
 ) -> Result<Admitted, (Status, String)> {
+    let targets = permit(shared, cluster, req)?;
     let handles = shared
         .metrics
         .service(&req.service.to_string(), Direction::Inbound);
@@ -316,7 +317,7 @@ async fn admit(
         peer: (&shared.peer_streams, l.max_streams_per_peer),
         service: (&handles.active, l.max_streams_per_service),
     };
-    let mut ok = authorize(shared, cluster, req, decisions, caps)?;
+    let mut ok = hold(shared, cluster, req, decisions, caps, targets)?;
     let (tcp, load) =
         crate::local::connect(&shared.loads, &ok.targets, shared.cfg.timeouts.connect)
             .await
@@ -330,17 +331,15 @@ async fn admit(
     })
 }
 
-/// Decides whether a request may proceed: the service and port exist for its
-/// protocol, are exported to the peer, and no limit or cap stands in the way.
-/// Authorization comes first: a peer learns nothing and creates no metric
-/// label for a service not exported to it.
-pub(crate) fn authorize(
+/// Whether a request may proceed at all: the service and port exist for its
+/// protocol and are exported to the peer; gives the ready endpoints. This
+/// comes first: a peer learns nothing and creates no metric label for a
+/// service not exported to it.
+pub(crate) fn permit(
     shared: &Shared,
     cluster: &ClusterId,
     req: &Request,
-    decisions: &mut Vec<String>,
-    caps: Caps<'_>,
-) -> Result<Let, (Status, String)> {
+) -> Result<Vec<std::net::SocketAddr>, (Status, String)> {
     if shared.shutdown.is_cancelled() {
         return Err((Status::Draining, "gateway is draining; use another".into()));
     }
@@ -369,6 +368,22 @@ pub(crate) fn authorize(
             format!("{} is not exported to cluster {cluster}", req.service),
         ));
     }
+    Ok(match &req.endpoint {
+        Some(host) => crate::headless::targets(export, req.port, host),
+        None => crate::local::ready_targets(export, req.port),
+    })
+}
+
+/// Takes what a permitted stream or flow holds: its policy limits' grant and
+/// a place under the caps.
+pub(crate) fn hold(
+    shared: &Shared,
+    cluster: &ClusterId,
+    req: &Request,
+    decisions: &mut Vec<String>,
+    caps: Caps<'_>,
+    targets: Vec<std::net::SocketAddr>,
+) -> Result<Let, (Status, String)> {
     let grant = policy_limits(shared, cluster, req, decisions)?;
     let overloaded = |what: &str| (Status::Overloaded, format!("too many {what}"));
     let (peers, peer_limit) = caps.peer;
@@ -381,10 +396,6 @@ pub(crate) fn authorize(
     if open.get() > i64::from(service_limit) {
         return Err(overloaded("for this service"));
     }
-    let targets = match &req.endpoint {
-        Some(host) => crate::headless::targets(export, req.port, host),
-        None => crate::local::ready_targets(export, req.port),
-    };
     Ok(Let {
         targets,
         grant,

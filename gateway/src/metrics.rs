@@ -56,6 +56,15 @@ pub struct PeerLabels {
     pub slot: String,
 }
 
+/// A pooled connection and which way its bytes went (`sent`, `received`).
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PeerBytesLabels {
+    pub cluster: String,
+    pub address: String,
+    pub slot: String,
+    pub direction: String,
+}
+
 #[derive(Debug, Clone, Copy, Hash, PartialEq, Eq)]
 pub enum BufferDir {
     Receive,
@@ -156,6 +165,7 @@ pub struct Metrics {
     pub peer_mtu: Family<PeerLabels, Gauge>,
     pub peer_controller: Family<ControllerLabels, Gauge>,
     pub peer_streams: Family<PeerLabels, Counter>,
+    pub peer_bytes: Family<PeerBytesLabels, Counter>,
     pub worker_streams: Family<WorkerLabels, Counter>,
     pub stream_setup: SetupHistograms,
 }
@@ -294,6 +304,11 @@ impl Metrics {
             "peer_streams",
             "Outbound streams opened on a pooled peer connection",
             self.peer_streams.clone(),
+        );
+        r.register(
+            "peer_bytes",
+            "UDP bytes on a pooled peer connection, by direction (sent, received)",
+            self.peer_bytes.clone(),
         );
         r.register(
             "worker_streams",

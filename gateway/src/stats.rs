@@ -2,7 +2,7 @@
 
 use quinn::congestion;
 
-use crate::metrics::{ControllerLabels, Metrics, PeerLabels};
+use crate::metrics::{ControllerLabels, Metrics, PeerBytesLabels, PeerLabels};
 
 /// Remembers what was last exported so cumulative stats become counter increments.
 pub struct Tracker {
@@ -12,6 +12,8 @@ pub struct Tracker {
     congestion: u64,
     datagrams: u64,
     sends: u64,
+    sent: u64,
+    received: u64,
 }
 
 impl Tracker {
@@ -23,6 +25,8 @@ impl Tracker {
             congestion: 0,
             datagrams: 0,
             sends: 0,
+            sent: 0,
+            received: 0,
         }
     }
 
@@ -83,5 +87,25 @@ impl Tracker {
         self.congestion = self.congestion.max(path.congestion_events);
         self.datagrams = self.datagrams.max(tx.datagrams);
         self.sends = self.sends.max(tx.ios);
+        self.bytes(tx.bytes, stats.udp_rx.bytes);
+    }
+
+    fn bytes(&mut self, sent: u64, received: u64) {
+        let counter = |direction: &str| {
+            let l = &self.labels;
+            let (cluster, address, slot) = (l.cluster.clone(), l.address.clone(), l.slot.clone());
+            let direction = direction.to_owned();
+            let labels = PeerBytesLabels {
+                cluster,
+                address,
+                slot,
+                direction,
+            };
+            self.metrics.peer_bytes.get_or_create_owned(&labels)
+        };
+        counter("sent").inc_by(sent.saturating_sub(self.sent));
+        counter("received").inc_by(received.saturating_sub(self.received));
+        self.sent = self.sent.max(sent);
+        self.received = self.received.max(received);
     }
 }

@@ -155,7 +155,35 @@ async fn the_configured_congestion_controller_is_in_effect() {
         }
         let cwnd = "gateway_peer_congestion_window_bytes{cluster=\"b\"";
         assert!(text.contains(cwnd), "cwnd from path stats exported");
+        // The 8 MiB went out and came back on a's connections to b (stats sampled every second).
+        let a = mesh.node("a");
+        wait_for(
+            "8 MiB each way in gateway_peer_bytes_total",
+            Duration::from_secs(10),
+            || {
+                let text = a.metrics();
+                let each_way = ["sent", "received"].map(|d| peer_bytes(&text, "b", d));
+                async move {
+                    each_way
+                        .iter()
+                        .all(|b| *b >= (8 << 20) as f64)
+                        .then_some(())
+                }
+            },
+        )
+        .await;
     }
+}
+
+/// `gateway_peer_bytes_total` to `cluster` in `direction`, summed over its connections.
+fn peer_bytes(metrics: &str, cluster: &str, direction: &str) -> f64 {
+    let prefix = format!("gateway_peer_bytes_total{{cluster=\"{cluster}\"");
+    let dir = format!("direction=\"{direction}\"");
+    metrics
+        .lines()
+        .filter(|l| l.starts_with(&prefix) && l.contains(&dir))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
 }
 
 /// A server that reads everything first, then answers with the bytes reversed.

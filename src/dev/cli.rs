@@ -21,6 +21,9 @@ pub enum DevCmd {
         /// Give up if the clusters are not all linked within this many seconds.
         #[arg(long, default_value_t = 60)]
         timeout_secs: u64,
+        /// Once ready, print DIR/clusters.json (one line) instead of the guide.
+        #[arg(long)]
+        json: bool,
     },
     /// Serve one cluster's demo service (HTTP hello and TCP echo) until stopped.
     #[command(hide = true)]
@@ -65,11 +68,13 @@ pub fn dispatch(cmd: DevCmd) -> anyhow::Result<()> {
             dir,
             base_port,
             timeout_secs,
+            json,
         } => crate::dev::up(crate::dev::UpArgs {
             clusters,
             dir,
             base_port,
             timeout: std::time::Duration::from_secs(timeout_secs),
+            json,
         }),
         DevCmd::Demo { name, http, echo } => crate::dev::demo(&name, http, echo),
         DevCmd::Delay { tcp, udp, delay_ms } => {

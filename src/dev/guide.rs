@@ -18,6 +18,9 @@ pub struct ClustersFile {
     pub dir: PathBuf,
     pub clusters: Vec<ClusterEntry>,
     pub services: Vec<ServiceEntry>,
+    /// The page showing every cluster, served by `dev up` while it runs.
+    #[serde(default)]
+    pub ui: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -59,6 +62,7 @@ impl ClustersFile {
             dir: plan.dir.clone(),
             clusters,
             services: services(plan, catalogs),
+            ui: Some(ui_url(plan)),
         }
     }
 
@@ -75,6 +79,11 @@ impl ClustersFile {
         let text = serde_json::to_string_pretty(self).map_err(std::io::Error::other)?;
         std::fs::write(Self::path(&self.dir), text + "\n")
     }
+}
+
+/// Where `dev up` serves the clusterset page.
+pub fn ui_url(plan: &Plan) -> String {
+    format!("http://{}/ui", plan.ui)
 }
 
 fn entry(c: &ClusterPlan, pid: Option<u32>) -> ClusterEntry {
@@ -196,7 +205,12 @@ fn footer(g: &mut String, plan: &Plan, exe: &str) {
         "\nEvery cluster also serves demo/hello (port {HELLO_PORT}) and demo/echo (port {ECHO_PORT}, raw TCP echo);\n\
          each is answered by the caller's own cluster first, then its region, then the others."
     );
-    let _ = writeln!(g, "\nStatus:   {exe} status --dir {dir}");
+    let _ = writeln!(
+        g,
+        "\nUI:       {}   (every cluster, live; each admin serves its own at /ui)",
+        ui_url(plan)
+    );
+    let _ = writeln!(g, "Status:   {exe} status --dir {dir}");
     let _ = writeln!(
         g,
         "Doctor:   {exe} doctor --dir {dir} [--service demo/hello]"

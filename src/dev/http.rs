@@ -1,4 +1,5 @@
-//! A tiny HTTP/1.1 GET for the admin endpoints (`dev up` and `causeway status`).
+//! A tiny HTTP/1.1 client for the admin endpoints (`dev up`, `causeway status`)
+//! and the tests' WebDriver sessions.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -47,7 +48,18 @@ pub async fn get(
     path: &str,
     limit: Duration,
 ) -> Result<(u16, String), HttpError> {
-    match tokio::time::timeout(limit, exchange(addr, path)).await {
+    request(addr, "GET", path, None, limit).await
+}
+
+/// `METHOD path` with an optional JSON body and `Connection: close`: (status, body).
+pub async fn request(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    json: Option<&str>,
+    limit: Duration,
+) -> Result<(u16, String), HttpError> {
+    match tokio::time::timeout(limit, exchange(addr, method, path, json)).await {
         Ok(r) => r,
         Err(_) => Err(HttpError::Timeout {
             addr,
@@ -81,24 +93,60 @@ pub async fn get_json<T: serde::de::DeserializeOwned>(
     })
 }
 
-async fn exchange(addr: SocketAddr, path: &str) -> Result<(u16, String), HttpError> {
+async fn exchange(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    json: Option<&str>,
+) -> Result<(u16, String), HttpError> {
     let io = |source| HttpError::Io {
         addr,
         path: path.to_owned(),
         source,
     };
     let mut s = TcpStream::connect(addr).await.map_err(io)?;
-    let req = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    let body = json.map_or(String::new(), |b| {
+        let len = b.len();
+        format!("Content-Type: application/json\r\nContent-Length: {len}\r\n\r\n{b}")
+    });
+    let end = if json.is_some() { "" } else { "\r\n" };
+    let req =
+        format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n{end}{body}");
     s.write_all(req.as_bytes()).await.map_err(io)?;
-    let mut raw = Vec::new();
-    s.take(MAX_RESPONSE)
-        .read_to_end(&mut raw)
-        .await
-        .map_err(io)?;
+    let raw = read_response(s).await.map_err(io)?;
     parse(&raw).ok_or_else(|| HttpError::Malformed {
         addr,
         path: path.to_owned(),
     })
+}
+
+/// Reads until the server closes or, for servers that keep the connection
+/// open anyway (chromedriver), until `Content-Length` bytes of body arrived.
+async fn read_response(s: TcpStream) -> std::io::Result<Vec<u8>> {
+    let (mut s, mut raw, mut buf) = (s.take(MAX_RESPONSE), Vec::new(), [0u8; 16384]);
+    loop {
+        let n = s.read(&mut buf).await?;
+        if n == 0 {
+            return Ok(raw);
+        }
+        raw.extend_from_slice(&buf[..n]);
+        if complete(&raw) {
+            return Ok(raw);
+        }
+    }
+}
+
+/// Whether `raw` holds a whole response with a `Content-Length`.
+fn complete(raw: &[u8]) -> bool {
+    let Some(end) = raw.windows(4).position(|w| w == b"\r\n\r\n") else {
+        return false;
+    };
+    let head = String::from_utf8_lossy(&raw[..end]).to_ascii_lowercase();
+    let len = head.lines().find_map(|l| {
+        let v = l.strip_prefix("content-length:")?;
+        v.trim().parse::<usize>().ok()
+    });
+    len.is_some_and(|len| raw.len() >= end + 4 + len)
 }
 
 /// Status and body of a `Connection: close` response (no chunked bodies from axum here
@@ -134,7 +182,7 @@ fn dechunk(mut rest: &str) -> Option<String> {
 
 #[cfg(test)]
 mod tests {
-    use super::parse;
+    use super::{complete, parse};
 
     #[test]
     fn parses_plain_and_chunked() {
@@ -145,5 +193,17 @@ mod tests {
         assert_eq!(parse(chunked), Some((503, "abcde".into())));
         assert_eq!(parse(b"garbage"), None);
         assert_eq!(parse(b"HTTP/1.1 2\r\n\r\n"), None);
+    }
+
+    #[test]
+    fn a_response_is_complete_at_its_content_length() {
+        assert!(complete(b"HTTP/1.1 200 OK\r\nContent-Length:3\r\n\r\nok\n"));
+        assert!(!complete(
+            b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nok\n"
+        ));
+        assert!(!complete(
+            b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n3\r\n"
+        ));
+        assert!(!complete(b"HTTP/1.1 200 OK\r\nContent-Le"));
     }
 }

@@ -20,6 +20,8 @@ pub const HELLO_PORT: u16 = 8080;
 pub const ECHO_PORT: u16 = 7000;
 /// Ports each cluster takes from its block of ten: base + 10*i + offset.
 pub const PORTS_PER_CLUSTER: u16 = 10;
+/// `dev up`'s clusterset page: base + 9 (cluster 0 uses offsets 0 to 5).
+const UI_PORT_OFFSET: u16 = 9;
 
 /// What to lay out.
 #[derive(Debug, Clone)]
@@ -132,6 +134,8 @@ pub struct Plan {
     pub dir: PathBuf,
     pub leases: Leases,
     pub clusters: Vec<ClusterPlan>,
+    /// `dev up`'s page for the whole clusterset: loopback, the last port of cluster 0's block.
+    pub ui: SocketAddr,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -187,6 +191,7 @@ pub fn plan(opts: &PlanOptions) -> Result<Plan, PlanError> {
         dir: opts.dir.clone(),
         leases: opts.leases,
         clusters,
+        ui: SocketAddr::from(([127, 0, 0, 1], opts.base_port + UI_PORT_OFFSET)),
     })
 }
 

@@ -46,6 +46,15 @@ pub async fn busy(plan: &Plan) -> Vec<Busy> {
             }
         }
     }
+    if let Err(e) = probe(plan.ui, Proto::Tcp).await {
+        out.push(Busy {
+            cluster: "clusterset".into(),
+            what: "ui",
+            addr: plan.ui,
+            proto: Proto::Tcp,
+            error: e.to_string(),
+        });
+    }
     out
 }
 

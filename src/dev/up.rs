@@ -27,6 +27,8 @@ pub struct UpArgs {
     pub base_port: u16,
     /// How long start-up may take before giving up.
     pub timeout: Duration,
+    /// Print clusters.json instead of the guide once ready.
+    pub json: bool,
 }
 
 pub fn up(args: UpArgs) -> anyhow::Result<()> {
@@ -63,7 +65,7 @@ async fn run(args: UpArgs) -> anyhow::Result<()> {
     let started = wait_ready(&plan, &mut procs, &mut progress, &shutdown, args.timeout).await;
     progress.finish();
     let result = match started {
-        Ok(()) => serve(&plan, &mut procs, &shutdown).await,
+        Ok(()) => serve(&plan, &mut procs, &shutdown, args.json).await,
         Err(e) => Err(e),
     };
     stop(&mut procs).await;
@@ -168,19 +170,24 @@ async fn serve(
     plan: &Plan,
     procs: &mut [Proc],
     shutdown: &CancellationToken,
+    json: bool,
 ) -> anyhow::Result<()> {
     let mut catalogs = Vec::new();
     for c in &plan.clusters {
         catalogs.push(catalog(c).await?);
     }
     let pids: Vec<Option<u32>> = procs.iter().map(|p| Some(p.pid())).collect();
-    ClustersFile::new(plan, &pids, &catalogs)
-        .save()
-        .context("writing clusters.json")?;
+    let file = ClustersFile::new(plan, &pids, &catalogs);
+    file.save().context("writing clusters.json")?;
+    start_ui(plan, shutdown).await?;
     let exe = std::env::current_exe()
         .map(|p| p.display().to_string())
         .unwrap_or("causeway".into());
-    println!("{}", guide(plan, &exe));
+    if json {
+        println!("{}", serde_json::to_string(&file)?);
+    } else {
+        println!("{}", guide(plan, &exe));
+    }
     loop {
         for death in procs.iter_mut().filter_map(Proc::check) {
             eprintln!("cluster {death}");
@@ -193,6 +200,23 @@ async fn serve(
             () = shutdown.cancelled() => return Ok(()),
         }
     }
+}
+
+/// Serves the clusterset page at `plan.ui` until `shutdown`.
+async fn start_ui(plan: &Plan, shutdown: &CancellationToken) -> anyhow::Result<()> {
+    let listener = crate::admin::bind_key("the dev up page (--base-port + 9)", plan.ui).await?;
+    let clusters = plan
+        .clusters
+        .iter()
+        .map(|c| (c.name.to_string(), c.admin))
+        .collect();
+    let serve = crate::ui::clusterset::serve(listener, clusters, shutdown.clone());
+    tokio::spawn(async move {
+        if let Err(e) = serve.await {
+            tracing::warn!(error = %e, "the dev up page stopped");
+        }
+    });
+    Ok(())
 }
 
 async fn stop(procs: &mut [Proc]) {

@@ -102,6 +102,7 @@ mod tests {
             last_error: err.map(str::to_owned),
             rtt_ms: None,
             transport: None,
+            rates: None,
         }
     }
 

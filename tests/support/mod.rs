@@ -9,6 +9,7 @@ pub mod link;
 pub mod netns;
 #[path = "../../federation/tests/common/ports.rs"]
 mod ports;
+pub mod webdriver;
 pub use ports::free_addr;
 
 use std::future::Future;

@@ -119,6 +119,7 @@ impl Fallback {
         id: &Identity,
         quic_port: u16,
         metrics: FallbackMetrics,
+        reserved: Option<std::net::TcpListener>,
     ) -> Result<Self, FallbackError> {
         if !cfg.fallback.enabled {
             return Ok(Self {
@@ -128,7 +129,11 @@ impl Fallback {
         }
         let addr = (cfg.fallback.listen).unwrap_or(SocketAddr::new(cfg.listen.ip(), quic_port));
         let bind_err = |source| FallbackError::Bind { addr, source };
-        let listener = tcp_listener(addr).map_err(bind_err)?;
+        let listener = match reserved {
+            Some(l) => tokio::net::TcpListener::from_std(l),
+            None => tcp_listener(addr),
+        }
+        .map_err(bind_err)?;
         let listen = listener.local_addr().map_err(bind_err)?;
         let transport = Arc::new(transport(cfg)?);
         let mut sc = endpoint::server_config(cfg, id)?;
@@ -191,16 +196,34 @@ impl Fallback {
     }
 }
 
+/// The fallback's TCP listener bound ahead of the QUIC port, when that port
+/// is left to the kernel (`listen` port 0) and shared with the fallback:
+/// the QUIC endpoints then take this number.
+pub fn reserve(cfg: &Config) -> Result<Option<std::net::TcpListener>, FallbackError> {
+    let f = &cfg.fallback;
+    if !f.enabled || f.listen.is_some() || cfg.listen.port() != 0 {
+        return Ok(None);
+    }
+    let addr = cfg.listen;
+    std_listener(addr)
+        .map(Some)
+        .map_err(|source| FallbackError::Bind { addr, source })
+}
+
 /// A listener that rebinds at once after a restart (`SO_REUSEADDR`: old
 /// connections in TIME_WAIT do not hold the port).
-fn tcp_listener(addr: SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
+fn std_listener(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
     use socket2::{Domain, Socket, Type};
     let sock = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
     sock.set_reuse_address(true)?;
     sock.set_nonblocking(true)?;
     sock.bind(&addr.into())?;
     sock.listen(1024)?;
-    tokio::net::TcpListener::from_std(sock.into())
+    Ok(sock.into())
+}
+
+fn tcp_listener(addr: SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
+    tokio::net::TcpListener::from_std(std_listener(addr)?)
 }
 
 /// The inner QUIC's transport: the gateway's, with a fixed large MTU.

@@ -13,7 +13,7 @@ use super::metrics::Way;
 use super::{Activity, Route};
 use crate::gate::SetupGate;
 use crate::header::respond;
-use crate::inbound::{Caps, authorize};
+use crate::inbound::{Caps, hold, permit};
 use crate::metrics::{Direction, Flow};
 use crate::protocol::{Request, Status};
 use crate::record::ConnRecord;
@@ -44,7 +44,10 @@ pub async fn serve(
             shared
                 .metrics
                 .stream(cluster.as_str(), Direction::Inbound, status.as_str());
-            m.flow(&service, Direction::Inbound, status.as_str());
+            // A name not exported here makes no label: peers cannot grow our metrics.
+            if status != Status::UnknownService {
+                m.flow(&service, Direction::Inbound, status.as_str());
+            }
             return;
         }
     };
@@ -81,13 +84,14 @@ async fn admit(
     service: &str,
     rec: &mut ConnRecord,
 ) -> Result<(Arc<UdpSocket>, Held), (Status, String)> {
+    let targets = permit(shared, cluster, req)?;
     let active = shared.udp_metrics.active(service, Direction::Inbound);
     let u = &shared.cfg.udp;
     let caps = Caps {
         peer: (&shared.peer_flows, u.max_flows_per_peer),
         service: (&active, u.max_flows_per_service),
     };
-    let ok = authorize(shared, cluster, req, &mut rec.policy, caps)?;
+    let ok = hold(shared, cluster, req, &mut rec.policy, caps, targets)?;
     let (sock, load) = crate::local::connect_udp(&shared.loads, &ok.targets)
         .await
         .map_err(|s| (s, String::new()))?;
