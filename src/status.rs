@@ -216,7 +216,7 @@ mod tests {
                 reconnects: 3,
                 last_error: Some("connection refused".into()),
                 rtt_ms: Some(1.25),
-                transport: None,
+                transport: Some("tcp".into()),
                 rates: None,
             }],
             imports: vec![],
