@@ -55,7 +55,8 @@ pub fn update(family: &Expiry, w: &Watched) {
         };
         family.get_or_create(&label).set(unix(cert.not_after()));
     }
-    for peer in w.peers.iter().flat_map(|p| p.iter()) {
+    let peers = w.peers.as_ref().map(|p| p.snapshot()).unwrap_or_default();
+    for peer in peers.iter() {
         let label = CertLabel {
             kind: "peer_ca",
             name: peer.name.to_string(),

@@ -32,6 +32,9 @@ pub struct Config {
     /// Traffic policy per service; re-read while running (docs/policy.md).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub policies: Vec<causeway_policy::PolicySpec>,
+    /// The link endpoint for `causeway token` and `unlink` (docs/operations.md).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub link: Option<crate::link::LinkConfig>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -160,6 +163,8 @@ pub enum ConfigError {
     #[error("{0}")]
     PeerPolicy(#[from] PolicyError),
     #[error("{0}")]
+    Link(#[from] crate::link::LinkConfigError),
+    #[error("{0}")]
     Policy(#[from] causeway_policy::PolicyError),
     #[error("peers: {0} is listed twice; list each peer cluster once")]
     DuplicatePeer(ClusterId),
@@ -281,6 +286,9 @@ impl Config {
             return Err(ConfigError::WatchConnect(w.clone()));
         }
         self.policies()?;
+        if let Some(link) = &self.link {
+            link.validate()?;
+        }
         self.validate_listeners()
     }
 

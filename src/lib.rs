@@ -8,6 +8,7 @@ pub mod config;
 pub mod dev;
 pub mod doctor;
 pub mod identities;
+pub mod link;
 pub mod policy_merge;
 pub mod policy_watch;
 pub mod run;

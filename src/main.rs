@@ -65,6 +65,13 @@ enum Cmd {
         #[arg(long)]
         json: bool,
     },
+    /// One-time tokens that link two clusters both ways.
+    Token {
+        #[command(subcommand)]
+        cmd: causeway::link::cli::TokenCmd,
+    },
+    /// Remove a peer linked by token, on both sides.
+    Unlink(causeway::link::cli::UnlinkArgs),
     /// Check config, certificates, federation, lease, QUIC, MTU, export, DNS and a
     /// connection, in order; name the first broken layer, its cause and a fix.
     Doctor {
@@ -119,6 +126,8 @@ enum CaCmd {
         #[arg(long)]
         json: bool,
     },
+    /// Send the next CA bundle to every peer linked by token (overlap, then alone).
+    Rotate(causeway::link::cli::RotateArgs),
 }
 
 #[derive(Subcommand)]
@@ -166,6 +175,11 @@ fn main() -> ExitCode {
                     json,
                 },
         } => causeway::ca::issue(&ca, workload, &out, force, json),
+        Cmd::Ca {
+            cmd: CaCmd::Rotate(args),
+        } => causeway::link::cli::rotate(args),
+        Cmd::Token { cmd } => causeway::link::cli::token(cmd),
+        Cmd::Unlink(args) => causeway::link::cli::unlink(args),
         Cmd::Config {
             cmd: ConfigCmd::Check { file, json },
         } => config_check(&file, json),

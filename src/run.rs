@@ -74,6 +74,8 @@ pub async fn run(
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     causeway_identity::install_default_provider();
+    let mut cfg = cfg;
+    let linked = crate::link::apply::merge_at_start(&mut cfg)?;
     let effective = serde_json::to_value(&cfg).context("serializing the effective config")?;
     info!(config = %effective, ?component, "starting causeway");
     let mut s = Start {
@@ -102,6 +104,10 @@ pub async fn run(
     if let (true, Some(peers)) = (component.has(Component::Gateway), &peers) {
         let policies = s.follow_policies(file, feeds.policies.clone())?;
         s.start_gateway(&feeds, peers.1.clone(), policies).await?;
+    }
+    if let Some(peers) = &peers {
+        let (tasks, stop) = (&s.tasks, s.shutdown.clone());
+        crate::link::start(&s.cfg, fed.clone(), peers.1.clone(), linked, tasks, stop).await?;
     }
     let watched = cert_metrics::Watched {
         own: std::mem::take(&mut s.certs),

@@ -22,11 +22,12 @@ use crate::error::Error;
 use crate::exporter::Exporter;
 use crate::hub::Hub;
 use crate::k8s::{PolicyOutputs, spawn_sink};
+use crate::link_peers::{Linked, Slots};
 use crate::local_source::{LocalSource, SourceOutputs};
 use crate::metrics::Metrics;
 use crate::persist::{self, State};
 use crate::serve::{self, ServeInputs};
-use crate::session::{self, SessionCtx};
+use crate::session::SessionCtx;
 use crate::slot::PeerSlot;
 use crate::status::{PeerStatus, status_of};
 use crate::view::{PeerView, SavedView};
@@ -65,7 +66,7 @@ pub struct Federation {
     settled: watch::Receiver<bool>,
     local_exports: watch::Receiver<Arc<Vec<Export>>>,
     policies: watch::Receiver<Arc<Policies>>,
-    peers: Vec<Arc<PeerSlot>>,
+    pub(crate) linked: Linked,
     lease: LeaseConfig,
     listen: SocketAddr,
     watch_listen: Option<SocketAddr>,
@@ -108,7 +109,12 @@ impl Federation {
             &state,
             &exports,
         )));
-        let slots = peer_slots(&inputs.peers, state.peers, &lease, Instant::now());
+        let slots = Slots::new(peer_slots(
+            &inputs.peers,
+            state.peers,
+            &lease,
+            Instant::now(),
+        ));
         let (local_tx, local_rx) = watch::channel(Arc::new(exports));
         let (changes, changes_rx) = watch::channel(0);
         let owners = crate::hub::owners_of(&state.catalog);
@@ -143,7 +149,7 @@ impl Federation {
         let (listen, watch_listen) = serve::spawn(ServeInputs {
             cfg: &cfg,
             cert: inputs.cert.clone(),
-            peers: peer_set,
+            peers: peer_set.clone(),
             own: inputs.own.clone(),
             leading: leading_rx,
             exporter,
@@ -181,19 +187,28 @@ impl Federation {
             cfg: cfg.clone(),
             cert: inputs.cert.clone(),
             metrics,
-            dirty,
+            dirty: dirty.clone(),
             lease,
         });
-        for slot in &slots {
-            tasks.spawn(session::run(slot.clone(), ctx.clone(), shutdown.clone()));
+        let linked = Linked {
+            slots: slots.clone(),
+            peer_set,
+            ctx,
+            sessions: Default::default(),
+            dirty: dirty.clone(),
+            tasks: tasks.clone(),
+            shutdown: shutdown.clone(),
+        };
+        for slot in slots.all() {
+            linked.spawn_session(slot);
         }
-        tracing::info!(cluster = %inputs.local.name, %listen, peers = slots.len(), "federation started");
+        tracing::info!(cluster = %inputs.local.name, %listen, peers = slots.all().len(), "federation started");
         Ok(Self {
             settled: settled_rx,
             catalog: catalog_rx,
             local_exports: local_rx,
             policies: policies_rx,
-            peers: slots,
+            linked,
             lease,
             listen,
             watch_listen,
@@ -228,7 +243,9 @@ impl Federation {
     /// Every configured peer's session and lease, for `/v1/peers` and `causeway status`.
     pub fn peers_status(&self) -> Vec<PeerStatus> {
         let now = Instant::now();
-        self.peers
+        self.linked
+            .slots
+            .all()
             .iter()
             .map(|slot| status_of(slot, &self.lease, now))
             .collect()

@@ -12,10 +12,10 @@ use tokio::sync::{Notify, watch};
 use tokio_util::sync::CancellationToken;
 
 use crate::exporter::Exporter;
+use crate::link_peers::Slots;
 use crate::metrics::Metrics;
 use crate::persist::{SavedLocal, State};
 use crate::publish::{Built, GatewayOwners, PeerInput, build_catalog, next_lease_change};
-use crate::slot::PeerSlot;
 
 pub struct Hub {
     pub local: ClusterInfo,
@@ -23,7 +23,8 @@ pub struct Hub {
     pub exporter: Arc<Mutex<Exporter>>,
     pub changes: watch::Sender<u64>,
     pub local_rx: watch::Receiver<Arc<Vec<Export>>>,
-    pub peers: Vec<Arc<PeerSlot>>,
+    /// Every peer's slot; peers may be linked and unlinked while running.
+    pub peers: Slots,
     pub vips: VipAllocator,
     /// Addresses the cluster already holds (Kubernetes mode; empty otherwise).
     pub claims: watch::Receiver<Arc<VipClaims>>,
@@ -73,7 +74,8 @@ impl Hub {
         let mut inputs = Vec::new();
         let mut heard = Vec::new();
         let mut saved = BTreeMap::new();
-        for slot in &self.peers {
+        let peers = self.peers.all();
+        for slot in &peers {
             let view = slot.view();
             let (Some(info), Some(freshness)) = (view.info(), view.freshness(&self.lease, now))
             else {
@@ -132,7 +134,7 @@ impl Hub {
             }));
         }
         let settle_by = self.started + self.lease.expire_after();
-        let settled = now >= settle_by || self.peers.iter().all(|s| s.view().info().is_some());
+        let settled = now >= settle_by || peers.iter().all(|s| s.view().info().is_some());
         self.settled
             .send_if_modified(|cur| std::mem::replace(cur, settled) != settled);
         let next = next_lease_change(&self.lease, heard, now);
@@ -144,7 +146,7 @@ impl Hub {
 
     fn report_taken(&mut self, taken: BTreeMap<causeway_catalog::ClusterId, usize>) {
         let reason = crate::admit::Reason::GatewayOwned.as_str();
-        for slot in &self.peers {
+        for slot in &self.peers.all() {
             let peer = &slot.trust.name;
             let count = taken.get(peer).copied().unwrap_or(0);
             self.metrics.set_refused(peer.as_str(), reason, count);

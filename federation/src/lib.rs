@@ -15,6 +15,7 @@ mod federation;
 pub mod fuzzing;
 mod hub;
 mod k8s;
+mod link_peers;
 mod local_source;
 mod metrics;
 mod persist;

@@ -68,6 +68,7 @@ pub async fn spawn(i: ServeInputs<'_>) -> Result<(SocketAddr, Option<SocketAddr>
         heartbeat: i.cfg.heartbeat_interval,
         send_timeout: i.cfg.idle_timeout,
         metrics: i.metrics,
+        peers: i.peers.clone(),
         tasks: i.tasks.clone(),
         shutdown: i.shutdown.clone(),
     };

@@ -6,6 +6,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use causeway_catalog::ClusterId;
+use causeway_identity::PeerSet;
 use futures::Stream;
 use tokio::sync::{mpsc, watch};
 use tokio_stream::wrappers::ReceiverStream;
@@ -29,6 +30,9 @@ pub struct FederationService {
     /// A subscriber that does not take a message within this long is dropped.
     pub send_timeout: Duration,
     pub metrics: Metrics,
+    /// Who is a peer now: a subscriber unlinked while subscribed is cut off
+    /// at its next heartbeat.
+    pub peers: Arc<PeerSet>,
     pub tasks: TaskTracker,
     pub shutdown: CancellationToken,
 }
@@ -62,6 +66,7 @@ impl proto::federation_server::Federation for FederationService {
             tx,
             send_timeout: self.send_timeout,
             metrics: self.metrics.clone(),
+            peers: self.peers.clone(),
         };
         let (heartbeat, shutdown) = (self.heartbeat, self.shutdown.clone());
         self.tasks
@@ -78,6 +83,7 @@ struct Feed {
     tx: mpsc::Sender<Result<proto::Update, Status>>,
     send_timeout: Duration,
     metrics: Metrics,
+    peers: Arc<PeerSet>,
 }
 
 /// Where a subscriber's stream is: the epoch and version it has been sent.
@@ -103,6 +109,9 @@ impl Feed {
                     Err(_) => return,
                 },
                 _ = tick.tick() => {
+                    if !self.peers.contains(&self.subscriber) {
+                        return self.unlinked().await;
+                    }
                     let hb = proto::Heartbeat { epoch: sent.epoch, version: sent.version };
                     self.send(update::Kind::Heartbeat(hb), Kind::Heartbeat).await
                 }
@@ -111,6 +120,16 @@ impl Feed {
                 return;
             }
         }
+    }
+
+    /// Ends the stream of a subscriber that is no longer a peer.
+    async fn unlinked(&self) {
+        tracing::info!(peer = %self.subscriber, "subscriber is no longer a peer; ending its stream");
+        let status = Status::permission_denied(format!(
+            "{} is no longer a peer of this cluster (unlinked)",
+            self.subscriber
+        ));
+        let _ = tokio::time::timeout(self.send_timeout, self.tx.send(Err(status))).await;
     }
 
     /// The first message: a snapshot, or an acceptance of the resume point plus deltas.
@@ -218,6 +237,17 @@ mod tests {
         task: tokio::task::JoinHandle<()>,
     }
 
+    /// A peer set holding b, the subscriber (its CA written to a temp dir).
+    fn peers_with_b() -> Arc<PeerSet> {
+        let (b, td) = (ClusterId::new("b").unwrap(), "b.test".parse().unwrap());
+        let dir = tempfile::tempdir().unwrap();
+        let ca = causeway_identity::Ca::generate(&b, &td).unwrap();
+        ca.save(dir.path(), true).unwrap();
+        let path = dir.path().join(causeway_identity::CA_CERT_FILE);
+        let trust = causeway_identity::PeerTrust::load(b, td, &path).unwrap();
+        Arc::new(PeerSet::one(trust))
+    }
+
     fn start(x: Arc<Mutex<Exporter>>, epoch: u64, version: u64) -> Harness {
         let v = x.lock().unwrap().version();
         let (changes, changes_rx) = watch::channel(v);
@@ -229,6 +259,7 @@ mod tests {
             tx,
             send_timeout: Duration::from_secs(6),
             metrics: Metrics::default(),
+            peers: peers_with_b(),
         };
         let every = Duration::from_secs(2);
         let task = tokio::spawn(feed.run(epoch, version, every, CancellationToken::new()));

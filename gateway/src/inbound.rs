@@ -158,6 +158,12 @@ async fn connection(shared: Arc<Shared>, incoming: quinn::Incoming) {
                 },
                 () = shared.hard.cancelled() => return,
             };
+            // A peer unlinked since the handshake gets no further stream.
+            if !shared.id.peers.contains(&cluster) {
+                tracing::info!("peer is no longer configured (unlinked); closing");
+                conn.close(CLOSE_UNKNOWN_PEER.into(), b"unlinked");
+                return;
+            }
             let (s, peer) = (shared.clone(), (cluster.clone(), peer_id.clone()));
             let task = stream(s, peer, conn.clone(), gate.clone(), send, recv);
             shared.streams.spawn(task.in_current_span());

@@ -47,7 +47,8 @@ impl Identity {
             .peers
             .get(peer)
             .ok_or_else(|| TlsError::UnknownPeer(peer.clone()))?;
-        let mut rc = causeway_identity::client_config(self.cert.clone(), trust, Workload::Gateway)?;
+        let mut rc =
+            causeway_identity::client_config(self.cert.clone(), &trust, Workload::Gateway)?;
         rc.alpn_protocols = vec![ALPN.to_vec()];
         Ok(QuicClientConfig::try_from(rc)?)
     }

@@ -32,6 +32,7 @@
 
 mod ca;
 mod leaf;
+mod link_tls;
 mod names;
 mod peers;
 mod pem;
@@ -48,6 +49,7 @@ use rustls::crypto::CryptoProvider;
 
 pub use ca::{CA_CERT_FILE, CA_KEY_FILE, Ca, CaError};
 pub use leaf::{Leaf, Validity};
+pub use link_tls::{link_server_config, pinning_client_config, verify_server_chain};
 pub use names::{IdError, SpiffeId, TrustDomain, Workload};
 pub use peers::{PeerSet, PeerSetError, PeerTrust};
 pub use pem::LoadError;

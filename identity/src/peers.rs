@@ -6,9 +6,10 @@
 
 use std::collections::HashSet;
 use std::path::Path;
-use std::sync::{Arc, Weak};
+use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::time::Duration;
 
+use arc_swap::ArcSwap;
 use causeway_catalog::ClusterId;
 use rustls::pki_types::CertificateDer;
 
@@ -62,41 +63,91 @@ pub enum PeerSetError {
     },
 }
 
-/// All peer clusters we accept connections from.
-#[derive(Debug, Clone, Default)]
+/// All peer clusters we accept connections from. Peers linked or unlinked
+/// while running (`causeway token redeem`, `causeway unlink`) are added and
+/// removed in place: every TLS config built over the set sees the change at
+/// the next handshake.
+#[derive(Debug, Default)]
 pub struct PeerSet {
-    peers: Vec<PeerTrust>,
+    peers: ArcSwap<Vec<PeerTrust>>,
+    /// Serialises changes, so two racing adds cannot both pass the checks.
+    change: Mutex<()>,
+}
+
+impl Clone for PeerSet {
+    fn clone(&self) -> Self {
+        Self::from_checked(self.snapshot().to_vec())
+    }
+}
+
+fn check(peers: &[PeerTrust]) -> Result<(), PeerSetError> {
+    let mut names = HashSet::new();
+    for peer in peers {
+        if !names.insert(&peer.name) {
+            return Err(PeerSetError::DuplicateName {
+                name: peer.name.clone(),
+            });
+        }
+    }
+    for (i, peer) in peers.iter().enumerate() {
+        let twin = peers[..i]
+            .iter()
+            .find(|p| p.trust_domain == peer.trust_domain);
+        if let Some(first) = twin {
+            return Err(PeerSetError::DuplicateTrustDomain {
+                first: first.name.clone(),
+                second: peer.name.clone(),
+                trust_domain: peer.trust_domain.clone(),
+            });
+        }
+    }
+    Ok(())
 }
 
 impl PeerSet {
     /// Rejects duplicate names and duplicate trust domains.
     pub fn new(peers: Vec<PeerTrust>) -> Result<Self, PeerSetError> {
-        let mut names = HashSet::new();
-        for peer in &peers {
-            if !names.insert(&peer.name) {
-                return Err(PeerSetError::DuplicateName {
-                    name: peer.name.clone(),
-                });
-            }
+        check(&peers)?;
+        Ok(Self::from_checked(peers))
+    }
+
+    fn from_checked(peers: Vec<PeerTrust>) -> Self {
+        PeerSet {
+            peers: ArcSwap::from_pointee(peers),
+            change: Mutex::new(()),
         }
-        for (i, peer) in peers.iter().enumerate() {
-            let twin = peers[..i]
-                .iter()
-                .find(|p| p.trust_domain == peer.trust_domain);
-            if let Some(first) = twin {
-                return Err(PeerSetError::DuplicateTrustDomain {
-                    first: first.name.clone(),
-                    second: peer.name.clone(),
-                    trust_domain: peer.trust_domain.clone(),
-                });
-            }
-        }
-        Ok(PeerSet { peers })
     }
 
     /// A set of one (e.g. this cluster's own trust, for its local links).
     pub fn one(trust: PeerTrust) -> Self {
-        PeerSet { peers: vec![trust] }
+        Self::from_checked(vec![trust])
+    }
+
+    /// Adds a peer while running; refused like [`new`](Self::new) if its
+    /// name or trust domain is already taken.
+    pub fn add(&self, trust: PeerTrust) -> Result<(), PeerSetError> {
+        let _guard = self.change.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut next = self.snapshot().to_vec();
+        next.push(trust);
+        check(&next)?;
+        self.peers.store(Arc::new(next));
+        Ok(())
+    }
+
+    /// Removes a peer while running; returns whether it was there.
+    pub fn remove(&self, name: &ClusterId) -> bool {
+        let _guard = self.change.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut next = self.snapshot().to_vec();
+        let before = next.len();
+        next.retain(|p| p.name != *name);
+        let removed = next.len() != before;
+        self.peers.store(Arc::new(next));
+        removed
+    }
+
+    /// The peers in force now.
+    pub fn snapshot(&self) -> Arc<Vec<PeerTrust>> {
+        self.peers.load_full()
     }
 
     /// Re-reads every peer's CA bundle every `every` and puts a changed one
@@ -121,7 +172,7 @@ impl PeerSet {
     /// One pass of [`spawn_watch`](Self::spawn_watch); returns how many bundles changed.
     pub fn reload_all(&self) -> usize {
         let mut changed = 0;
-        for peer in &self.peers {
+        for peer in self.snapshot().iter() {
             match peer.roots.reload_if_changed() {
                 Ok(true) => changed += 1,
                 Ok(false) => {}
@@ -135,24 +186,26 @@ impl PeerSet {
         changed
     }
 
-    pub fn iter(&self) -> impl Iterator<Item = &PeerTrust> {
-        self.peers.iter()
-    }
-
     pub fn len(&self) -> usize {
-        self.peers.len()
+        self.peers.load().len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.peers.is_empty()
+        self.peers.load().is_empty()
     }
 
-    pub fn get(&self, name: &ClusterId) -> Option<&PeerTrust> {
-        self.peers.iter().find(|p| p.name == *name)
+    /// Whether `name` is a peer now (no clone: for per-stream checks).
+    pub fn contains(&self, name: &ClusterId) -> bool {
+        self.peers.load().iter().any(|p| p.name == *name)
     }
 
-    pub fn by_trust_domain(&self, td: &TrustDomain) -> Option<&PeerTrust> {
-        self.peers.iter().find(|p| p.trust_domain == *td)
+    pub fn get(&self, name: &ClusterId) -> Option<PeerTrust> {
+        self.peers.load().iter().find(|p| p.name == *name).cloned()
+    }
+
+    pub fn by_trust_domain(&self, td: &TrustDomain) -> Option<PeerTrust> {
+        let peers = self.peers.load();
+        peers.iter().find(|p| p.trust_domain == *td).cloned()
     }
 
     /// The cluster and SPIFFE ID of a peer certificate that the TLS verifier

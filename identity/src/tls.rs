@@ -32,7 +32,7 @@ pub fn server_config(
     peers: Arc<PeerSet>,
     expect: Workload,
 ) -> Result<ServerConfig, TlsError> {
-    server_config_for(cert, &peers, vec![expect])
+    server_config_for(cert, peers, vec![expect])
 }
 
 /// A server for this cluster's own components (the federation's catalog
@@ -43,24 +43,25 @@ pub fn local_server_config(
     own: &PeerTrust,
     allow: &[Workload],
 ) -> Result<ServerConfig, TlsError> {
-    server_config_for(cert, &PeerSet::one(own.clone()), allow.to_vec())
+    server_config_for(cert, Arc::new(PeerSet::one(own.clone())), allow.to_vec())
 }
 
-fn server_config_for(
+pub(crate) fn server_config_for(
     cert: Arc<ReloadingCert>,
-    peers: &PeerSet,
+    peers: Arc<PeerSet>,
     expect: Vec<Workload>,
 ) -> Result<ServerConfig, TlsError> {
     let provider = crate::provider();
     let verifier = PeerClientVerifier {
-        peers: peers.iter().cloned().collect(),
-        expect,
-        algs: provider.signature_verification_algorithms,
         // Only hints: taken at build time, they may lag a reloaded bundle.
         hints: peers
+            .snapshot()
             .iter()
             .flat_map(|p| p.roots.store().subjects())
             .collect(),
+        peers,
+        expect,
+        algs: provider.signature_verification_algorithms,
     };
     let config = ServerConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13])

@@ -16,7 +16,14 @@ use crate::identities::{IdentityError, load_cert};
 /// Layer 1. Returns the context for the other layers when the config is usable.
 pub(super) fn config(path: &Path, opts: &Options, out: &mut Vec<Check>) -> Option<Ctx> {
     let target = path.display().to_string();
-    let cfg = match Config::load(path) {
+    // Peers linked by token count as configured, as in `causeway run`.
+    let loaded = Config::load(path)
+        .map_err(anyhow::Error::from)
+        .and_then(|mut c| {
+            crate::link::apply::merge_at_start(&mut c)?;
+            Ok(c)
+        });
+    let cfg = match loaded {
         Ok(c) => c,
         Err(e) => {
             let fix = "correct the key named in the cause (docs/config.md lists every key); \

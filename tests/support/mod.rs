@@ -5,6 +5,7 @@
 #![allow(dead_code, unused_imports, clippy::unwrap_used)]
 
 pub mod clients;
+pub mod link;
 pub mod netns;
 #[path = "../../federation/tests/common/ports.rs"]
 mod ports;

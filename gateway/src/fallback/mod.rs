@@ -262,7 +262,7 @@ fn outer_client(id: &Identity, peer: &ClusterId) -> Result<Arc<rustls::ClientCon
         .peers
         .get(peer)
         .ok_or_else(|| TlsError::UnknownPeer(peer.clone()))?;
-    let mut rc = causeway_identity::client_config(id.cert.clone(), trust, Workload::Gateway)?;
+    let mut rc = causeway_identity::client_config(id.cert.clone(), &trust, Workload::Gateway)?;
     rc.alpn_protocols = vec![TCP_ALPN.to_vec()];
     Ok(Arc::new(rc))
 }

@@ -2,6 +2,7 @@
 //! then that same peer's trust domain.
 
 use std::fmt;
+use std::sync::Arc;
 
 use causeway_catalog::ClusterId;
 use rustls::client::danger::HandshakeSignatureValid;
@@ -12,14 +13,14 @@ use rustls::{DigitallySignedStruct, DistinguishedName, Error, SignatureScheme};
 
 use super::{VerifyError, check_identity, not_signed};
 use crate::names::{SpiffeId, Workload};
-use crate::peers::PeerTrust;
+use crate::peers::PeerSet;
 use crate::san;
 
 /// Server side: the client must be some configured peer's `expect` workload.
 pub(crate) struct PeerClientVerifier {
-    /// Each peer; its webpki verifier (over its bundle alone) is read per
-    /// handshake, so a reloaded bundle applies at once.
-    pub(crate) peers: Vec<PeerTrust>,
+    /// The peers, read per handshake: a peer linked while running and each
+    /// peer's reloaded bundle (its own webpki verifier) apply at once.
+    pub(crate) peers: Arc<PeerSet>,
     pub(crate) expect: Vec<Workload>,
     pub(crate) algs: WebPkiSupportedAlgorithms,
     pub(crate) hints: Vec<DistinguishedName>,
@@ -27,7 +28,8 @@ pub(crate) struct PeerClientVerifier {
 
 impl fmt::Debug for PeerClientVerifier {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let names: Vec<&ClusterId> = self.peers.iter().map(|p| &p.name).collect();
+        let peers = self.peers.snapshot();
+        let names: Vec<&ClusterId> = peers.iter().map(|p| &p.name).collect();
         f.debug_struct("PeerClientVerifier")
             .field("peers", &names)
             .field("expect", &self.expect)
@@ -46,7 +48,7 @@ impl PeerClientVerifier {
     ) -> Result<SpiffeId, VerifyError> {
         let mut mismatch = None;
         let mut chain_error = None;
-        for peer in &self.peers {
+        for peer in self.peers.snapshot().iter() {
             let webpki = peer.roots.anchors().client.clone();
             match webpki.verify_client_cert(end_entity, intermediates, now) {
                 Ok(_) => match check_identity(peer, end_entity, &self.expect) {

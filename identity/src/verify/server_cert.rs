@@ -32,7 +32,7 @@ impl fmt::Debug for PeerServerVerifier {
 }
 
 impl PeerServerVerifier {
-    fn verify(
+    pub(crate) fn verify(
         &self,
         end_entity: &CertificateDer<'_>,
         intermediates: &[CertificateDer<'_>],
