@@ -204,7 +204,8 @@ async fn reconcile(
 /// Binds one socket per worker on `addr` and serves each on its worker.
 fn listen(shared: &Arc<Shared>, addr: Bind, target: &Target) -> std::io::Result<CancellationToken> {
     let Bind(addr, protocol) = addr;
-    let sockets = bind_per_worker(addr, protocol, shared.workers.len())?;
+    let buffer = shared.cfg.transport.udp_socket_buffer as usize;
+    let sockets = bind_per_worker(addr, protocol, shared.workers.len(), buffer)?;
     tracing::info!(%addr, protocol = protocol.as_str(), service = %target.service, workers = sockets.len(), "outbound listener up");
     let cancel = shared.shutdown.child_token();
     for (w, socket) in sockets.into_iter().enumerate() {
@@ -236,6 +237,7 @@ fn bind_per_worker(
     addr: SocketAddr,
     protocol: Protocol,
     workers: usize,
+    udp_buffer: usize,
 ) -> std::io::Result<Vec<Sock>> {
     let udp = protocol == Protocol::Udp;
     (0..workers.max(1))
@@ -248,6 +250,9 @@ fn bind_per_worker(
             s.set_nonblocking(true)?;
             s.bind(&addr.into())?;
             if udp {
+                // A burst must wait in the socket while the worker is busy, as on the QUIC socket.
+                let _ = s.set_recv_buffer_size(udp_buffer);
+                let _ = s.set_send_buffer_size(udp_buffer);
                 return Ok(Sock::Udp(s.into()));
             }
             s.listen(1024)?;

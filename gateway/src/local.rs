@@ -89,6 +89,7 @@ fn pick(loads: &Arc<EndpointLoads>, targets: &[SocketAddr]) -> Result<LoadGuard,
 pub async fn connect_udp(
     loads: &Arc<EndpointLoads>,
     targets: &[SocketAddr],
+    buffer: usize,
 ) -> Result<(UdpSocket, LoadGuard), Status> {
     let guard = pick(loads, targets)?;
     let addr = guard.addr;
@@ -96,7 +97,7 @@ pub async fn connect_udp(
         SocketAddr::V4(_) => SocketAddr::from(([0, 0, 0, 0], 0)),
         SocketAddr::V6(_) => SocketAddr::from(([0u16; 8], 0)),
     };
-    let sock = UdpSocket::bind(any).await.map_err(|e| {
+    let sock = flow_socket(any, buffer).map_err(|e| {
         tracing::warn!(error = %e, "cannot bind a UDP socket for a flow");
         Status::ConnectFailed
     })?;
@@ -105,6 +106,21 @@ pub async fn connect_udp(
         Status::ConnectFailed
     })?;
     Ok((sock, guard))
+}
+
+/// An unconnected UDP socket on `any` with `buffer` bytes each way (bursts
+/// wait there while the worker is busy).
+fn flow_socket(any: SocketAddr, buffer: usize) -> std::io::Result<UdpSocket> {
+    let s = socket2::Socket::new(
+        socket2::Domain::for_address(any),
+        socket2::Type::DGRAM,
+        None,
+    )?;
+    let _ = s.set_recv_buffer_size(buffer);
+    let _ = s.set_send_buffer_size(buffer);
+    s.set_nonblocking(true)?;
+    s.bind(&any.into())?;
+    UdpSocket::from_std(s.into())
 }
 
 /// Picks the least-loaded target and connects within `limit`.

@@ -20,7 +20,9 @@ pub async fn open(ctx: &FlowCtx, from: SocketAddr, seq: u64) -> bool {
         return false;
     };
     let targets = crate::local::ready_targets(export, ctx.port);
-    let Ok((sock, _load)) = crate::local::connect_udp(&shared.loads, &targets).await else {
+    let Ok((sock, _load)) =
+        crate::local::connect_udp(&shared.loads, &targets, super::flow_buffer(shared)).await
+    else {
         return false;
     };
     let service = ctx.service.to_string();

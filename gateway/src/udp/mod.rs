@@ -156,6 +156,12 @@ fn now_ms() -> u64 {
     START.get_or_init(Instant::now).elapsed().as_millis() as u64
 }
 
+/// Socket buffer of each flow's own socket: a quarter of the QUIC socket's,
+/// as there is one per flow.
+fn flow_buffer(shared: &crate::shared::Shared) -> usize {
+    (shared.cfg.transport.udp_socket_buffer / 4) as usize
+}
+
 /// Sends one datagram of flow `id` to the peer: counted and dropped when the
 /// path cannot carry it whole (never fragmented), or the connection is gone.
 pub fn to_peer(conn: &Connection, id: u64, payload: &[u8], m: &UdpMetrics, way: &metrics::Way) {

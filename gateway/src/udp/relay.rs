@@ -92,9 +92,10 @@ async fn admit(
         service: (&active, u.max_flows_per_service),
     };
     let ok = hold(shared, cluster, req, &mut rec.policy, caps, targets)?;
-    let (sock, load) = crate::local::connect_udp(&shared.loads, &ok.targets)
-        .await
-        .map_err(|s| (s, String::new()))?;
+    let (sock, load) =
+        crate::local::connect_udp(&shared.loads, &ok.targets, super::flow_buffer(shared))
+            .await
+            .map_err(|s| (s, String::new()))?;
     Ok((Arc::new(sock), (ok, load)))
 }
 
