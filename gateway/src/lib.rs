@@ -13,6 +13,7 @@
 //! and `dial` (QUIC), `inbound`, `listeners` and `outbound`, `splice`, `workers`.
 
 mod access_log;
+mod admit;
 mod attempt;
 mod config;
 mod config_check;
@@ -26,6 +27,7 @@ mod gateway;
 mod header;
 mod headless;
 mod inbound;
+mod labels;
 mod lb;
 mod limits;
 mod listeners;

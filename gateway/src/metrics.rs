@@ -12,41 +12,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
-#[derive(Debug, Clone, Copy, Hash, PartialEq, Eq)]
-pub enum Direction {
-    /// Local clients calling services elsewhere.
-    Outbound,
-    /// Peer clusters calling local services.
-    Inbound,
-}
-
-#[derive(Debug, Clone, Copy, Hash, PartialEq, Eq)]
-pub enum Flow {
-    /// Bytes from the caller towards the service.
-    Request,
-    /// Bytes from the service back to the caller.
-    Response,
-}
-
-impl EncodeLabelValue for Direction {
-    fn encode(&self, e: &mut LabelValueEncoder<'_>) -> Result<(), std::fmt::Error> {
-        let s = match self {
-            Direction::Outbound => "outbound",
-            Direction::Inbound => "inbound",
-        };
-        EncodeLabelValue::encode(&s, e)
-    }
-}
-
-impl EncodeLabelValue for Flow {
-    fn encode(&self, e: &mut LabelValueEncoder<'_>) -> Result<(), std::fmt::Error> {
-        let s = match self {
-            Flow::Request => "request",
-            Flow::Response => "response",
-        };
-        EncodeLabelValue::encode(&s, e)
-    }
-}
+pub use crate::labels::{Direction, Flow};
 
 /// One pooled connection: a peer gateway address and the slot among its connections.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]

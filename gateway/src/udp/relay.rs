@@ -11,9 +11,9 @@ use tokio::net::UdpSocket;
 
 use super::metrics::Way;
 use super::{Activity, Route};
+use crate::admit::{Caps, hold, permit};
 use crate::gate::SetupGate;
 use crate::header::respond;
-use crate::inbound::{Caps, hold, permit};
 use crate::metrics::{Direction, Flow};
 use crate::protocol::{Request, Status};
 use crate::record::ConnRecord;
@@ -75,7 +75,7 @@ pub async fn serve(
 }
 
 /// What an admitted flow holds while it lives.
-type Held = (crate::inbound::Let, crate::local::LoadGuard);
+type Held = (crate::admit::Let, crate::local::LoadGuard);
 
 async fn admit(
     shared: &Shared,
