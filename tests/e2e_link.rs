@@ -45,6 +45,11 @@ async fn a_token_links_both_ways_once_and_unlink_removes_both_sides() {
     let (ok, _, err) = redeem(&mesh, 0, &token);
     assert!(!ok);
     assert!(err.contains("token already redeemed"), "{err}");
+    // A link refused for another reason (alpha is already a peer) leaves the
+    // token unused: it links them again after the unlink below.
+    let spare = issue(&mesh, 1, "10m");
+    let (ok, _, err) = redeem(&mesh, 0, &spare);
+    assert!(!ok && err.contains("is already a peer of bravo"), "{err}");
 
     let out = cli(&["unlink", "bravo", "--config", &config(&mesh, 0), "--json"]);
     let err = String::from_utf8_lossy(&out.stderr);
@@ -58,7 +63,7 @@ async fn a_token_links_both_ways_once_and_unlink_removes_both_sides() {
     })
     .await;
 
-    // A new token links them again, still without a restart (read from
+    // The spare token links them again, still without a restart (read from
     // stdin this time, out of `ps`).
     let mut child = std::process::Command::new(support::BIN)
         .args(["token", "redeem", "-", "--config", &alpha])
@@ -66,8 +71,7 @@ async fn a_token_links_both_ways_once_and_unlink_removes_both_sides() {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    let token = issue(&mesh, 1, "10m");
-    std::io::Write::write_all(&mut child.stdin.take().unwrap(), token.as_bytes()).unwrap();
+    std::io::Write::write_all(&mut child.stdin.take().unwrap(), spare.as_bytes()).unwrap();
     let out = child.wait_with_output().unwrap();
     assert!(
         out.status.success(),
@@ -185,9 +189,24 @@ async fn expired_forged_tampered_and_foreign_tokens_are_refused() {
     );
     let (ok, _, err) = redeem(&mesh, 2, &issue(&mesh, 1, "1h"));
     assert!(!ok && err.contains("too many link attempts"), "{err}");
+    // The limit is per source address: another one is still answered.
+    let card = causeway::link::local_card(
+        &causeway::config::Config::load(std::path::Path::new(&config(&mesh, 2))).unwrap(),
+    )
+    .unwrap();
+    let guess = wire::Request::Redeem {
+        id: good.id.clone(),
+        secret: random_hex(16).unwrap(),
+        card,
+    };
+    let answer = unauthenticated(link_addr(&mesh, 1), Some([127, 0, 0, 77].into()), &guess).await;
+    assert!(
+        matches!(&answer, wire::Response::Refused { reason } if reason.contains("unknown token or wrong secret")),
+        "{answer:?}"
+    );
 
     // Unlink without a linked peer's certificate is refused.
-    let answer = unauthenticated(link_addr(&mesh, 1), &wire::Request::Unlink).await;
+    let answer = unauthenticated(link_addr(&mesh, 1), None, &wire::Request::Unlink).await;
     assert!(
         matches!(&answer, wire::Response::Refused { reason } if reason.contains("needs a linked peer's federation certificate")),
         "{answer:?}"
@@ -211,7 +230,6 @@ async fn expired_forged_tampered_and_foreign_tokens_are_refused() {
     wait_peers(&mesh, 0, &[]).await;
 }
 
-/// Sends `req` to a link endpoint without a client certificate.
 #[tokio::test]
 async fn a_rotated_ca_is_trusted_at_once_and_the_old_one_only_until_the_overlap_ends() {
     let mesh = unlinked(2, 22400, Ipv4Addr::new(127, 103, 0, 0)).await;

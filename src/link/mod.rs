@@ -95,6 +95,7 @@ pub async fn start(
             changed: changed.clone(),
             limiter: Mutex::new(server::Limiter::new(
                 server::REDEEMS_PER_MINUTE,
+                server::REDEEMS_PER_MINUTE_ALL,
                 Duration::from_secs(60),
             )),
             busy: busy.clone(),

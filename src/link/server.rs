@@ -2,9 +2,11 @@
 //! redeems tokens (no client certificate), and takes unlink and CA rotation
 //! requests from linked peers (their federation certificate). Bounded: a
 //! few connections at a time, one request each, a deadline on the whole
-//! exchange, and at most [`REDEEMS_PER_MINUTE`] redemptions a minute.
+//! exchange, and at most [`REDEEMS_PER_MINUTE`] redemptions a minute from
+//! one address ([`REDEEMS_PER_MINUTE_ALL`] from all).
 
 use std::collections::VecDeque;
+use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -22,43 +24,50 @@ use super::store::{LinkedPeer, Store};
 use super::token::now_unix;
 use super::wire::{self, Card, Hello, Request, Response};
 
-/// Redemption attempts allowed per minute, right or wrong.
+/// Redemption attempts allowed per minute from one source address, right or wrong.
 pub const REDEEMS_PER_MINUTE: usize = 10;
+/// Redemption attempts allowed per minute from all sources together.
+pub const REDEEMS_PER_MINUTE_ALL: usize = 60;
 /// The whole exchange, TLS handshake included.
 const DEADLINE: Duration = Duration::from_secs(10);
 /// The longest CA rotation overlap a peer may ask for.
 const MAX_OVERLAP: Duration = Duration::from_secs(30 * 24 * 3600);
 
-/// At most `max` events in any `window`.
+/// At most `per_source` events from one address, and `overall` from all, in
+/// any `window`: one guesser cannot lock out a genuine redeemer elsewhere,
+/// and many together are still bounded.
 #[derive(Debug)]
 pub struct Limiter {
     window: Duration,
-    max: usize,
-    recent: VecDeque<Instant>,
+    per_source: usize,
+    overall: usize,
+    recent: VecDeque<(Instant, IpAddr)>,
 }
 
 impl Limiter {
-    pub fn new(max: usize, window: Duration) -> Self {
+    pub fn new(per_source: usize, overall: usize, window: Duration) -> Self {
         Self {
             window,
-            max,
+            per_source,
+            overall,
             recent: VecDeque::new(),
         }
     }
 
-    /// Counts an event at `now` if fewer than `max` happened in the window before it.
-    pub fn allow(&mut self, now: Instant) -> bool {
+    /// Counts an event from `source` at `now` if the limits allow it.
+    pub fn allow(&mut self, source: IpAddr, now: Instant) -> bool {
         while self
             .recent
             .front()
-            .is_some_and(|t| now.duration_since(*t) >= self.window)
+            .is_some_and(|(t, _)| now.duration_since(*t) >= self.window)
         {
             self.recent.pop_front();
         }
-        if self.recent.len() >= self.max {
+        let from_source = self.recent.iter().filter(|(_, s)| *s == source).count();
+        if self.recent.len() >= self.overall || from_source >= self.per_source {
             return false;
         }
-        self.recent.push_back(now);
+        self.recent.push_back((now, source));
         true
     }
 }
@@ -121,7 +130,7 @@ pub fn spawn(
             };
             let (ep, acceptor) = (ep.clone(), acceptor.clone());
             t.spawn(async move {
-                match tokio::time::timeout(DEADLINE, ep.serve(acceptor, tcp)).await {
+                match tokio::time::timeout(DEADLINE, ep.serve(acceptor, tcp, remote.ip())).await {
                     Ok(Ok(())) => {}
                     Ok(Err(e)) => tracing::info!(%remote, error = %e, "link request failed"),
                     Err(_) => tracing::info!(%remote, "link request timed out"),
@@ -134,7 +143,12 @@ pub fn spawn(
 }
 
 impl Endpoint {
-    async fn serve(&self, acceptor: TlsAcceptor, tcp: TcpStream) -> Result<(), wire::WireError> {
+    async fn serve(
+        &self,
+        acceptor: TlsAcceptor,
+        tcp: TcpStream,
+        source: IpAddr,
+    ) -> Result<(), wire::WireError> {
         let mut tls = acceptor.accept(tcp).await?;
         let client = tls
             .get_ref()
@@ -150,7 +164,7 @@ impl Endpoint {
         };
         wire::send(&mut tls, &hello).await?;
         let response = match wire::recv(&mut tls).await? {
-            Request::Redeem { id, secret, card } => self.redeem(&id, &secret, card, hello),
+            Request::Redeem { id, secret, card } => self.redeem(source, &id, &secret, card, hello),
             Request::Unlink => self.unlink(client),
             Request::RotateCa {
                 ca_bundle,
@@ -162,17 +176,34 @@ impl Endpoint {
         Ok(())
     }
 
-    fn redeem(&self, id: &str, secret: &str, card: Card, hello: Hello) -> Response {
+    fn redeem(&self, source: IpAddr, id: &str, secret: &str, card: Card, hello: Hello) -> Response {
         let _busy = lock(&self.busy);
-        if !lock(&self.limiter).allow(Instant::now()) {
+        if !lock(&self.limiter).allow(source, Instant::now()) {
             return refused("too many link attempts; try again in a minute");
         }
-        if let Err(r) = self.store.redeem(id, secret, now_unix()) {
-            tracing::warn!(cluster = %card.cluster, "refused a link token: {r}");
+        if let Err(r) = self.store.check(id, secret, now_unix()) {
+            tracing::warn!(cluster = %card.cluster, %source, "refused a link token: {r}");
             return refused(r);
         }
-        if let Err(why) = self.accept(&card) {
+        // Vetted before the token is used up: a refused link leaves it redeemable.
+        if let Err(why) = self.vet(&card) {
+            tracing::warn!(cluster = %card.cluster, %source, "refused a link: {why}");
             return refused(why);
+        }
+        if let Err(e) = self.store.consume(id) {
+            tracing::error!(error = %e, "cannot mark the token redeemed; refusing it");
+            return refused(super::store::Refusal::Refused);
+        }
+        let peer = LinkedPeer {
+            name: card.cluster.clone(),
+            trust_domain: card.trust_domain.clone(),
+            federation: card.federation.clone(),
+            link: card.link.clone(),
+            rotation_until: None,
+        };
+        if let Err(e) = self.store.add(peer, card.ca_bundle.as_bytes()) {
+            tracing::error!(error = %e, "cannot record the linked peer");
+            return refused(format!("{} cannot record the link: {e}", self.card.cluster));
         }
         self.changed.notify_one();
         tracing::info!(peer = %card.cluster, "linked by token");
@@ -184,8 +215,8 @@ impl Endpoint {
         }
     }
 
-    /// Records the redeemer as a linked peer, if it can be one.
-    fn accept(&self, card: &Card) -> Result<(), String> {
+    /// Whether the redeemer can be a linked peer: writes nothing.
+    fn vet(&self, card: &Card) -> Result<(), String> {
         let name = &card.cluster;
         if *name == self.card.cluster {
             return Err(format!("{name} cannot link to itself"));
@@ -204,22 +235,8 @@ impl Endpoint {
                 return Err(format!("{key} address {addr:?} is not host:port"));
             }
         }
-        let peer = LinkedPeer {
-            name: name.clone(),
-            trust_domain: card.trust_domain.clone(),
-            federation: card.federation.clone(),
-            link: card.link.clone(),
-            rotation_until: None,
-        };
-        self.store
-            .add(peer, card.ca_bundle.as_bytes())
-            .map_err(|e| e.to_string())?;
-        let path = self.store.ca_path(name);
-        if let Err(e) = PeerTrust::load(name.clone(), card.trust_domain.clone(), &path) {
-            let _ = self.store.remove(name);
-            return Err(format!("the CA bundle of {name} is not usable: {e}"));
-        }
-        Ok(())
+        self.check_bundle(name, &card.trust_domain, card.ca_bundle.as_bytes())
+            .map_err(|e| format!("the CA bundle of {name} is not usable: {e}"))
     }
 
     /// The linked peer `client` authenticated as, if any.
@@ -254,8 +271,8 @@ impl Endpoint {
             Ok(p) => p,
             Err(why) => return refused(why),
         };
-        if let Err(why) = self.check_bundle(&peer, bundle.as_bytes()) {
-            return refused(why);
+        if let Err(e) = self.check_bundle(&peer.name, &peer.trust_domain, bundle.as_bytes()) {
+            return refused(format!("the new CA bundle is not usable: {e}"));
         }
         let overlap = Duration::from_secs(overlap).min(MAX_OVERLAP).as_secs();
         let until = now_unix().saturating_add(overlap);
@@ -267,13 +284,18 @@ impl Endpoint {
         Response::Done
     }
 
-    fn check_bundle(&self, peer: &LinkedPeer, bundle: &[u8]) -> Result<(), String> {
-        let mut tmp =
-            tempfile::NamedTempFile::new_in(self.store.dir()).map_err(|e| e.to_string())?;
+    fn check_bundle(
+        &self,
+        name: &ClusterId,
+        trust_domain: &causeway_identity::TrustDomain,
+        bundle: &[u8],
+    ) -> Result<(), String> {
+        // CA bundles are public; the links directory may not exist before the first link.
+        let mut tmp = tempfile::NamedTempFile::new().map_err(|e| e.to_string())?;
         std::io::Write::write_all(&mut tmp, bundle).map_err(|e| e.to_string())?;
-        PeerTrust::load(peer.name.clone(), peer.trust_domain.clone(), tmp.path())
+        PeerTrust::load(name.clone(), trust_domain.clone(), tmp.path())
             .map(|_| ())
-            .map_err(|e| format!("the new CA bundle is not usable: {e}"))
+            .map_err(|e| e.to_string())
     }
 }
 
@@ -282,12 +304,26 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_limiter_allows_max_per_window_then_recovers() {
-        let mut l = Limiter::new(3, Duration::from_secs(60));
+    fn the_limiter_allows_max_per_source_then_recovers() {
+        let mut l = Limiter::new(3, 5, Duration::from_secs(60));
+        let (a, b): (IpAddr, IpAddr) = ([10, 0, 0, 1].into(), [10, 0, 0, 2].into());
         let t0 = Instant::now();
-        assert!((0..3).all(|i| l.allow(t0 + Duration::from_secs(i))));
-        assert!(!l.allow(t0 + Duration::from_secs(30)));
-        assert!(!l.allow(t0 + Duration::from_secs(59)));
-        assert!(l.allow(t0 + Duration::from_secs(60)));
+        assert!((0..3).all(|i| l.allow(a, t0 + Duration::from_secs(i))));
+        assert!(!l.allow(a, t0 + Duration::from_secs(30)));
+        assert!(!l.allow(a, t0 + Duration::from_secs(59)));
+        // Another source is not locked out by the first one's guessing.
+        assert!(l.allow(b, t0 + Duration::from_secs(59)));
+        assert!(l.allow(a, t0 + Duration::from_secs(60)));
+    }
+
+    #[test]
+    fn the_limiter_bounds_all_sources_together() {
+        let mut l = Limiter::new(3, 5, Duration::from_secs(60));
+        let t0 = Instant::now();
+        let allowed = (0u8..10)
+            .filter(|i| l.allow([10, 0, 0, *i].into(), t0))
+            .count();
+        assert_eq!(allowed, 5);
+        assert!(l.allow([10, 0, 0, 99].into(), t0 + Duration::from_secs(60)));
     }
 }

@@ -8,7 +8,8 @@
 //!   rotation `<peer>-ca-next.pem`, the bundle alone in force after the overlap.
 //!
 //! Every file is replaced atomically (temp file, rename), so a reader never
-//! sees half a file.
+//! sees half a file; each read-modify-write holds an advisory lock
+//! (`links/.lock`), so the CLI and the running process lose no update.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -131,6 +132,7 @@ impl Store {
     /// Registers a token: its secret's hash and expiry. Records of tokens
     /// expired for over a day go (until then a reuse still reads "redeemed").
     pub fn issue(&self, id: &str, secret: &str, expires: u64) -> Result<(), StoreError> {
+        let _lock = self.lock()?;
         self.prune(super::token::now_unix().saturating_sub(KEEP_EXPIRED));
         let rec = Issued {
             secret_sha256: sha256_hex(secret.as_bytes()),
@@ -141,21 +143,35 @@ impl Store {
         write_atomic(&self.token_path(id), &json)
     }
 
-    /// Checks a presented token and marks it redeemed. The secret is compared
-    /// in constant time; an unknown id costs the same comparison.
+    /// Checks a presented token and marks it redeemed.
     pub fn redeem(&self, id: &str, secret: &str, now: u64) -> Result<(), Refusal> {
-        let presented = sha256_hex(secret.as_bytes());
-        let rec = is_id(id)
+        self.check(id, secret, now)?;
+        self.consume(id).map_err(|e| {
+            tracing::error!(error = %e, "cannot mark the token redeemed; refusing it");
+            Refusal::Refused
+        })
+    }
+
+    fn issued(&self, id: &str) -> Option<Issued> {
+        is_id(id)
             .then(|| std::fs::read(self.token_path(id)).ok())
             .flatten()
-            .and_then(|b| serde_json::from_slice::<Issued>(&b).ok());
+            .and_then(|b| serde_json::from_slice::<Issued>(&b).ok())
+    }
+
+    /// Checks a presented token without using it up: a link refused for
+    /// another reason leaves it redeemable. The secret is compared in
+    /// constant time; an unknown id costs the same comparison.
+    pub fn check(&self, id: &str, secret: &str, now: u64) -> Result<(), Refusal> {
+        let presented = sha256_hex(secret.as_bytes());
+        let rec = self.issued(id);
         let known = rec.as_ref().map_or(&presented, |r| &r.secret_sha256);
         let equal = aws_lc_rs::constant_time::verify_slices_are_equal(
             known.as_bytes(),
             presented.as_bytes(),
         )
         .is_ok();
-        let Some(mut rec) = rec.filter(|_| equal) else {
+        let Some(rec) = rec.filter(|_| equal) else {
             return Err(Refusal::Refused);
         };
         if rec.redeemed {
@@ -164,12 +180,35 @@ impl Store {
         if now >= rec.expires {
             return Err(Refusal::Expired);
         }
+        Ok(())
+    }
+
+    /// Marks a checked token redeemed.
+    pub fn consume(&self, id: &str) -> Result<(), StoreError> {
+        let _lock = self.lock()?;
+        let path = self.token_path(id);
+        let mut rec = self.issued(id).ok_or_else(|| StoreError::Parse {
+            path: path.clone(),
+            message: "the token's record is gone or damaged".into(),
+        })?;
         rec.redeemed = true;
         let json = serde_json::to_vec(&rec).unwrap_or_default();
-        write_atomic(&self.token_path(id), &json).map_err(|e| {
-            tracing::error!(error = %e, "cannot mark the token redeemed; refusing it");
-            Refusal::Refused
-        })
+        write_atomic(&path, &json)
+    }
+
+    /// Held through a read-modify-write: `causeway token issue` or `unlink
+    /// --force` may write while the running process does.
+    fn lock(&self) -> Result<std::fs::File, StoreError> {
+        std::fs::create_dir_all(&self.dir).map_err(io(&self.dir))?;
+        let path = self.dir.join(".lock");
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(io(&path))?;
+        file.lock().map_err(io(&path))?;
+        Ok(file)
     }
 
     /// Removes the records of tokens that expired before `before`.
@@ -223,6 +262,7 @@ impl Store {
 
     /// Adds (or replaces) a linked peer and its CA bundle.
     pub fn add(&self, peer: LinkedPeer, ca_bundle: &[u8]) -> Result<(), StoreError> {
+        let _lock = self.lock()?;
         write_atomic(&self.ca_path(&peer.name), ca_bundle)?;
         let mut links = self.links()?;
         links.peers.retain(|p| p.name != peer.name);
@@ -232,6 +272,7 @@ impl Store {
 
     /// Removes a linked peer and its files; returns whether it was linked.
     pub fn remove(&self, name: &ClusterId) -> Result<bool, StoreError> {
+        let _lock = self.lock()?;
         let mut links = self.links()?;
         let before = links.peers.len();
         links.peers.retain(|p| p.name != *name);
@@ -248,6 +289,7 @@ impl Store {
     /// Starts a CA rotation for `name`: `next` is trusted at once beside the
     /// bundle in force, and alone from `until` on.
     pub fn rotate(&self, name: &ClusterId, next: &[u8], until: u64) -> Result<(), StoreError> {
+        let _lock = self.lock()?;
         let mut links = self.links()?;
         let Some(peer) = links.peers.iter_mut().find(|p| p.name == *name) else {
             return Ok(());
@@ -267,10 +309,15 @@ impl Store {
     /// Ends every rotation whose overlap is over: the next bundle alone is
     /// put in force. Returns the peers whose bundle changed.
     pub fn finish_rotations(&self, now: u64) -> Result<Vec<ClusterId>, StoreError> {
+        let due = |p: &LinkedPeer| p.rotation_until.is_some_and(|until| now >= until);
+        if !self.links()?.peers.iter().any(due) {
+            return Ok(Vec::new()); // the common case, polled every second: no lock, no write
+        }
+        let _lock = self.lock()?;
         let mut links = self.links()?;
         let mut done = Vec::new();
         for peer in links.peers.iter_mut() {
-            if peer.rotation_until.is_some_and(|until| now >= until) {
+            if due(peer) {
                 let next = self.next_ca_path(&peer.name);
                 let bytes = std::fs::read(&next).map_err(io(&next))?;
                 write_atomic(&self.ca_path(&peer.name), &bytes)?;

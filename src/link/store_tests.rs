@@ -94,3 +94,41 @@ fn links_add_rotate_finish_remove() {
     assert!(s.links().unwrap().peers.is_empty());
     assert!(!s.remove(&east).unwrap());
 }
+
+#[test]
+fn a_checked_token_stays_redeemable_until_consumed() {
+    let (_d, s) = store();
+    s.issue(ID, "secret", 100).unwrap();
+    assert_eq!(s.check(ID, "secret", 50), Ok(()));
+    assert_eq!(s.check(ID, "secret", 50), Ok(()));
+    s.consume(ID).unwrap();
+    assert_eq!(s.check(ID, "secret", 50), Err(Refusal::Redeemed));
+}
+
+#[test]
+fn concurrent_writers_in_separate_stores_lose_no_update() {
+    let (d, _) = store();
+    let threads: Vec<_> = (0..8)
+        .map(|t| {
+            let s = Store::new(Some(d.path())).unwrap();
+            std::thread::spawn(move || {
+                for i in 0..15 {
+                    let name: ClusterId = format!("p{t}x{i}").parse().unwrap();
+                    let peer = LinkedPeer {
+                        trust_domain: format!("{name}.example").parse().unwrap(),
+                        name,
+                        federation: "h:1".into(),
+                        link: "h:2".into(),
+                        rotation_until: None,
+                    };
+                    s.add(peer, b"ca").unwrap();
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+    let s = Store::new(Some(d.path())).unwrap();
+    assert_eq!(s.links().unwrap().peers.len(), 8 * 15);
+}

@@ -111,10 +111,20 @@ pub async fn echo_through_alpha(mesh: &Mesh, n: usize) {
     assert!(back == data, "echoed bytes differ");
 }
 
-pub async fn unauthenticated(link: SocketAddr, req: &wire::Request) -> wire::Response {
+/// Sends `req` to a link endpoint without a client certificate, from
+/// `source` (an address on lo) when given.
+pub async fn unauthenticated(
+    link: SocketAddr,
+    source: Option<std::net::IpAddr>,
+    req: &wire::Request,
+) -> wire::Response {
     let mut tls = causeway_identity::pinning_client_config().unwrap();
     tls.alpn_protocols = vec![wire::ALPN.to_vec()];
-    let tcp = tokio::net::TcpStream::connect(link).await.unwrap();
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    if let Some(ip) = source {
+        socket.bind(SocketAddr::new(ip, 0)).unwrap();
+    }
+    let tcp = socket.connect(link).await.unwrap();
     let name = rustls::pki_types::ServerName::try_from("bravo.dev.causeway").unwrap();
     let connector = tokio_rustls::TlsConnector::from(Arc::new(tls));
     let mut s = connector.connect(name, tcp).await.unwrap();
