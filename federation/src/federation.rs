@@ -67,6 +67,7 @@ pub struct Federation {
     local_exports: watch::Receiver<Arc<Vec<Export>>>,
     policies: watch::Receiver<Arc<Policies>>,
     pub(crate) linked: Linked,
+    rotation: watch::Sender<Option<Arc<crate::Rotation>>>,
     lease: LeaseConfig,
     listen: SocketAddr,
     watch_listen: Option<SocketAddr>,
@@ -146,6 +147,7 @@ impl Federation {
         };
         hub.take_local();
         hub.recompute(Instant::now());
+        let (rotation, rotation_rx) = watch::channel(None);
         let (listen, watch_listen) = serve::spawn(ServeInputs {
             cfg: &cfg,
             cert: inputs.cert.clone(),
@@ -157,6 +159,7 @@ impl Federation {
             catalog: catalog_rx.clone(),
             local_exports: local_rx.clone(),
             policies: policies_rx.clone(),
+            rotation: rotation_rx,
             metrics: metrics.clone(),
             tasks: &tasks,
             shutdown: &shutdown,
@@ -209,12 +212,34 @@ impl Federation {
             local_exports: local_rx,
             policies: policies_rx,
             linked,
+            rotation,
             lease,
             listen,
             watch_listen,
             tasks,
             shutdown,
         })
+    }
+
+    /// Tells every subscriber this cluster's CA rotation (None withdraws it).
+    pub fn announce_rotation(&self, r: Option<crate::Rotation>) {
+        self.rotation.send_if_modified(|now| {
+            let changed = now.as_deref() != r.as_ref();
+            if changed {
+                *now = r.map(Arc::new);
+            }
+            changed
+        });
+    }
+
+    /// The CA rotation each peer announced, for peers that announced one.
+    pub fn announced_rotations(&self) -> Vec<(ClusterId, crate::Rotation)> {
+        self.linked
+            .slots
+            .all()
+            .iter()
+            .filter_map(|s| Some((s.trust.name.clone(), s.rotation()?)))
+            .collect()
     }
 
     /// The merged catalog (ClusterSetIPs filled in) and every known cluster.

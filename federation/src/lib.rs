@@ -21,6 +21,7 @@ mod metrics;
 mod persist;
 mod policy_feed;
 mod publish;
+mod rotation;
 mod serve;
 mod server;
 mod session;
@@ -54,6 +55,7 @@ pub use k8s::{
 pub use metrics::SessionState;
 pub use persist::PersistError;
 pub use policy_feed::PolicyFeedError;
+pub use rotation::Rotation;
 pub use session::SessionError;
 pub use source::{SourceError, StaticSource};
 pub use status::PeerStatus;

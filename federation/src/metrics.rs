@@ -38,6 +38,7 @@ pub enum Kind {
     Resumed,
     Delta,
     Heartbeat,
+    TrustBundle,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]

@@ -45,6 +45,7 @@ pub struct ServeInputs<'a> {
     pub catalog: watch::Receiver<Arc<CatalogSnapshot>>,
     pub local_exports: watch::Receiver<Arc<Vec<Export>>>,
     pub policies: watch::Receiver<Arc<Policies>>,
+    pub rotation: watch::Receiver<Option<Arc<crate::Rotation>>>,
     pub metrics: Metrics,
     pub tasks: &'a TaskTracker,
     pub shutdown: &'a CancellationToken,
@@ -69,6 +70,7 @@ pub async fn spawn(i: ServeInputs<'_>) -> Result<(SocketAddr, Option<SocketAddr>
         send_timeout: i.cfg.idle_timeout,
         metrics: i.metrics,
         peers: i.peers.clone(),
+        rotation: i.rotation,
         tasks: i.tasks.clone(),
         shutdown: i.shutdown.clone(),
     };

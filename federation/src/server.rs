@@ -17,6 +17,7 @@ use tonic::{Request, Response, Status};
 use crate::exporter::{CatchUp, Exporter};
 use crate::metrics::{Kind, Metrics};
 use crate::proto::{self, update};
+use crate::rotation::Rotation;
 use crate::transport::PeerInfo;
 
 /// Messages buffered per subscriber before its stream counts as stalled.
@@ -33,6 +34,8 @@ pub struct FederationService {
     /// Who is a peer now: a subscriber unlinked while subscribed is cut off
     /// at its next heartbeat.
     pub peers: Arc<PeerSet>,
+    /// This cluster's CA rotation in progress, told to every subscriber.
+    pub rotation: watch::Receiver<Option<Arc<Rotation>>>,
     pub tasks: TaskTracker,
     pub shutdown: CancellationToken,
 }
@@ -67,6 +70,7 @@ impl proto::federation_server::Federation for FederationService {
             send_timeout: self.send_timeout,
             metrics: self.metrics.clone(),
             peers: self.peers.clone(),
+            rotation: self.rotation.clone(),
         };
         let (heartbeat, shutdown) = (self.heartbeat, self.shutdown.clone());
         self.tasks
@@ -84,6 +88,7 @@ struct Feed {
     send_timeout: Duration,
     metrics: Metrics,
     peers: Arc<PeerSet>,
+    rotation: watch::Receiver<Option<Arc<Rotation>>>,
 }
 
 /// Where a subscriber's stream is: the epoch and version it has been sent.
@@ -98,6 +103,10 @@ impl Feed {
         let Some(mut sent) = self.open(epoch, version).await else {
             return;
         };
+        let announced = self.rotation.borrow_and_update().is_some();
+        if announced && !self.announce().await {
+            return;
+        }
         let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -106,6 +115,10 @@ impl Feed {
                 _ = self.tx.closed() => return,
                 r = self.changes.changed() => match r {
                     Ok(()) => self.follow(&mut sent).await,
+                    Err(_) => return,
+                },
+                r = self.rotation.changed() => match r {
+                    Ok(()) => self.announce().await,
                     Err(_) => return,
                 },
                 _ = tick.tick() => {
@@ -120,6 +133,18 @@ impl Feed {
                 return;
             }
         }
+    }
+
+    /// Tells the subscriber this cluster's CA rotation (or its withdrawal).
+    async fn announce(&mut self) -> bool {
+        let b = self
+            .rotation
+            .borrow_and_update()
+            .as_deref()
+            .map(Rotation::to_proto)
+            .unwrap_or_default();
+        self.send(update::Kind::TrustBundle(b), Kind::TrustBundle)
+            .await
     }
 
     /// Ends the stream of a subscriber that is no longer a peer.
@@ -233,6 +258,7 @@ mod tests {
     struct Harness {
         x: Arc<Mutex<Exporter>>,
         changes: watch::Sender<u64>,
+        rotation: watch::Sender<Option<Arc<Rotation>>>,
         rx: mpsc::Receiver<Result<proto::Update, Status>>,
         task: tokio::task::JoinHandle<()>,
     }
@@ -252,6 +278,7 @@ mod tests {
         let v = x.lock().unwrap().version();
         let (changes, changes_rx) = watch::channel(v);
         let (tx, rx) = mpsc::channel(STREAM_BUFFER);
+        let (rotation, rotation_rx) = watch::channel(None);
         let feed = Feed {
             exporter: x.clone(),
             changes: changes_rx,
@@ -260,12 +287,14 @@ mod tests {
             send_timeout: Duration::from_secs(6),
             metrics: Metrics::default(),
             peers: peers_with_b(),
+            rotation: rotation_rx,
         };
         let every = Duration::from_secs(2);
         let task = tokio::spawn(feed.run(epoch, version, every, CancellationToken::new()));
         Harness {
             x,
             changes,
+            rotation,
             rx,
             task,
         }
@@ -299,6 +328,37 @@ mod tests {
             panic!("expected a heartbeat")
         };
         assert_eq!(hb.version, 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_ca_rotation_is_told_at_once_and_on_each_change() {
+        let mut h = start(exporter(), 0, 0);
+        assert!(matches!(next(&mut h.rx).await, update::Kind::Snapshot(_)));
+        let r = Rotation {
+            next_ca_bundle: "PEM".into(),
+            overlap_until: 99,
+        };
+        h.rotation.send_replace(Some(Arc::new(r.clone())));
+        let update::Kind::TrustBundle(b) = next(&mut h.rx).await else {
+            panic!("expected the rotation")
+        };
+        assert_eq!(Rotation::from_proto(b), Some(r.clone()));
+        h.rotation.send_replace(None);
+        let update::Kind::TrustBundle(b) = next(&mut h.rx).await else {
+            panic!("expected the withdrawal")
+        };
+        assert_eq!(Rotation::from_proto(b), None);
+        // A new subscriber during a rotation hears it right after its snapshot.
+        let mut late = start(exporter(), 0, 0);
+        late.rotation.send_replace(Some(Arc::new(r.clone())));
+        assert!(matches!(
+            next(&mut late.rx).await,
+            update::Kind::Snapshot(_)
+        ));
+        let update::Kind::TrustBundle(b) = next(&mut late.rx).await else {
+            panic!("expected the rotation after the snapshot")
+        };
+        assert_eq!(Rotation::from_proto(b), Some(r));
     }
 
     #[tokio::test(start_paused = true)]

@@ -194,6 +194,15 @@ async fn connect(
 fn apply(slot: &PeerSlot, ctx: &SessionCtx, update: proto::Update) -> Result<(), SessionError> {
     let now = Instant::now();
     let peer = slot.trust.name.as_str();
+    if let Some(proto::update::Kind::TrustBundle(b)) = &update.kind {
+        let rotation = crate::rotation::Rotation::from_proto(b.clone());
+        tracing::info!(
+            peer,
+            until = rotation.as_ref().map(|r| r.overlap_until),
+            "peer announced a CA rotation"
+        );
+        slot.set_rotation(rotation);
+    }
     let (applied, was_fresh) = {
         let mut view = slot.view();
         let was_fresh = view.freshness(&ctx.lease, now) == Some(causeway_catalog::Freshness::Fresh);
@@ -217,6 +226,10 @@ fn apply(slot: &PeerSlot, ctx: &SessionCtx, update: proto::Update) -> Result<(),
         Applied::Heartbeat => {
             status.heartbeats += 1;
             Metrics::count(&ctx.metrics.received, peer, Kind::Heartbeat);
+            false
+        }
+        Applied::TrustBundle => {
+            Metrics::count(&ctx.metrics.received, peer, Kind::TrustBundle);
             false
         }
         // The peer's ClusterInfo may have changed across its restart.

@@ -7,6 +7,7 @@ use causeway_identity::PeerTrust;
 use serde::Serialize;
 
 use crate::metrics::{Metrics, SessionState};
+use crate::rotation::Rotation;
 use crate::view::PeerView;
 
 /// What the session is doing, for status and the admin API.
@@ -27,6 +28,8 @@ pub struct PeerSlot {
     pub addr: String,
     view: Mutex<PeerView>,
     status: Mutex<SessionStatus>,
+    /// The CA rotation the peer last announced, if any.
+    rotation: Mutex<Option<Rotation>>,
 }
 
 /// A poisoned lock only means another task panicked mid-update; the data is
@@ -49,7 +52,16 @@ impl PeerSlot {
                 reconnects: 0,
                 last_error: None,
             }),
+            rotation: Mutex::new(None),
         }
+    }
+
+    pub fn rotation(&self) -> Option<Rotation> {
+        lock(&self.rotation).clone()
+    }
+
+    pub fn set_rotation(&self, r: Option<Rotation>) {
+        *lock(&self.rotation) = r;
     }
 
     pub fn view(&self) -> MutexGuard<'_, PeerView> {

@@ -53,8 +53,12 @@ pub enum ViewError {
 pub enum Applied {
     Snapshot,
     Resumed,
-    Delta { changed: bool },
+    Delta {
+        changed: bool,
+    },
     Heartbeat,
+    /// A CA rotation: the session hands it on (`rotation.rs`); no catalog change.
+    TrustBundle,
 }
 
 /// A peer's view as persisted: enough to serve it stale and to resume.
@@ -200,6 +204,7 @@ impl PeerView {
                 self.check("heartbeat", h.epoch, h.version, self.version)?;
                 Applied::Heartbeat
             }
+            Kind::TrustBundle(_) => Applied::TrustBundle,
         };
         self.last_heard = Some(now);
         Ok(applied)

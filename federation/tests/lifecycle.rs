@@ -49,6 +49,7 @@ fn version_of(u: &proto::Update) -> u64 {
         Kind::Resumed(r) => r.version,
         Kind::Delta(d) => d.to_version,
         Kind::Heartbeat(h) => h.version,
+        Kind::TrustBundle(_) => panic!("no CA rotation in these tests"),
     }
 }
 

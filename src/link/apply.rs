@@ -1,19 +1,20 @@
 //! Puts the linked peers in force in the running process: loaded with the
 //! config at start, then followed while running (a peer linked by a
-//! redemption on either side, unlinked, or whose CA rotation ended), without
-//! a restart.
+//! redemption on either side, unlinked, rotating its CA or whose CA rotation
+//! ended), without a restart; and tells the peers this cluster's own CA
+//! rotation.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use causeway_catalog::ClusterId;
-use causeway_federation::{Federation, PeerEndpoint, PeerPolicy};
+use causeway_federation::{Federation, PeerEndpoint, PeerPolicy, Rotation};
 use causeway_identity::{PeerSet, PeerTrust};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-use super::store::{LinkedPeer, Store};
+use super::store::{LinkedPeer, Links, Store};
 use super::token::now_unix;
 use crate::config::{Config, PeerConfig};
 
@@ -105,6 +106,7 @@ impl Linker {
             Err(e) => return self.report("file", Some(e.to_string())),
         };
         self.report("file", None);
+        self.rotations(now, &links);
         let want: BTreeMap<ClusterId, LinkedPeer> = links
             .peers
             .into_iter()
@@ -126,6 +128,59 @@ impl Linker {
                 self.report(name.as_str(), result.err());
             }
         }
+    }
+
+    /// Tells the peers this cluster's CA rotation, and starts the rotations
+    /// linked peers announced over the federation channel.
+    fn rotations(&mut self, now: u64, links: &Links) {
+        let Some(fed) = self.fed.clone() else {
+            return;
+        };
+        let own = self.store.announcement(now);
+        if let Ok(r) = &own {
+            fed.announce_rotation(r.clone().map(|(next_ca_bundle, overlap_until)| Rotation {
+                next_ca_bundle,
+                overlap_until,
+            }));
+        }
+        self.report("own rotation", own.err().map(|e| e.to_string()));
+        for (name, r) in fed.announced_rotations() {
+            let key = format!("rotation of {name}");
+            if self.fixed.contains(&name) {
+                let hint = format!(
+                    "{name} announced a CA rotation; it is configured in causeway.yaml: add its new bundle to peers.{name}.ca by hand"
+                );
+                self.report(&key, (r.overlap_until > now).then_some(hint));
+                continue;
+            }
+            let Some(peer) = links.peers.iter().find(|p| p.name == name) else {
+                continue;
+            };
+            if !self.applied.contains(&name)
+                || r.overlap_until <= now
+                || self.store.rotating_to(&name, &r.next_ca_bundle)
+            {
+                continue;
+            }
+            let result = self.start_rotation(peer, &r, now);
+            self.report(&key, result.err());
+        }
+    }
+
+    fn start_rotation(&self, peer: &LinkedPeer, r: &Rotation, now: u64) -> Result<(), String> {
+        let name = &peer.name;
+        super::usable_bundle(name, &peer.trust_domain, r.next_ca_bundle.as_bytes())
+            .map_err(|e| format!("{name} announced a CA bundle that is not usable: {e}"))?;
+        let until = r
+            .overlap_until
+            .min(now.saturating_add(super::MAX_OVERLAP.as_secs()));
+        let busy = self.busy.lock().unwrap_or_else(|p| p.into_inner());
+        let done = self.store.rotate(name, r.next_ca_bundle.as_bytes(), until);
+        drop(busy);
+        done.map_err(|e| format!("{name}: {e}"))?;
+        self.peers.reload_all();
+        tracing::info!(peer = %name, until, "{name} announced a CA rotation: both bundles trusted until the overlap ends");
+        Ok(())
     }
 
     fn remove(&mut self, name: &ClusterId) {

@@ -243,20 +243,3 @@ pub async fn unlink(cfg: &Config, name: &ClusterId, force: bool) -> Result<bool,
     store.remove(name)?;
     Ok(told)
 }
-
-/// Sends `bundle` as this cluster's next CA bundle to one linked peer.
-pub async fn push_ca(
-    cfg: &Config,
-    peer: &LinkedPeer,
-    bundle: &str,
-    overlap: Duration,
-) -> Result<(), ClientError> {
-    let store = Store::new(cfg.federation.state_dir.as_deref())?;
-    let mut s = open_linked(cfg, &store, peer).await?;
-    let req = Request::RotateCa {
-        ca_bundle: bundle.to_owned(),
-        overlap_secs: overlap.as_secs(),
-    };
-    ask(&mut s, &peer.link, peer.name.as_str(), &req).await?;
-    Ok(())
-}

@@ -1,6 +1,7 @@
 //! Linking clusters without copying files by hand: one-time expiring
 //! tokens (`causeway token issue` / `redeem`), `causeway unlink`, and CA
-//! bundle rotation to linked peers (`causeway ca rotate`). Operations are in
+//! bundle rotation told to linked peers over the federation channel
+//! (`causeway ca rotate`). Operations are in
 //! docs/operations.md, the wire format in docs/protocol.md, the attacks in
 //! docs/security.md.
 
@@ -31,6 +32,23 @@ use crate::config::Config;
 
 /// How often `links.yaml` is re-read (a redemption here wakes it at once).
 const POLL: Duration = Duration::from_secs(1);
+
+/// The longest CA rotation overlap taken from a peer.
+pub const MAX_OVERLAP: Duration = Duration::from_secs(30 * 24 * 3600);
+
+/// Whether `bundle` (PEM) is a CA bundle for `name` in `trust_domain`.
+pub fn usable_bundle(
+    name: &ClusterId,
+    trust_domain: &causeway_identity::TrustDomain,
+    bundle: &[u8],
+) -> Result<(), String> {
+    // CA bundles are public; the links directory may not exist yet.
+    let mut tmp = tempfile::NamedTempFile::new().map_err(|e| e.to_string())?;
+    std::io::Write::write_all(&mut tmp, bundle).map_err(|e| e.to_string())?;
+    causeway_identity::PeerTrust::load(name.clone(), trust_domain.clone(), tmp.path())
+        .map(|_| ())
+        .map_err(|e| e.to_string())
+}
 
 fn is_host_port(s: &str) -> bool {
     s.rsplit_once(':')

@@ -1,6 +1,6 @@
 //! The link endpoint, served by the process that runs the federation:
-//! redeems tokens (no client certificate), and takes unlink and CA rotation
-//! requests from linked peers (their federation certificate). Bounded: a
+//! redeems tokens (no client certificate), and takes unlink requests from
+//! linked peers (their federation certificate). Bounded: a
 //! few connections at a time, one request each, a deadline on the whole
 //! exchange, and at most [`REDEEMS_PER_MINUTE`] redemptions a minute from
 //! one address ([`REDEEMS_PER_MINUTE_ALL`] from all).
@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use causeway_catalog::ClusterId;
 use causeway_federation::AcceptLimit;
-use causeway_identity::{PeerSet, PeerTrust, ReloadingCert, Workload};
+use causeway_identity::{PeerSet, ReloadingCert, Workload};
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Notify;
@@ -30,8 +30,6 @@ pub const REDEEMS_PER_MINUTE: usize = 10;
 pub const REDEEMS_PER_MINUTE_ALL: usize = 60;
 /// The whole exchange, TLS handshake included.
 const DEADLINE: Duration = Duration::from_secs(10);
-/// The longest CA rotation overlap a peer may ask for.
-const MAX_OVERLAP: Duration = Duration::from_secs(30 * 24 * 3600);
 
 /// At most `per_source` events from one address, and `overall` from all, in
 /// any `window`: one guesser cannot lock out a genuine redeemer elsewhere,
@@ -166,10 +164,6 @@ impl Endpoint {
         let response = match wire::recv(&mut tls).await? {
             Request::Redeem { id, secret, card } => self.redeem(source, &id, &secret, card, hello),
             Request::Unlink => self.unlink(client),
-            Request::RotateCa {
-                ca_bundle,
-                overlap_secs,
-            } => self.rotate(client, ca_bundle, overlap_secs),
         };
         wire::send(&mut tls, &response).await?;
         tls.shutdown().await?;
@@ -235,7 +229,7 @@ impl Endpoint {
                 return Err(format!("{key} address {addr:?} is not host:port"));
             }
         }
-        self.check_bundle(name, &card.trust_domain, card.ca_bundle.as_bytes())
+        super::usable_bundle(name, &card.trust_domain, card.ca_bundle.as_bytes())
             .map_err(|e| format!("the CA bundle of {name} is not usable: {e}"))
     }
 
@@ -263,39 +257,6 @@ impl Endpoint {
         self.changed.notify_one();
         tracing::info!(peer = %peer.name, "unlinked at the peer's request");
         Response::Done
-    }
-
-    fn rotate(&self, client: Option<ClusterId>, bundle: String, overlap: u64) -> Response {
-        let _busy = lock(&self.busy);
-        let peer = match self.linked(client) {
-            Ok(p) => p,
-            Err(why) => return refused(why),
-        };
-        if let Err(e) = self.check_bundle(&peer.name, &peer.trust_domain, bundle.as_bytes()) {
-            return refused(format!("the new CA bundle is not usable: {e}"));
-        }
-        let overlap = Duration::from_secs(overlap).min(MAX_OVERLAP).as_secs();
-        let until = now_unix().saturating_add(overlap);
-        if let Err(e) = self.store.rotate(&peer.name, bundle.as_bytes(), until) {
-            return refused(e);
-        }
-        self.changed.notify_one();
-        tracing::info!(peer = %peer.name, overlap, "CA rotation started: both bundles trusted until the overlap ends");
-        Response::Done
-    }
-
-    fn check_bundle(
-        &self,
-        name: &ClusterId,
-        trust_domain: &causeway_identity::TrustDomain,
-        bundle: &[u8],
-    ) -> Result<(), String> {
-        // CA bundles are public; the links directory may not exist before the first link.
-        let mut tmp = tempfile::NamedTempFile::new().map_err(|e| e.to_string())?;
-        std::io::Write::write_all(&mut tmp, bundle).map_err(|e| e.to_string())?;
-        PeerTrust::load(name.clone(), trust_domain.clone(), tmp.path())
-            .map(|_| ())
-            .map_err(|e| e.to_string())
     }
 }
 

@@ -5,7 +5,9 @@
 //! - `links.yaml`: the linked peers, which `causeway run` loads at start and
 //!   follows while running;
 //! - `<peer>-ca.pem`: each linked peer's CA bundle in force, and during a CA
-//!   rotation `<peer>-ca-next.pem`, the bundle alone in force after the overlap.
+//!   rotation `<peer>-ca-next.pem`, the bundle alone in force after the overlap;
+//! - `rotation.yaml`: this cluster's own CA rotation, written by `causeway ca
+//!   rotate` and told to every peer over the federation channel.
 //!
 //! Every file is replaced atomically (temp file, rename), so a reader never
 //! sees half a file; each read-modify-write holds an advisory lock
@@ -76,6 +78,14 @@ pub struct LinkedPeer {
 pub struct Links {
     #[serde(default)]
     pub peers: Vec<LinkedPeer>,
+}
+
+/// This cluster's CA rotation, as `rotation.yaml` keeps it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct OwnRotation {
+    next_ca_bundle: String,
+    overlap_until: u64,
 }
 
 /// `<state_dir>/links`.
@@ -237,6 +247,45 @@ impl Store {
 
     pub fn next_ca_path(&self, peer: &ClusterId) -> PathBuf {
         self.dir.join(format!("{peer}-ca-next.pem"))
+    }
+
+    fn rotation_path(&self) -> PathBuf {
+        self.dir.join("rotation.yaml")
+    }
+
+    /// Records this cluster's CA rotation: `next` trusted by peers at once
+    /// beside the current bundle, and alone from `until` on.
+    pub fn announce(&self, next: &str, until: u64) -> Result<(), StoreError> {
+        let _lock = self.lock()?;
+        let r = OwnRotation {
+            next_ca_bundle: next.to_owned(),
+            overlap_until: until,
+        };
+        let text = serde_saphyr::to_string(&r).map_err(|e| StoreError::Parse {
+            path: self.rotation_path(),
+            message: e.to_string(),
+        })?;
+        write_atomic(&self.rotation_path(), text.as_bytes())
+    }
+
+    /// This cluster's CA rotation, while its overlap lasts.
+    pub fn announcement(&self, now: u64) -> Result<Option<(String, u64)>, StoreError> {
+        let path = self.rotation_path();
+        let text = match std::fs::read_to_string(&path) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            other => other.map_err(io(&path))?,
+        };
+        let r: OwnRotation = serde_saphyr::from_str(&text).map_err(|e| StoreError::Parse {
+            path,
+            message: e.to_string(),
+        })?;
+        Ok((now < r.overlap_until).then_some((r.next_ca_bundle, r.overlap_until)))
+    }
+
+    /// Whether `name`'s rotation to `next` is already in force here.
+    pub fn rotating_to(&self, name: &ClusterId, next: &str) -> bool {
+        std::fs::read_to_string(self.next_ca_path(name)).is_ok_and(|n| n == next)
+            || std::fs::read_to_string(self.ca_path(name)).is_ok_and(|c| c == next)
     }
 
     /// The linked peers (none when the file does not exist yet).

@@ -44,12 +44,6 @@ pub enum Request {
     },
     /// With the peer's federation certificate: forget me.
     Unlink,
-    /// With the peer's federation certificate: trust `ca_bundle` for me,
-    /// beside my current bundle for `overlap_secs`, then alone.
-    RotateCa {
-        ca_bundle: String,
-        overlap_secs: u64,
-    },
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
