@@ -149,13 +149,7 @@ pub async fn redeem(cfg: &Config, token: &Token) -> Result<Card, ClientError> {
             addr: token.link.clone(),
         });
     }
-    let peer = LinkedPeer {
-        name: card.cluster.clone(),
-        trust_domain: card.trust_domain.clone(),
-        federation: card.federation.clone(),
-        link: card.link.clone(),
-        rotation_until: None,
-    };
+    let peer = LinkedPeer::from_card(&card);
     store.add(peer, card.ca_bundle.as_bytes())?;
     Ok(card)
 }

@@ -188,13 +188,7 @@ impl Endpoint {
             tracing::error!(error = %e, "cannot mark the token redeemed; refusing it");
             return refused(super::store::Refusal::Refused);
         }
-        let peer = LinkedPeer {
-            name: card.cluster.clone(),
-            trust_domain: card.trust_domain.clone(),
-            federation: card.federation.clone(),
-            link: card.link.clone(),
-            rotation_until: None,
-        };
+        let peer = LinkedPeer::from_card(&card);
         if let Err(e) = self.store.add(peer, card.ca_bundle.as_bytes()) {
             tracing::error!(error = %e, "cannot record the linked peer");
             return refused(format!("{} cannot record the link: {e}", self.card.cluster));

@@ -73,6 +73,19 @@ pub struct LinkedPeer {
     pub rotation_until: Option<u64>,
 }
 
+impl LinkedPeer {
+    /// The peer a link exchange's card describes.
+    pub fn from_card(card: &super::wire::Card) -> Self {
+        Self {
+            name: card.cluster.clone(),
+            trust_domain: card.trust_domain.clone(),
+            federation: card.federation.clone(),
+            link: card.link.clone(),
+            rotation_until: None,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Links {
