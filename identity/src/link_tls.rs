@@ -1,5 +1,4 @@
-//! TLS for the link endpoint (`causeway token redeem`, `unlink`, CA
-//! rotation). Redeeming a token happens before the redeeming cluster is
+//! TLS for the link endpoint (`causeway token redeem`, `unlink`). Redeeming a token happens before the redeeming cluster is
 //! trusted, so the endpoint accepts clients without a certificate; the
 //! redeemer pins the server instead: it accepts the handshake (its
 //! signatures checked as usual), then checks the server's chain against the
@@ -13,10 +12,7 @@ use std::sync::Arc;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::{WebPkiSupportedAlgorithms, verify_tls12_signature, verify_tls13_signature};
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
-use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
-use rustls::{
-    ClientConfig, DigitallySignedStruct, DistinguishedName, Error, ServerConfig, SignatureScheme,
-};
+use rustls::{ClientConfig, DigitallySignedStruct, Error, ServerConfig, SignatureScheme};
 
 use crate::names::{SpiffeId, Workload};
 use crate::peers::{PeerSet, PeerTrust};
@@ -32,16 +28,17 @@ pub fn link_server_config(
     expect: Workload,
 ) -> Result<ServerConfig, TlsError> {
     let provider = crate::provider();
-    let inner = PeerClientVerifier {
+    let verifier = PeerClientVerifier {
         hints: Vec::new(),
         peers,
         expect: vec![expect],
         algs: provider.signature_verification_algorithms,
+        mandatory: false,
     };
     let config = ServerConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13])
         .map_err(|source| TlsError::Protocol { source })?
-        .with_client_cert_verifier(Arc::new(Optional(inner)))
+        .with_client_cert_verifier(Arc::new(verifier))
         .with_cert_resolver(cert);
     Ok(config)
 }
@@ -81,45 +78,6 @@ pub fn verify_server_chain(
         algs: crate::provider().signature_verification_algorithms,
     };
     verifier.verify(leaf, intermediates, UnixTime::now())
-}
-
-#[derive(Debug)]
-struct Optional(PeerClientVerifier);
-
-impl ClientCertVerifier for Optional {
-    fn client_auth_mandatory(&self) -> bool {
-        false
-    }
-    fn root_hint_subjects(&self) -> &[DistinguishedName] {
-        self.0.root_hint_subjects()
-    }
-    fn verify_client_cert(
-        &self,
-        end_entity: &CertificateDer<'_>,
-        intermediates: &[CertificateDer<'_>],
-        now: UnixTime,
-    ) -> Result<ClientCertVerified, Error> {
-        self.0.verify_client_cert(end_entity, intermediates, now)
-    }
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, Error> {
-        self.0.verify_tls12_signature(message, cert, dss)
-    }
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, Error> {
-        self.0.verify_tls13_signature(message, cert, dss)
-    }
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.0.supported_verify_schemes()
-    }
 }
 
 /// Accepts any chain at handshake time; the handshake signatures are still

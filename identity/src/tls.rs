@@ -62,6 +62,7 @@ pub(crate) fn server_config_for(
         peers,
         expect,
         algs: provider.signature_verification_algorithms,
+        mandatory: true,
     };
     let config = ServerConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13])

@@ -24,6 +24,8 @@ pub(crate) struct PeerClientVerifier {
     pub(crate) expect: Vec<Workload>,
     pub(crate) algs: WebPkiSupportedAlgorithms,
     pub(crate) hints: Vec<DistinguishedName>,
+    /// False on the link endpoint: a redeemer has no certificate yet.
+    pub(crate) mandatory: bool,
 }
 
 impl fmt::Debug for PeerClientVerifier {
@@ -72,6 +74,10 @@ impl PeerClientVerifier {
 }
 
 impl ClientCertVerifier for PeerClientVerifier {
+    fn client_auth_mandatory(&self) -> bool {
+        self.mandatory
+    }
+
     fn root_hint_subjects(&self) -> &[DistinguishedName] {
         &self.hints
     }
