@@ -20,16 +20,6 @@ const LINK: Duration = Duration::from_secs(30);
 static HEAVY: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 const ECHO_NAME: &str = "echo.demo.svc.clusterset.local";
 
-/// Alpha exports only its own hello; bravo serves demo/echo and demo/hello, so
-/// alpha's clients must cross to bravo.
-async fn alpha_calls_bravo(base: u16, vip_base: Ipv4Addr) -> Mesh {
-    let mut mesh = Mesh::plan(2, base, vip_base, |_| {}).await;
-    mesh.plan.clusters[0]
-        .exports
-        .retain(|e| e.key.name() == "hello-alpha");
-    mesh
-}
-
 /// Waits until a small echo through `addr` works (the outbound listener is up and the peer reachable).
 async fn wait_echo(addr: SocketAddr) {
     wait_for(&format!("echo through {addr}"), LINK, || async {
@@ -41,7 +31,7 @@ async fn wait_echo(addr: SocketAddr) {
 
 #[tokio::test]
 async fn echo_and_http_by_name_reach_the_other_cluster() {
-    let mut mesh = alpha_calls_bravo(23000, Ipv4Addr::new(127, 81, 0, 0)).await;
+    let mut mesh = Mesh::alpha_calls_bravo(23000, Ipv4Addr::new(127, 81, 0, 0)).await;
     mesh.start_all();
     mesh.wait_linked(LINK).await;
     let vip = mesh.wait_vip(0, "echo").await;
@@ -108,7 +98,7 @@ async fn redis_benchmark_through_the_mesh() {
             "redis-server/redis-benchmark not installed (apt-get install redis-server)",
         );
     }
-    let mut mesh = alpha_calls_bravo(23100, Ipv4Addr::new(127, 82, 0, 0)).await;
+    let mut mesh = Mesh::alpha_calls_bravo(23100, Ipv4Addr::new(127, 82, 0, 0)).await;
     let port = mesh.c(1).demo_http.port() + 2;
     let redis_addr = SocketAddr::from(([127, 0, 0, 1], port));
     let key = demo_key("redis");
@@ -180,7 +170,7 @@ fn summary(text: &str) -> String {
 
 #[tokio::test]
 async fn restart_keeps_cluster_set_ips_and_traffic_resumes() {
-    let mut mesh = alpha_calls_bravo(23200, Ipv4Addr::new(127, 83, 0, 0)).await;
+    let mut mesh = Mesh::alpha_calls_bravo(23200, Ipv4Addr::new(127, 83, 0, 0)).await;
     mesh.start_all();
     mesh.wait_linked(LINK).await;
     let vip = mesh.wait_vip(0, "echo").await;

@@ -18,15 +18,6 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 const LINK: Duration = Duration::from_secs(30);
 const NAME: &str = "hello-alpha.demo.svc.clusterset.local";
 
-/// Alpha exports only its own hello; bravo exports everything, its DNS included.
-async fn alpha_calls_bravo(base: u16, vip_base: Ipv4Addr) -> Mesh {
-    let mut mesh = Mesh::plan(2, base, vip_base, |_| {}).await;
-    mesh.plan.clusters[0]
-        .exports
-        .retain(|e| e.key.name() == "hello-alpha");
-    mesh
-}
-
 /// One HTTP/1.1 POST; the status code and body.
 async fn post(addr: SocketAddr, path: &str, body: &str) -> (u16, String) {
     let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
@@ -48,7 +39,7 @@ async fn post(addr: SocketAddr, path: &str, body: &str) -> (u16, String) {
 
 #[tokio::test]
 async fn another_clusters_dns_answers_over_udp_through_its_clusterset_ip() {
-    let mut mesh = alpha_calls_bravo(23800, Ipv4Addr::new(127, 88, 0, 0)).await;
+    let mut mesh = Mesh::alpha_calls_bravo(23800, Ipv4Addr::new(127, 88, 0, 0)).await;
     mesh.start_all();
     mesh.wait_linked(LINK).await;
     let vip = mesh.wait_vip(0, "dns-bravo").await;
@@ -116,7 +107,7 @@ async fn iperf3_udp_through_the_tunnel() {
             "iperf3 is not installed (apt-get install iperf3)",
         );
     }
-    let mut mesh = alpha_calls_bravo(23900, Ipv4Addr::new(127, 89, 0, 0)).await;
+    let mut mesh = Mesh::alpha_calls_bravo(23900, Ipv4Addr::new(127, 89, 0, 0)).await;
     let port = mesh.c(1).demo_http.port() + 3;
     let server_addr = SocketAddr::from(([127, 0, 0, 1], port));
     // iperf3 talks over TCP (control) and UDP (data) on one port number.

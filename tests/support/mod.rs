@@ -122,6 +122,16 @@ impl Mesh {
         }
     }
 
+    /// Two clusters where alpha exports only its own hello, so alpha's
+    /// clients must cross to bravo for everything else.
+    pub async fn alpha_calls_bravo(base_port: u16, vip_base: Ipv4Addr) -> Mesh {
+        let mut mesh = Mesh::plan(2, base_port, vip_base, |_| {}).await;
+        mesh.plan.clusters[0]
+            .exports
+            .retain(|e| e.key.name() == "hello-alpha");
+        mesh
+    }
+
     pub fn c(&self, i: usize) -> &ClusterPlan {
         &self.plan.clusters[i]
     }
