@@ -8,8 +8,65 @@ use quinn::{
     Connection, ConnectionError, ReadError, ReadExactError, RecvStream, SendStream, WriteError,
 };
 
+use causeway_catalog::ClusterId;
+
 use crate::gate::SetupGate;
+use crate::metrics::Direction;
+use crate::pool::{Caps, StreamSlot};
 use crate::protocol::{self, ProtoError, Request, Status};
+use crate::shared::Shared;
+
+/// A stream opened through a peer cluster, and the slot it holds.
+pub(crate) struct Opened {
+    pub slot: StreamSlot,
+    pub conn: Connection,
+    pub send: SendStream,
+    pub recv: RecvStream,
+}
+
+/// One attempt through `cluster` (TCP connection or UDP flow): a stream on
+/// its least-loaded connection, given up as soon as that connection turns
+/// silent (no byte has reached the client yet, so the next cluster may take
+/// it). Counts the outcome in the stream metric and the cluster's ejection
+/// state. None when no connection could take a stream (nothing counted).
+pub(crate) async fn attempt_on(
+    shared: &Shared,
+    cluster: &ClusterId,
+    req: &Request,
+    limit: Duration,
+) -> Option<Result<Opened, AttemptError>> {
+    let l = &shared.cfg.limits;
+    let caps = Caps {
+        per_connection: l.max_streams_per_connection as usize,
+        per_peer: l.max_streams_per_peer as usize,
+    };
+    let (slot, conn) = shared.pool.pick(cluster, shared.workers.current(), &caps)?;
+    let tried = tokio::select! {
+        r = attempt(limit, &conn, slot.gate(), req) => r,
+        () = slot.silent(&shared.pool) => Err(AttemptError::Silent),
+    };
+    let label = tried.as_ref().map_or_else(|e| e.status_label(), |_| "ok");
+    shared
+        .metrics
+        .stream(cluster.as_str(), Direction::Outbound, label);
+    Some(match tried {
+        Ok((send, recv)) => {
+            shared.pool.success(shared, cluster);
+            Ok(Opened {
+                slot,
+                conn,
+                send,
+                recv,
+            })
+        }
+        Err(e) => {
+            if e.counts_as_failure() {
+                shared.pool.failure(shared, cluster);
+            }
+            Err(e)
+        }
+    })
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum AttemptError {

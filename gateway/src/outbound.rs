@@ -10,11 +10,10 @@ use rand::Rng;
 use tokio::net::TcpStream;
 use tracing::Instrument;
 
-use crate::attempt::{AttemptError, attempt};
+use crate::attempt::{Opened, attempt_on};
 use crate::headless::EndpointTarget;
 use crate::lb::{self, Candidate, Policy};
 use crate::metrics::{ActiveGuard, ClusterLabel, Direction, ServiceHandles};
-use crate::pool::Caps;
 use crate::protocol::Request;
 use crate::record::ConnRecord;
 use crate::shared::Shared;
@@ -254,37 +253,19 @@ async fn remote(
     c: &mut Conn<'_>,
     timeout: std::time::Duration,
 ) -> bool {
-    let l = &shared.cfg.limits;
-    let caps = Caps {
-        per_connection: l.max_streams_per_connection as usize,
-        per_peer: l.max_streams_per_peer as usize,
-    };
-    let worker = shared.workers.current();
-    let Some((slot, conn)) = shared.pool.pick(cluster, worker, &caps) else {
-        return false;
-    };
     let started = Instant::now();
-    // No byte has reached the client yet: if the connection turns silent, give
-    // up on it now and try the next cluster instead of waiting for the timeout.
-    let tried = tokio::select! {
-        r = attempt(timeout, &conn, slot.gate(), req) => r,
-        () = slot.silent(&shared.pool) => Err(AttemptError::Silent),
-    };
-    let (send, recv) = match tried {
-        Ok(streams) => streams,
-        Err(e) => {
+    let Opened {
+        slot, send, recv, ..
+    } = match attempt_on(shared, cluster, req, timeout).await {
+        None => return false,
+        Some(Ok(opened)) => opened,
+        Some(Err(e)) => {
             tracing::info!(%cluster, error = %e, "attempt failed; trying the next cluster");
             c.rec.refused(Some(cluster), e.status_label());
-            shared
-                .metrics
-                .stream(cluster.as_str(), Direction::Outbound, e.status_label());
-            if e.counts_as_failure() {
-                shared.pool.failure(shared, cluster);
-            }
             return false;
         }
     };
-    shared.pool.success(shared, cluster);
+    let worker = shared.workers.current();
     shared
         .metrics
         .stream_setup
@@ -294,7 +275,6 @@ async fn remote(
         })
         .observe(started.elapsed().as_secs_f64());
     let m = &shared.metrics;
-    m.stream(cluster.as_str(), Direction::Outbound, "ok");
     m.worker_stream(worker, Direction::Outbound);
     m.peer_streams.get_or_create(&slot.labels()).inc();
     tracing::debug!(%cluster, "stream open");

@@ -11,9 +11,8 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::{Activity, Route, Sink, SinkTo, metrics::Way};
-use crate::attempt::{AttemptError, attempt};
+use crate::attempt::{Opened, attempt_on};
 use crate::metrics::{ActiveGuard, Direction};
-use crate::pool::Caps;
 use crate::protocol::Request;
 use crate::shared::Shared;
 
@@ -91,14 +90,6 @@ async fn order(ctx: &FlowCtx, from: SocketAddr) -> Vec<ClusterId> {
 /// Opens the flow through `cluster` and holds it; false when it could not open.
 async fn peer(ctx: &FlowCtx, cluster: &ClusterId, from: SocketAddr, seq: u64) -> bool {
     let shared = &ctx.shared;
-    let l = &shared.cfg.limits;
-    let caps = Caps {
-        per_connection: l.max_streams_per_connection as usize,
-        per_peer: l.max_streams_per_peer as usize,
-    };
-    let Some((slot, conn)) = shared.pool.pick(cluster, shared.workers.current(), &caps) else {
-        return false;
-    };
     let req = Request {
         service: ctx.service.clone(),
         port: ctx.port,
@@ -107,32 +98,25 @@ async fn peer(ctx: &FlowCtx, cluster: &ClusterId, from: SocketAddr, seq: u64) ->
         endpoint: None,
         traceparent: None,
     };
-    let tried = tokio::select! {
-        r = attempt(shared.cfg.timeouts.status, &conn, slot.gate(), &req) => r,
-        () = slot.silent(&shared.pool) => Err(AttemptError::Silent),
-    };
     let service = ctx.service.to_string();
-    let (mut send, mut recv) = match tried {
-        Ok(streams) => streams,
-        Err(e) => {
+    let opened = attempt_on(shared, cluster, &req, shared.cfg.timeouts.status).await;
+    let Opened {
+        slot,
+        conn,
+        mut send,
+        mut recv,
+    } = match opened {
+        None => return false,
+        Some(Ok(opened)) => opened,
+        Some(Err(e)) => {
             tracing::info!(%cluster, %from, error = %e, "UDP flow refused; trying the next cluster");
             let status = e.status_label();
             shared
-                .metrics
-                .stream(cluster.as_str(), Direction::Outbound, status);
-            shared
                 .udp_metrics
                 .flow(&service, Direction::Outbound, status);
-            if e.counts_as_failure() {
-                shared.pool.failure(shared, cluster);
-            }
             return false;
         }
     };
-    shared.pool.success(shared, cluster);
-    shared
-        .metrics
-        .stream(cluster.as_str(), Direction::Outbound, "ok");
     shared.udp_metrics.flow(&service, Direction::Outbound, "ok");
     let id = send.id().index();
     let activity = Arc::new(Activity::default());
