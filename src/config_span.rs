@@ -48,6 +48,14 @@ impl Config {
         if let Some(m) = self.admin.metrics_listen {
             tcp.push(("admin.metrics_listen", m));
         }
+        let fallback = &self.gateway.fallback;
+        if fallback.enabled {
+            let at = fallback.listen.unwrap_or(self.gateway.listen);
+            tcp.push(("gateway.fallback.listen", at));
+        }
+        if let Some(link) = &self.link {
+            tcp.push(("link.listen", link.listen));
+        }
         let udp = [
             ("dns.listen", self.dns.listen),
             ("gateway.listen", self.gateway.listen),

@@ -135,9 +135,28 @@ fn listen_conflicts_are_refused() {
         e.contains("federation.listen") && e.contains("admin.listen"),
         "{e}"
     );
+    // The TCP fallback listens on the gateway's port unless told otherwise,
+    // and the link endpoint on its own.
+    let e = err("admin: { listen: \"127.0.0.1:15443\" }");
+    assert!(
+        e.contains("gateway.fallback.listen") && e.contains("tcp"),
+        "{e}"
+    );
+    let off = BASE.replace(
+        "gateway: { listen: \"127.0.0.1:15443\" }",
+        "gateway: { listen: \"127.0.0.1:15443\", fallback: { enabled: false } }",
+    );
+    let cfg = Config::parse(&format!("{off}admin: {{ listen: \"127.0.0.1:15443\" }}")).unwrap();
+    cfg.validate().unwrap();
     // dns and gateway share UDP.
-    let e = err("dns: { listen: \"127.0.0.1:15443\" }");
-    assert!(e.contains("udp"), "{e}");
+    let cfg = Config::parse(&format!("{off}dns: {{ listen: \"127.0.0.1:15443\" }}")).unwrap();
+    let e = cfg.validate().unwrap_err().to_string();
+    assert!(e.contains("udp") && e.contains("dns.listen"), "{e}");
+    let e = err("link: { listen: \"0.0.0.0:15010\" }");
+    assert!(
+        e.contains("link.listen") && e.contains("federation.listen"),
+        "{e}"
+    );
     // Same port on different specific addresses is fine.
     parse("admin: { listen: \"127.0.0.2:15010\" }\nfederation: { listen: \"127.0.0.1:15010\" }")
         .unwrap();

@@ -116,6 +116,8 @@ impl ClusterPlan {
             ("dns", self.dns, Proto::Tcp),
             ("dns", self.dns, Proto::Udp),
             ("gateway", self.gateway, Proto::Udp),
+            // The TCP fallback listens on the gateway's port too.
+            ("gateway fallback", self.gateway, Proto::Tcp),
             ("demo http", self.demo_http, Proto::Tcp),
             ("demo echo", self.demo_echo, Proto::Tcp),
         ]
