@@ -13,6 +13,7 @@ use causeway_identity::{PeerSet, PeerTrust};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
+use super::kube_store::SecretStore;
 use super::store::{LinkedPeer, Store};
 use super::token::now_unix;
 use crate::config::{Config, PeerConfig};
@@ -59,11 +60,31 @@ pub struct Linker {
     pub busy: Arc<Mutex<()>>,
     /// Last error per peer (and for the file), logged once.
     pub errors: BTreeMap<String, String>,
+    pub rotations: Rotations,
+}
+
+/// Who ends due CA rotations (writes the bundles).
+pub enum Rotations {
+    /// This process, in the Store's files.
+    Here,
+    /// This process, through the links Secret (Kubernetes mode, federation).
+    Secret(Arc<SecretStore>),
+    /// Another process (Kubernetes mode, gateway: the mount is read-only).
+    Elsewhere,
 }
 
 impl Linker {
     pub async fn run(mut self, every: Duration, shutdown: CancellationToken) {
         loop {
+            if let (Rotations::Secret(s), true) = (&self.rotations, self.rotation_due(now_unix())) {
+                let done = s.write(|store| store.finish_rotations(now_unix())).await;
+                let error = match done {
+                    Ok(Ok(_)) => None,
+                    Ok(Err(e)) => Some(e.to_string()),
+                    Err(e) => Some(e.to_string()),
+                };
+                self.report("rotation", error);
+            }
             self.reconcile(now_unix());
             tokio::select! {
                 _ = shutdown.cancelled() => return,
@@ -71,6 +92,16 @@ impl Linker {
                 _ = tokio::time::sleep(every) => {}
             }
         }
+    }
+
+    /// Whether a rotation's overlap is over, as far as the mounted files say
+    /// (checked before asking the API server).
+    fn rotation_due(&self, now: u64) -> bool {
+        let links = self.store.links().unwrap_or_default();
+        links
+            .peers
+            .iter()
+            .any(|p| p.rotation_until.is_some_and(|u| now >= u))
     }
 
     fn report(&mut self, key: &str, error: Option<String>) {
@@ -90,7 +121,10 @@ impl Linker {
     pub fn reconcile(&mut self, now: u64) {
         let busy = self.busy.clone();
         let guard = busy.lock().unwrap_or_else(|p| p.into_inner());
-        let done = self.store.finish_rotations(now);
+        let done = match self.rotations {
+            Rotations::Here => self.store.finish_rotations(now),
+            _ => Ok(Vec::new()),
+        };
         drop(guard);
         if let Ok(names) = &done {
             for name in names {

@@ -9,6 +9,7 @@ use causeway_identity::PeerTrust;
 use clap::{Args, Subcommand};
 
 use super::client;
+use super::kube_store::Writer;
 use super::store::Store;
 use super::token::{Token, now_unix, random_hex, sha256_hex};
 use crate::config::Config;
@@ -123,12 +124,15 @@ fn issue(
     let ca = cfg.identity.ca.clone().unwrap_or_default();
     PeerTrust::load(cfg.cluster.name.clone(), card.trust_domain.clone(), &ca)
         .with_context(|| format!("identity.ca {}", ca.display()))?;
-    let store = Store::new(cfg.federation.state_dir.as_deref())?;
     let random =
         |n| random_hex(n).map_err(|_| anyhow::anyhow!("the system's random generator failed"));
     let (id, secret) = (random(8)?, random(16)?);
     let at = now_unix().saturating_add(expires.as_secs());
-    store.issue(&id, &secret, at)?;
+    runtime()?.block_on(async {
+        let writer = Writer::for_config(&cfg).await?;
+        let issued = writer.write(|s| s.issue(&id, &secret, at)).await?;
+        anyhow::Ok(issued?)
+    })?;
     let token = Token {
         cluster: card.cluster.to_string(),
         trust_domain: card.trust_domain.to_string(),

@@ -78,6 +78,9 @@ pub struct Endpoint {
     pub limiter: Mutex<Limiter>,
     /// One change to the store at a time (shared with the linker).
     pub busy: Arc<Mutex<()>>,
+    /// Kubernetes mode: `store` is this Secret's scratch copy; each request
+    /// runs on fresh files and its changes are written back.
+    pub secret: Option<Arc<super::kube_store::SecretStore>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -149,17 +152,31 @@ impl Endpoint {
             ca_bundle: std::fs::read_to_string(&self.ca_path)?,
         };
         wire::send(&mut tls, &hello).await?;
-        let response = match wire::recv(&mut tls).await? {
+        let request = wire::recv(&mut tls).await?;
+        let response = match &self.secret {
+            None => self.handle(request, client, hello),
+            Some(s) => s
+                .write(|_| self.handle(request.clone(), client.clone(), hello.clone()))
+                .await
+                .unwrap_or_else(|e| {
+                    tracing::error!(error = %e, "cannot save a link change");
+                    refused(e)
+                }),
+        };
+        wire::send(&mut tls, &response).await?;
+        tls.shutdown().await?;
+        Ok(())
+    }
+
+    fn handle(&self, request: Request, client: Option<ClusterId>, hello: Hello) -> Response {
+        match request {
             Request::Redeem { id, secret, card } => self.redeem(&id, &secret, card, hello),
             Request::Unlink => self.unlink(client),
             Request::RotateCa {
                 ca_bundle,
                 overlap_secs,
             } => self.rotate(client, ca_bundle, overlap_secs),
-        };
-        wire::send(&mut tls, &response).await?;
-        tls.shutdown().await?;
-        Ok(())
+        }
     }
 
     fn redeem(&self, id: &str, secret: &str, card: Card, hello: Hello) -> Response {
