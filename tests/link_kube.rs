@@ -175,6 +175,7 @@ async fn a_cli_write_during_a_redemption_is_not_lost() {
         .unwrap();
     let (started, wait_started) = mpsc::channel();
     let (cli_done, wait_cli) = mpsc::channel::<()>();
+    let wait_cli = std::sync::Mutex::new(wait_cli);
     let runs = Arc::new(AtomicUsize::new(0));
     let counted = runs.clone();
     // The process reads the Secret and, before it writes, the CLI writes.
@@ -183,7 +184,7 @@ async fn a_cli_write_during_a_redemption_is_not_lost() {
             .write(|s| {
                 if counted.fetch_add(1, Ordering::SeqCst) == 0 {
                     started.send(()).unwrap();
-                    wait_cli.recv().unwrap();
+                    wait_cli.lock().unwrap().recv().unwrap();
                 }
                 s.redeem(ID, "first", 1)?;
                 s.add(peer("bravo"), b"bundle\n")
