@@ -121,6 +121,7 @@ fn the_chart_renders_a_config_causeway_accepts() {
         "gateway and federation share the port range: {effective}"
     );
     assert!(effective.contains("name: west"), "{effective}");
+    assert!(effective.contains("advertise: 172.18.0.2:31012"), "{effective}");
     // A broken render is caught: the same config without its certificates fails.
     std::fs::remove_file(dir.path().join("certs/gateway.pem")).unwrap();
     let bad = Command::new(env!("CARGO_BIN_EXE_causeway"))
