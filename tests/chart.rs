@@ -121,7 +121,10 @@ fn the_chart_renders_a_config_causeway_accepts() {
         "gateway and federation share the port range: {effective}"
     );
     assert!(effective.contains("name: west"), "{effective}");
-    assert!(effective.contains("advertise: 172.18.0.2:31012"), "{effective}");
+    assert!(
+        effective.contains("advertise: 172.18.0.2:31012"),
+        "{effective}"
+    );
     // A broken render is caught: the same config without its certificates fails.
     std::fs::remove_file(dir.path().join("certs/gateway.pem")).unwrap();
     let bad = Command::new(env!("CARGO_BIN_EXE_causeway"))
@@ -352,8 +355,14 @@ fn the_links_secret_is_mounted_where_the_config_reads_it_and_only_the_federation
         return;
     };
     let config = config_of(&manifest);
-    assert!(config.contains("links_secret: t-causeway-links"), "{config}");
-    assert!(config.contains("state_dir: /var/lib/causeway\n"), "{config}");
+    assert!(
+        config.contains("links_secret: t-causeway-links"),
+        "{config}"
+    );
+    assert!(
+        config.contains("state_dir: /var/lib/causeway\n"),
+        "{config}"
+    );
     let docs = documents(&manifest);
     for d in of_kind(&docs, "Deployment") {
         let component = d["metadata"]["labels"]["app.kubernetes.io/component"]

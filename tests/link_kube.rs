@@ -124,7 +124,7 @@ async fn a_redemption_in_kubernetes_mode_writes_the_peer_and_its_bundle_to_the_s
     );
     let plan = plan(dir.path());
     // `causeway token issue` in the federation pod: the Secret does not exist yet.
-    let cli = Writer::Secret(secret_store(&kube, "cli").await);
+    let cli = Writer::Secret(Arc::new(secret_store(&kube, "cli").await));
     cli.write(|s| s.issue(ID, "s3cret", FAR))
         .await
         .unwrap()

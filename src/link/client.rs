@@ -218,7 +218,8 @@ async fn open_linked(
 pub async fn unlink(cfg: &Config, name: &ClusterId, force: bool) -> Result<bool, ClientError> {
     let writer = Writer::for_config(cfg).await?;
     let store = writer.store();
-    let Some(peer) = store.links()?.peers.into_iter().find(|p| p.name == *name) else {
+    let links = writer.write(|s| s.links()).await??;
+    let Some(peer) = links.peers.into_iter().find(|p| p.name == *name) else {
         let hint = match cfg.peers.iter().any(|p| p.name == *name) {
             true => " (it is in causeway.yaml's peers: remove it there, on both clusters)",
             false => "",

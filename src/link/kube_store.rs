@@ -12,6 +12,7 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
+use std::sync::Arc;
 
 use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::Secret;
@@ -51,7 +52,7 @@ pub enum SecretError {
 /// Where link changes go: the Store's files, or the links Secret.
 pub enum Writer {
     Files(Store),
-    Secret(SecretStore),
+    Secret(Arc<SecretStore>),
 }
 
 impl Writer {
@@ -68,12 +69,11 @@ impl Writer {
         let api = Api::namespaced(client, &k.namespace);
         let state_dir = store.dir().parent().unwrap_or(store.dir());
         let secret = SecretStore::new(api, &k.namespace, &k.links_secret, state_dir)?;
-        secret.write(|_| ()).await?;
-        Ok(Self::Secret(secret))
+        Ok(Self::Secret(Arc::new(secret)))
     }
 
     /// The Store operations run on (in Kubernetes mode, the scratch copy as
-    /// of the last write).
+    /// of the last write: read through `write` for fresh files).
     pub fn store(&self) -> &Store {
         match self {
             Self::Files(s) => s,

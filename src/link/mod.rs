@@ -136,7 +136,7 @@ async fn secret_store(
         return Ok(None);
     }
     match kube_store::Writer::for_config(cfg).await? {
-        kube_store::Writer::Secret(s) => Ok(Some(Arc::new(s))),
+        kube_store::Writer::Secret(s) => Ok(Some(s)),
         kube_store::Writer::Files(_) => Ok(None),
     }
 }

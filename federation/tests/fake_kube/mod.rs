@@ -449,17 +449,14 @@ fn admit(
 }
 
 /// Secrets: checked as the real server does (`secrets`), with its codes.
-fn admit_secret(plural: &str, name: &str, obj: Value) -> Result<Value, Response> {
+fn admit_secret(plural: &str, name: &str, obj: Value) -> Result<Value, Box<Response>> {
     if plural != "secrets" {
         return Ok(obj);
     }
     secrets::admit(obj).map_err(|(code, message)| {
         let reason = if code == 400 { "BadRequest" } else { "Invalid" };
-        status(
-            code,
-            reason,
-            format!("Secret {name:?} is invalid: {message}"),
-        )
+        let message = format!("Secret {name:?} is invalid: {message}");
+        Box::new(status(code, reason, message))
     })
 }
 
@@ -500,7 +497,7 @@ fn create(s: &Shared, t: &Target, mut body: Value, strict: bool) -> Response {
     }
     let body = match admit_secret(&t.plural, &name, body) {
         Ok(b) => b,
-        Err(refused) => return refused,
+        Err(refused) => return *refused,
     };
     let body = match admit(&s.inner.lock().unwrap(), &k, body, None, !strict) {
         Ok(b) => b,
@@ -557,7 +554,7 @@ fn update(
     next["metadata"]["creationTimestamp"] = cur["metadata"]["creationTimestamp"].clone();
     let next = match admit_secret(&t.plural, name, next) {
         Ok(n) => n,
-        Err(refused) => return refused,
+        Err(refused) => return *refused,
     };
     let next = match admit(&s.inner.lock().unwrap(), &k, next, Some(&cur), !strict) {
         Ok(n) => n,
