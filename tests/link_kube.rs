@@ -347,3 +347,52 @@ async fn the_fake_api_server_refuses_secrets_as_the_real_one_does() {
         404
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn causeway_token_issue_in_kubernetes_mode_writes_the_secret_and_not_the_state_dir() {
+    let (kube, dir) = (FakeKube::start().await, tempfile::tempdir().unwrap());
+    let plan = plan(dir.path());
+    let alpha = &plan.clusters[0];
+    let yaml = plan.config_yaml(alpha);
+    let head = yaml.split("peers:").next().unwrap();
+    let fed = "federation: { cert: federation.pem, key: federation-key.pem }\n";
+    let head = head.replace(fed, &format!("{fed}  ca: ca.pem\n"));
+    let k8s = format!(
+        "  state_dir: state\n  kubernetes: {{ api_url: \"{}\", namespace: {NS}, gateway_selector: {{ app: gateway }}, links_secret: {NAME} }}\n",
+        kube.url("cli")
+    );
+    let head = head.replace("  state_dir: state\n", &k8s);
+    let config = alpha.config_path();
+    std::fs::write(
+        &config,
+        format!("{head}peers: []\nlink: {{ listen: \"127.0.0.1:15999\" }}\n"),
+    )
+    .unwrap();
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_causeway"))
+            .args(["token", "issue", "--json", "--config"])
+            .arg(config)
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "token issue: {stderr}");
+
+    let files = data(&kube);
+    let tokens: Vec<&String> = files.keys().filter(|k| k.starts_with("token-")).collect();
+    assert_eq!(tokens.len(), 1, "{files:?}");
+    let record: Value = serde_json::from_str(&files[tokens[0]]).unwrap();
+    assert_eq!(record["redeemed"], json!(false));
+    assert!(
+        record.get("secret").is_none(),
+        "only the secret's hash: {record}"
+    );
+    assert_eq!(kube.writers("secrets"), ["cli"]);
+    let local = alpha.dir.join("state/links/tokens");
+    assert!(
+        !local.exists(),
+        "a token record in the state_dir: {local:?}"
+    );
+}
