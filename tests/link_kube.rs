@@ -396,3 +396,78 @@ async fn causeway_token_issue_in_kubernetes_mode_writes_the_secret_and_not_the_s
         "a token record in the state_dir: {local:?}"
     );
 }
+
+/// The federation ends a due CA rotation through the Secret; a pod sees the
+/// bundle change when the kubelet swaps the mount.
+#[tokio::test]
+async fn the_federation_ends_a_due_rotation_in_the_secret_and_pods_reload_the_bundle() {
+    let (kube, dir) = (FakeKube::start().await, tempfile::tempdir().unwrap());
+    let plan = plan(dir.path());
+    let bravo = &plan.clusters[1];
+    let bundle = std::fs::read(bravo.dir.join("ca.pem")).unwrap();
+    let next_dir = dir.path().join("bravo-next");
+    let made = std::process::Command::new(env!("CARGO_BIN_EXE_causeway"))
+        .args(["ca", "init", "--cluster", "bravo"])
+        .args(["--trust-domain", "bravo.dev.causeway", "--out"])
+        .arg(&next_dir)
+        .output()
+        .unwrap();
+    assert!(
+        made.status.success(),
+        "{}",
+        String::from_utf8_lossy(&made.stderr)
+    );
+    let next = std::fs::read(next_dir.join("ca.pem")).unwrap();
+    let process = Arc::new(secret_store(&kube, "federation").await);
+    let name: ClusterId = "bravo".parse().unwrap();
+    process
+        .write(|s| s.add(peer("bravo"), &bundle))
+        .await
+        .unwrap()
+        .unwrap();
+    process
+        .write(|s| s.rotate(&name, &next, 1))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(data(&kube).contains_key("bravo-ca-next.pem"));
+
+    let state = tempfile::tempdir().unwrap();
+    let mount = state.path().join("links");
+    kubelet_mount(&mount, &data(&kube), 1);
+    let peers = Arc::new(PeerSet::new(Vec::new()).unwrap());
+    let linker = Linker {
+        store: Store::new(Some(state.path())).unwrap(),
+        peers: peers.clone(),
+        fed: None,
+        applied: BTreeSet::new(),
+        fixed: BTreeSet::new(),
+        changed: Arc::new(Notify::new()),
+        busy: Default::default(),
+        errors: Default::default(),
+        rotations: Rotations::Secret(process.clone()),
+    };
+    let stop = CancellationToken::new();
+    let running = tokio::spawn(linker.run(Duration::from_millis(20), stop.clone()));
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while data(&kube).contains_key("bravo-ca-next.pem") {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the rotation never ended"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let files = data(&kube);
+    assert_eq!(files["bravo-ca.pem"].as_bytes(), next.as_slice());
+    assert!(
+        !files["links.yaml"].contains("rotation_until"),
+        "{}",
+        files["links.yaml"]
+    );
+    assert!(peers.get(&name).is_some(), "bravo linked from the mount");
+    assert_eq!(peers.reload_all(), 0, "the mount has not changed yet");
+    kubelet_mount(&mount, &files, 2);
+    assert_eq!(peers.reload_all(), 1, "the swapped bundle is picked up");
+    stop.cancel();
+    running.await.unwrap();
+}
