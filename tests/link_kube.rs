@@ -471,3 +471,22 @@ async fn the_federation_ends_a_due_rotation_in_the_secret_and_pods_reload_the_bu
     stop.cancel();
     running.await.unwrap();
 }
+
+#[tokio::test]
+async fn a_forbidden_write_names_the_secret_and_the_role() {
+    let kube = FakeKube::start().await;
+    kube.forbid("gateway");
+    let writer = Writer::Secret(Arc::new(secret_store(&kube, "gateway").await));
+    let e = writer
+        .write(|s| s.issue(ID, "s3cret", FAR))
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.starts_with("cannot create Secret causeway/causeway-links: "),
+        "{e}"
+    );
+    assert!(e.contains("forbidden") && e.contains("Role"), "{e}");
+    assert!(e.contains("cannot create resource \"secrets\""), "{e}");
+    assert!(kube.get("secrets", NS, NAME).is_none());
+}

@@ -149,27 +149,39 @@ impl SecretStore {
             if after == before {
                 return Ok(out);
             }
-            let result = match current {
-                Some(mut s) => {
-                    s.data = Some(to_data(after));
-                    s.string_data = None;
-                    let pp = PostParams::default();
-                    self.api.replace(&self.name, &pp, &s).await.map(drop)
-                }
-                None => {
-                    let s = self.new_secret(after);
-                    self.api.create(&PostParams::default(), &s).await.map(drop)
-                }
-            };
-            match result {
-                Ok(()) => return Ok(out),
-                Err(kube::Error::Api(e)) if e.code == 409 => continue,
-                Err(e) => return Err(self.err("write")(e)),
+            if self.save(current, after).await? {
+                return Ok(out);
             }
         }
         Err(SecretError::Contended {
             secret: self.id.clone(),
         })
+    }
+
+    /// Replaces (or creates) the Secret with `files`; false when another
+    /// writer got in first (409: read again).
+    async fn save(
+        &self,
+        current: Option<Secret>,
+        files: BTreeMap<String, Vec<u8>>,
+    ) -> Result<bool, SecretError> {
+        let pp = PostParams::default();
+        let (verb, result) = match current {
+            Some(mut s) => {
+                s.data = Some(to_data(files));
+                s.string_data = None;
+                ("update", self.api.replace(&self.name, &pp, &s).await)
+            }
+            None => (
+                "create",
+                self.api.create(&pp, &self.new_secret(files)).await,
+            ),
+        };
+        match result {
+            Ok(_) => Ok(true),
+            Err(kube::Error::Api(e)) if e.code == 409 => Ok(false),
+            Err(e) => Err(self.err(verb)(e)),
+        }
     }
 
     fn new_secret(&self, files: BTreeMap<String, Vec<u8>>) -> Secret {

@@ -52,6 +52,8 @@ struct Inner {
     missing_namespaces: Vec<String>,
     /// Custom resources served, by plural: the chart's CRDs and any installed.
     crds: BTreeMap<String, schema::Crd>,
+    /// Clients whose writes are forbidden (as RBAC would: 403).
+    forbidden: Vec<String>,
 }
 
 pub struct FakeKube {
@@ -188,6 +190,11 @@ impl FakeKube {
         if missing {
             inner.missing_namespaces.push(ns.to_owned());
         }
+    }
+
+    /// Refuses every write from client `who` with 403, as RBAC would.
+    pub fn forbid(&self, who: &str) {
+        self.inner.lock().unwrap().forbidden.push(who.to_owned());
     }
 
     pub fn delete(&self, plural: &str, ns: &str, name: &str) {
@@ -361,6 +368,25 @@ async fn handle(State(s): State<Arc<Shared>>, method: Method, uri: Uri, body: By
                 t.plural
             ),
         );
+    }
+    if method != Method::GET && s.inner.lock().unwrap().forbidden.contains(&t.client) {
+        let (ns, name) = (
+            t.ns.clone().unwrap_or_default(),
+            t.name.clone().unwrap_or_default(),
+        );
+        let message = format!(
+            "{} {name:?} is forbidden: User \"system:serviceaccount:{ns}:{}\" cannot {} resource {:?} in the namespace {ns:?}",
+            t.plural,
+            t.client,
+            match method {
+                Method::POST => "create",
+                Method::PUT => "update",
+                Method::PATCH => "patch",
+                _ => "delete",
+            },
+            t.plural
+        );
+        return status(403, "Forbidden", message);
     }
     let _writing = (method != Method::GET).then(|| s.writing.lock().unwrap());
     if method != Method::GET {
