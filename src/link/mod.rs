@@ -106,7 +106,7 @@ pub async fn start(
     }
     // In Kubernetes mode only the federation writes (through the API); the
     // other pods follow the mounted Secret.
-    let fed_runs = fed.is_some() || cfg.federation.kubernetes.is_none();
+    let writes_here = fed.is_some() || cfg.federation.kubernetes.is_none();
     let linker = apply::Linker {
         store,
         peers,
@@ -116,7 +116,7 @@ pub async fn start(
         changed,
         busy,
         errors: Default::default(),
-        rotations: match (secret, fed_runs) {
+        rotations: match (secret, writes_here) {
             (Some(s), _) => apply::Rotations::Secret(s),
             (None, true) => apply::Rotations::Here,
             (None, false) => apply::Rotations::Elsewhere,
