@@ -490,3 +490,29 @@ async fn a_forbidden_write_names_the_secret_and_the_role() {
     assert!(e.contains("cannot create resource \"secrets\""), "{e}");
     assert!(kube.get("secrets", NS, NAME).is_none());
 }
+
+#[tokio::test]
+async fn a_secret_past_one_mib_is_refused_with_what_to_do() {
+    let kube = FakeKube::start().await;
+    let writer = Writer::Secret(Arc::new(secret_store(&kube, "federation").await));
+    writer
+        .write(|s| s.issue(ID, "s3cret", FAR))
+        .await
+        .unwrap()
+        .unwrap();
+    let huge = vec![b'x'; 1024 * 1024];
+    let e = writer
+        .write(|s| s.add(peer("bravo"), &huge))
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.starts_with("cannot update Secret causeway/causeway-links: "),
+        "{e}"
+    );
+    assert!(e.contains("at most 1 MiB"), "{e}");
+    assert!(
+        !data(&kube).contains_key("bravo-ca.pem"),
+        "nothing half written"
+    );
+}
