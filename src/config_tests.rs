@@ -103,6 +103,19 @@ fn kubernetes_port_ranges_must_agree() {
 }
 
 #[test]
+fn the_links_secret_defaults_and_a_bad_name_is_named() {
+    let k8s = "federation: { kubernetes: { namespace: causeway, gateway_selector: { app: gw } } }";
+    let cfg = parse(k8s).unwrap();
+    let links = cfg.federation.kubernetes.map(|k| k.links_secret);
+    assert_eq!(links.as_deref(), Some("causeway-links"));
+    let e = err(&k8s.replace("namespace:", "links_secret: Links/x, namespace:"));
+    assert!(
+        e.contains("federation.kubernetes.links_secret") && e.contains("Links/x"),
+        "{e}"
+    );
+}
+
+#[test]
 fn watch_connect_is_host_port() {
     let e = err("federation: { watch_connect: nowhere }");
     assert!(

@@ -121,6 +121,10 @@ fn the_chart_renders_a_config_causeway_accepts() {
         "gateway and federation share the port range: {effective}"
     );
     assert!(effective.contains("name: west"), "{effective}");
+    assert!(
+        effective.contains("advertise: 172.18.0.2:31012"),
+        "{effective}"
+    );
     // A broken render is caught: the same config without its certificates fails.
     std::fs::remove_file(dir.path().join("certs/gateway.pem")).unwrap();
     let bad = Command::new(env!("CARGO_BIN_EXE_causeway"))
@@ -339,4 +343,80 @@ fn the_gateway_service_carries_the_tcp_fallback_on_the_quic_port() {
         config.contains(&format!("listen: \"0.0.0.0:{port}\"")),
         "{config}"
     );
+}
+
+/// Linking in Kubernetes mode: the config names the links Secret, the gateway
+/// and federation pods mount it read-only (optional: it appears with the first
+/// token) where the config's state_dir puts the links, and only the federation
+/// may change it, by name (`create` cannot be limited to a name).
+#[test]
+fn the_links_secret_is_mounted_where_the_config_reads_it_and_only_the_federation_writes_it() {
+    let Some(manifest) = render_with(&[]) else {
+        return;
+    };
+    let config = config_of(&manifest);
+    assert!(
+        config.contains("links_secret: t-causeway-links"),
+        "{config}"
+    );
+    assert!(
+        config.contains("state_dir: /var/lib/causeway\n"),
+        "{config}"
+    );
+    let docs = documents(&manifest);
+    for d in of_kind(&docs, "Deployment") {
+        let component = d["metadata"]["labels"]["app.kubernetes.io/component"]
+            .as_str()
+            .unwrap();
+        let pod = &d["spec"]["template"]["spec"];
+        let volume = pod["volumes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|v| v["name"] == "links");
+        let mount = pod["containers"][0]["volumeMounts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|m| m["name"] == "links");
+        if component == "dns" {
+            assert!(volume.is_none() && mount.is_none(), "dns has no peers");
+            continue;
+        }
+        let (volume, mount) = (volume.unwrap(), mount.unwrap());
+        assert_eq!(volume["secret"]["secretName"], "t-causeway-links");
+        assert_eq!(volume["secret"]["optional"], true, "{component}");
+        assert_eq!(mount["mountPath"], "/var/lib/causeway/links");
+        assert_eq!(mount["readOnly"], true, "{component}");
+    }
+    let mut grants = Vec::new();
+    for role in of_kind(&docs, "Role")
+        .into_iter()
+        .chain(of_kind(&docs, "ClusterRole"))
+    {
+        for rule in role["rules"].as_array().unwrap() {
+            if rule["resources"].to_string().contains("\"secrets\"") {
+                let name = role["metadata"]["name"].as_str().unwrap();
+                grants.push((role["kind"].clone(), name.to_owned(), rule.clone()));
+            }
+        }
+    }
+    let names: Vec<(&str, &serde_json::Value)> = grants
+        .iter()
+        .map(|(kind, name, rule)| {
+            assert_eq!(kind, "Role", "cluster-wide access to Secrets: {rule}");
+            (name.as_str(), rule)
+        })
+        .collect();
+    assert_eq!(names.len(), 2, "{names:?}");
+    for (name, rule) in names {
+        assert_eq!(name, "t-causeway-federation");
+        match rule["resourceNames"].as_array() {
+            Some(n) => {
+                assert_eq!(n, &[serde_json::json!("t-causeway-links")]);
+                assert_eq!(rule["verbs"], serde_json::json!(["get", "update", "patch"]));
+            }
+            None => assert_eq!(rule["verbs"], serde_json::json!(["create"]), "{rule}"),
+        }
+    }
 }

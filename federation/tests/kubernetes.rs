@@ -43,6 +43,7 @@ fn sink_with_lease(url: String, identity: &str, lease: Duration) -> KubeSinkConf
         label_leader_pod: true,
         renew_interval: Duration::from_millis(200),
         resync_interval: Duration::from_secs(30),
+        links_secret: "causeway-links".into(),
     }
 }
 

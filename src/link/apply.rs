@@ -14,6 +14,7 @@ use causeway_identity::{PeerSet, PeerTrust};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
+use super::kube_store::SecretStore;
 use super::store::{LinkedPeer, Links, Store};
 use super::token::now_unix;
 use crate::config::{Config, PeerConfig};
@@ -60,18 +61,48 @@ pub struct Linker {
     pub busy: Arc<Mutex<()>>,
     /// Last error per peer (and for the file), logged once.
     pub errors: BTreeMap<String, String>,
+    pub rotations: Rotations,
+}
+
+/// Who ends due CA rotations (writes the bundles).
+pub enum Rotations {
+    /// This process, in the Store's files.
+    Here,
+    /// This process, through the links Secret (Kubernetes mode, federation).
+    Secret(Arc<SecretStore>),
+    /// Another process (Kubernetes mode, gateway: the mount is read-only).
+    Elsewhere,
 }
 
 impl Linker {
     pub async fn run(mut self, every: Duration, shutdown: CancellationToken) {
         loop {
-            self.reconcile(now_unix());
+            if let (Rotations::Secret(s), true) = (&self.rotations, self.rotation_due(now_unix())) {
+                let done = s.write(|store| store.finish_rotations(now_unix())).await;
+                let error = match done {
+                    Ok(Ok(_)) => None,
+                    Ok(Err(e)) => Some(e.to_string()),
+                    Err(e) => Some(e.to_string()),
+                };
+                self.report("rotation", error);
+            }
+            self.reconcile(now_unix()).await;
             tokio::select! {
                 _ = shutdown.cancelled() => return,
                 _ = self.changed.notified() => {}
                 _ = tokio::time::sleep(every) => {}
             }
         }
+    }
+
+    /// Whether a rotation's overlap is over, as far as the mounted files say
+    /// (checked before asking the API server).
+    fn rotation_due(&self, now: u64) -> bool {
+        let links = self.store.links().unwrap_or_default();
+        links
+            .peers
+            .iter()
+            .any(|p| p.rotation_until.is_some_and(|u| now >= u))
     }
 
     fn report(&mut self, key: &str, error: Option<String>) {
@@ -88,10 +119,13 @@ impl Linker {
     }
 
     /// One pass: end due rotations, remove unlinked peers, add new ones.
-    pub fn reconcile(&mut self, now: u64) {
+    pub async fn reconcile(&mut self, now: u64) {
         let busy = self.busy.clone();
         let guard = busy.lock().unwrap_or_else(|p| p.into_inner());
-        let done = self.store.finish_rotations(now);
+        let done = match self.rotations {
+            Rotations::Here => self.store.finish_rotations(now),
+            _ => Ok(Vec::new()),
+        };
         drop(guard);
         if let Ok(names) = &done {
             for name in names {
@@ -106,7 +140,7 @@ impl Linker {
             Err(e) => return self.report("file", Some(e.to_string())),
         };
         self.report("file", None);
-        self.rotations(now, &links);
+        self.rotations(now, &links).await;
         let want: BTreeMap<ClusterId, LinkedPeer> = links
             .peers
             .into_iter()
@@ -132,7 +166,7 @@ impl Linker {
 
     /// Tells the peers this cluster's CA rotation, and starts the rotations
     /// linked peers announced over the federation channel.
-    fn rotations(&mut self, now: u64, links: &Links) {
+    async fn rotations(&mut self, now: u64, links: &Links) {
         let Some(fed) = self.fed.clone() else {
             return;
         };
@@ -162,21 +196,36 @@ impl Linker {
             {
                 continue;
             }
-            let result = self.start_rotation(peer, &r, now);
+            let result = self.start_rotation(peer, &r, now).await;
             self.report(&key, result.err());
         }
     }
 
-    fn start_rotation(&self, peer: &LinkedPeer, r: &Rotation, now: u64) -> Result<(), String> {
+    async fn start_rotation(
+        &self,
+        peer: &LinkedPeer,
+        r: &Rotation,
+        now: u64,
+    ) -> Result<(), String> {
         let name = &peer.name;
         super::usable_bundle(name, &peer.trust_domain, r.next_ca_bundle.as_bytes())
             .map_err(|e| format!("{name} announced a CA bundle that is not usable: {e}"))?;
         let until = r
             .overlap_until
             .min(now.saturating_add(super::MAX_OVERLAP.as_secs()));
-        let busy = self.busy.lock().unwrap_or_else(|p| p.into_inner());
-        let done = self.store.rotate(name, r.next_ca_bundle.as_bytes(), until);
-        drop(busy);
+        let next = r.next_ca_bundle.as_bytes();
+        let done = match &self.rotations {
+            Rotations::Here => {
+                let _busy = self.busy.lock().unwrap_or_else(|p| p.into_inner());
+                self.store.rotate(name, next, until)
+            }
+            // Through the Secret; the mount shows it here once the kubelet has.
+            Rotations::Secret(s) => s
+                .write(|st| st.rotate(name, next, until))
+                .await
+                .map_err(|e| format!("{name}: {e}"))?,
+            Rotations::Elsewhere => return Ok(()),
+        };
         done.map_err(|e| format!("{name}: {e}"))?;
         self.peers.reload_all();
         tracing::info!(peer = %name, until, "{name} announced a CA rotation: both bundles trusted until the overlap ends");

@@ -9,7 +9,7 @@ use causeway_identity::PeerTrust;
 use clap::{Args, Subcommand};
 
 use super::client;
-use super::store::Store;
+use super::kube_store::Writer;
 use super::token::{Token, now_unix, random_hex, sha256_hex};
 use crate::config::Config;
 
@@ -123,12 +123,15 @@ fn issue(
     let ca = cfg.identity.ca.clone().unwrap_or_default();
     PeerTrust::load(cfg.cluster.name.clone(), card.trust_domain.clone(), &ca)
         .with_context(|| format!("identity.ca {}", ca.display()))?;
-    let store = Store::new(cfg.federation.state_dir.as_deref())?;
     let random =
         |n| random_hex(n).map_err(|_| anyhow::anyhow!("the system's random generator failed"));
     let (id, secret) = (random(8)?, random(16)?);
     let at = now_unix().saturating_add(expires.as_secs());
-    store.issue(&id, &secret, at)?;
+    runtime()?.block_on(async {
+        let writer = Writer::for_config(&cfg).await?;
+        let issued = writer.write(|s| s.issue(&id, &secret, at)).await?;
+        anyhow::Ok(issued?)
+    })?;
     let token = Token {
         cluster: card.cluster.to_string(),
         trust_domain: card.trust_domain.to_string(),
@@ -197,10 +200,14 @@ pub fn rotate(a: RotateArgs) -> anyhow::Result<()> {
     PeerTrust::load(cfg.cluster.name.clone(), td, &path)
         .with_context(|| format!("--bundle {}", path.display()))?;
     let bundle = std::fs::read_to_string(&path).with_context(|| path.display().to_string())?;
-    let store = Store::new(cfg.federation.state_dir.as_deref())?;
     let until = now_unix().saturating_add(a.overlap.as_secs());
-    store.announce(&bundle, until)?;
-    let peers: Vec<_> = store.links()?.peers.into_iter().map(|p| p.name).collect();
+    let peers = runtime()?.block_on(async {
+        let writer = Writer::for_config(&cfg).await?;
+        let links = writer
+            .write(|s| s.announce(&bundle, until).and_then(|()| s.links()))
+            .await??;
+        anyhow::Ok(links.peers.into_iter().map(|p| p.name).collect::<Vec<_>>())
+    })?;
     let value = serde_json::json!({ "overlap_until": until, "linked_peers": peers });
     let text = format!(
         "the running federation tells the new bundle to its {} linked peer(s) within seconds \

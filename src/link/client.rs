@@ -12,6 +12,7 @@ use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 use tokio_rustls::client::TlsStream;
 
+use super::kube_store::{SecretError, Writer};
 use super::store::{LinkedPeer, Store, StoreError};
 use super::token::{Token, now_unix, sha256_hex};
 use super::wire::{self, Card, Hello, Request, Response, WireError};
@@ -40,6 +41,8 @@ pub enum ClientError {
     Unexpected { addr: String },
     #[error("{0}")]
     Store(#[from] StoreError),
+    #[error("{0}")]
+    Secret(#[from] SecretError),
     #[error("{0}")]
     Config(#[from] super::config::LinkConfigError),
     #[error("{0}")]
@@ -126,12 +129,13 @@ pub async fn redeem(cfg: &Config, token: &Token) -> Result<Card, ClientError> {
     if token.cluster == cfg.cluster.name.as_str() {
         return Err(ClientError::OwnToken(token.cluster.clone()));
     }
-    let store = Store::new(cfg.federation.state_dir.as_deref())?;
+    let writer = Writer::for_config(cfg).await?;
+    let store = writer.store();
     let me = super::local_card(cfg)?;
     let tls = causeway_identity::pinning_client_config()
         .map_err(|e| ClientError::Identity(e.to_string()))?;
     let (mut s, hello) = open(&token.link, tls, &token.trust_domain).await?;
-    let trust = pinned(&store, token, &hello, &s).ok_or_else(|| ClientError::Pin {
+    let trust = pinned(store, token, &hello, &s).ok_or_else(|| ClientError::Pin {
         addr: token.link.clone(),
     })?;
     let req = Request::Redeem {
@@ -150,7 +154,8 @@ pub async fn redeem(cfg: &Config, token: &Token) -> Result<Card, ClientError> {
         });
     }
     let peer = LinkedPeer::from_card(&card);
-    store.add(peer, card.ca_bundle.as_bytes())?;
+    let bundle = card.ca_bundle.as_bytes();
+    writer.write(|s| s.add(peer.clone(), bundle)).await??;
     Ok(card)
 }
 
@@ -205,8 +210,10 @@ async fn open_linked(
 /// Tells `name` to forget this cluster, then forgets it here. With `force`,
 /// forgets it here even when it cannot be told. Returns whether it was told.
 pub async fn unlink(cfg: &Config, name: &ClusterId, force: bool) -> Result<bool, ClientError> {
-    let store = Store::new(cfg.federation.state_dir.as_deref())?;
-    let Some(peer) = store.links()?.peers.into_iter().find(|p| p.name == *name) else {
+    let writer = Writer::for_config(cfg).await?;
+    let store = writer.store();
+    let links = writer.write(|s| s.links()).await??;
+    let Some(peer) = links.peers.into_iter().find(|p| p.name == *name) else {
         let hint = match cfg.peers.iter().any(|p| p.name == *name) {
             true => " (it is in causeway.yaml's peers: remove it there, on both clusters)",
             false => "",
@@ -217,7 +224,7 @@ pub async fn unlink(cfg: &Config, name: &ClusterId, force: bool) -> Result<bool,
         });
     };
     let told = async {
-        let mut s = open_linked(cfg, &store, &peer).await?;
+        let mut s = open_linked(cfg, store, &peer).await?;
         ask(&mut s, &peer.link, name.as_str(), &Request::Unlink).await
     }
     .await;
@@ -234,6 +241,6 @@ pub async fn unlink(cfg: &Config, name: &ClusterId, force: bool) -> Result<bool,
             false
         }
     };
-    store.remove(name)?;
+    writer.write(|s| s.remove(name)).await??;
     Ok(told)
 }

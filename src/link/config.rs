@@ -10,8 +10,8 @@ use crate::config::Config;
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LinkConfig {
-    /// The link endpoint (TLS over TCP): token redemption, unlink and CA
-    /// rotation from peers. Served by the process that runs the federation.
+    /// The link endpoint (TLS over TCP): token redemption and unlink from
+    /// peers. Served by the process that runs the federation.
     pub listen: SocketAddr,
     /// host:port peers dial for the link endpoint; defaults to `listen`.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -9,6 +9,7 @@ pub mod apply;
 pub mod cli;
 pub mod client;
 pub mod config;
+pub mod kube_store;
 pub mod server;
 pub mod store;
 pub mod token;
@@ -88,6 +89,7 @@ pub async fn start(
     let Ok(store) = store::Store::new(cfg.federation.state_dir.as_deref()) else {
         return Ok(());
     };
+    let secret = secret_store(cfg, fed.is_some()).await?;
     let changed = Arc::new(Notify::new());
     let busy = Arc::new(Mutex::new(()));
     let fixed = cfg
@@ -105,7 +107,8 @@ pub async fn start(
         let cert = crate::identities::load_cert(cfg, Workload::Federation)?;
         cert.spawn_watch(POLL);
         let ep = server::Endpoint {
-            store: store.clone(),
+            store: secret.as_ref().map_or(&store, |s| s.scratch()).clone(),
+            secret: secret.clone(),
             card,
             ca_path: cfg.identity.ca.clone().unwrap_or_default(),
             static_peers: fixed.iter().cloned().collect(),
@@ -120,6 +123,9 @@ pub async fn start(
         };
         server::spawn(ep, listener, cert, tasks, shutdown.clone())?;
     }
+    // In Kubernetes mode only the federation writes (through the API); the
+    // other pods follow the mounted Secret.
+    let writes_here = fed.is_some() || cfg.federation.kubernetes.is_none();
     let linker = apply::Linker {
         store,
         peers,
@@ -129,7 +135,27 @@ pub async fn start(
         changed,
         busy,
         errors: Default::default(),
+        rotations: match (secret, writes_here) {
+            (Some(s), _) => apply::Rotations::Secret(s),
+            (None, true) => apply::Rotations::Here,
+            (None, false) => apply::Rotations::Elsewhere,
+        },
     };
     tasks.spawn(linker.run(POLL, shutdown));
     Ok(())
+}
+
+/// The links Secret, for the process that writes it (Kubernetes mode, the
+/// federation).
+async fn secret_store(
+    cfg: &Config,
+    writes: bool,
+) -> anyhow::Result<Option<Arc<kube_store::SecretStore>>> {
+    if !writes || cfg.federation.kubernetes.is_none() {
+        return Ok(None);
+    }
+    match kube_store::Writer::for_config(cfg).await? {
+        kube_store::Writer::Secret(s) => Ok(Some(s)),
+        kube_store::Writer::Files(_) => Ok(None),
+    }
 }

@@ -85,6 +85,9 @@ pub struct Endpoint {
     pub limiter: Mutex<Limiter>,
     /// One change to the store at a time (shared with the linker).
     pub busy: Arc<Mutex<()>>,
+    /// Kubernetes mode: `store` is this Secret's scratch copy; each request
+    /// runs on fresh files and its changes are written back.
+    pub secret: Option<Arc<super::kube_store::SecretStore>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -161,27 +164,42 @@ impl Endpoint {
             ca_bundle: std::fs::read_to_string(&self.ca_path)?,
         };
         wire::send(&mut tls, &hello).await?;
-        let response = match wire::recv(&mut tls).await? {
-            Request::Redeem { id, secret, card } => self.redeem(source, &id, &secret, card, hello),
-            Request::Unlink => self.unlink(client),
+        let request = wire::recv(&mut tls).await?;
+        // Counted once here: a Secret write may run the handler again on a conflict.
+        let limited = matches!(request, Request::Redeem { .. })
+            && !lock(&self.limiter).allow(source, Instant::now());
+        let response = match &self.secret {
+            _ if limited => refused("too many link attempts; try again in a minute"),
+            None => self.handle(request, client, hello),
+            Some(s) => s
+                .write(|_| self.handle(request.clone(), client.clone(), hello.clone()))
+                .await
+                .unwrap_or_else(|e| {
+                    tracing::error!(error = %e, "cannot save a link change");
+                    refused(e)
+                }),
         };
         wire::send(&mut tls, &response).await?;
         tls.shutdown().await?;
         Ok(())
     }
 
-    fn redeem(&self, source: IpAddr, id: &str, secret: &str, card: Card, hello: Hello) -> Response {
-        let _busy = lock(&self.busy);
-        if !lock(&self.limiter).allow(source, Instant::now()) {
-            return refused("too many link attempts; try again in a minute");
+    fn handle(&self, request: Request, client: Option<ClusterId>, hello: Hello) -> Response {
+        match request {
+            Request::Redeem { id, secret, card } => self.redeem(&id, &secret, card, hello),
+            Request::Unlink => self.unlink(client),
         }
+    }
+
+    fn redeem(&self, id: &str, secret: &str, card: Card, hello: Hello) -> Response {
+        let _busy = lock(&self.busy);
         if let Err(r) = self.store.check(id, secret, now_unix()) {
-            tracing::warn!(cluster = %card.cluster, %source, "refused a link token: {r}");
+            tracing::warn!(cluster = %card.cluster, "refused a link token: {r}");
             return refused(r);
         }
         // Vetted before the token is used up: a refused link leaves it redeemable.
         if let Err(why) = self.vet(&card) {
-            tracing::warn!(cluster = %card.cluster, %source, "refused a link: {why}");
+            tracing::warn!(cluster = %card.cluster, "refused a link: {why}");
             return refused(why);
         }
         if let Err(e) = self.store.consume(id) {

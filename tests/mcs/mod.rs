@@ -62,6 +62,7 @@ fn sink(url: String, me: &str, base: u16) -> KubeSinkConfig {
         label_leader_pod: false,
         renew_interval: Duration::from_millis(100),
         resync_interval: Duration::from_secs(30),
+        links_secret: "causeway-links".into(),
     }
 }
 

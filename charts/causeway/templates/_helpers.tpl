@@ -65,6 +65,9 @@ spec:
       volumeMounts:
         - {name: config, mountPath: /etc/causeway, readOnly: true}
         - {name: state, mountPath: /var/lib/causeway}
+        {{- if ne .component "dns" }}
+        - {name: links, mountPath: /var/lib/causeway/links, readOnly: true}
+        {{- end }}
   volumes:
     - name: config
       projected:
@@ -89,6 +92,16 @@ spec:
                 {{- end }}
     - name: state
       emptyDir: {sizeLimit: 64Mi}
+    {{- if ne .component "dns" }}
+    # Linked peers (`causeway token redeem`): the federation writes this
+    # Secret through the API; the pods follow the files the kubelet updates.
+    # Optional: it does not exist until the first token is issued.
+    - name: links
+      secret:
+        secretName: {{ include "causeway.fullname" .root }}-links
+        optional: true
+        defaultMode: 256
+    {{- end }}
   {{- with .root.Values.nodeSelector }}
   nodeSelector:
     {{- toYaml . | nindent 4 }}

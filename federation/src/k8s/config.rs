@@ -63,6 +63,11 @@ pub struct KubeSinkConfig {
     /// Full reconcile even without catalog changes (repairs manual edits).
     #[serde(default = "default_resync", with = "humantime_serde")]
     pub resync_interval: Duration,
+    /// The Secret in `namespace` that holds the linked peers and link tokens
+    /// (`causeway token issue|redeem`); every pod mounts it at
+    /// `<federation.state_dir>/links`.
+    #[serde(default = "default_links_secret")]
+    pub links_secret: String,
 }
 
 fn default_sync() -> Duration {
@@ -82,6 +87,9 @@ fn default_lease_duration() -> Duration {
 }
 fn default_renew() -> Duration {
     Duration::from_secs(5)
+}
+fn default_links_secret() -> String {
+    "causeway-links".into()
 }
 fn default_resync() -> Duration {
     Duration::from_secs(30)
@@ -132,6 +140,13 @@ impl KubeSinkConfig {
                 "list at least one label of the gateway pods",
             ));
         }
+        if !is_dns_subdomain(&self.links_secret) {
+            return Err(range(
+                "federation.kubernetes.links_secret",
+                &self.links_secret,
+                "use a Secret name: lowercase letters, digits, '-' and '.', at most 253",
+            ));
+        }
         if self.namespace.is_empty() || self.lease_name.is_empty() {
             return Err(range(
                 "federation.kubernetes.namespace",
@@ -141,4 +156,13 @@ impl KubeSinkConfig {
         }
         Ok(())
     }
+}
+
+/// A DNS subdomain name (RFC 1123), as Kubernetes wants object names.
+fn is_dns_subdomain(name: &str) -> bool {
+    let alnum = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit();
+    name.len() <= 253
+        && name.starts_with(alnum)
+        && name.ends_with(alnum)
+        && name.chars().all(|c| alnum(c) || c == '-' || c == '.')
 }

@@ -26,6 +26,7 @@ use serde_json::{Value, json};
 use tokio::sync::broadcast;
 
 mod schema;
+pub mod secrets;
 mod select;
 pub mod services;
 
@@ -51,6 +52,8 @@ struct Inner {
     missing_namespaces: Vec<String>,
     /// Custom resources served, by plural: the chart's CRDs and any installed.
     crds: BTreeMap<String, schema::Crd>,
+    /// Clients whose writes are forbidden (as RBAC would: 403).
+    forbidden: Vec<String>,
 }
 
 pub struct FakeKube {
@@ -72,6 +75,7 @@ fn type_of(plural: &str) -> (&'static str, &'static str) {
     match plural {
         "services" => ("v1", "Service"),
         "pods" => ("v1", "Pod"),
+        "secrets" => ("v1", "Secret"),
         "endpointslices" => ("discovery.k8s.io/v1", "EndpointSlice"),
         "leases" => ("coordination.k8s.io/v1", "Lease"),
         "serviceexports" => ("multicluster.x-k8s.io/v1beta1", "ServiceExport"),
@@ -136,6 +140,8 @@ impl FakeKube {
         );
         let key = (plural.to_owned(), ns, name);
         let old = self.inner.lock().unwrap().objects.get(&key).cloned();
+        let obj = admit_secret(plural, &key.2, obj)
+            .unwrap_or_else(|_| panic!("the fake API server refuses secret {}", key.2));
         let obj = match admit(&self.inner.lock().unwrap(), &key, obj, old.as_ref(), true) {
             Ok(o) => o,
             Err(e) => panic!(
@@ -184,6 +190,11 @@ impl FakeKube {
         if missing {
             inner.missing_namespaces.push(ns.to_owned());
         }
+    }
+
+    /// Refuses every write from client `who` with 403, as RBAC would.
+    pub fn forbid(&self, who: &str) {
+        self.inner.lock().unwrap().forbidden.push(who.to_owned());
     }
 
     pub fn delete(&self, plural: &str, ns: &str, name: &str) {
@@ -358,6 +369,25 @@ async fn handle(State(s): State<Arc<Shared>>, method: Method, uri: Uri, body: By
             ),
         );
     }
+    if method != Method::GET && s.inner.lock().unwrap().forbidden.contains(&t.client) {
+        let (ns, name) = (
+            t.ns.clone().unwrap_or_default(),
+            t.name.clone().unwrap_or_default(),
+        );
+        let message = format!(
+            "{} {name:?} is forbidden: User \"system:serviceaccount:{ns}:{}\" cannot {} resource {:?} in the namespace {ns:?}",
+            t.plural,
+            t.client,
+            match method {
+                Method::POST => "create",
+                Method::PUT => "update",
+                Method::PATCH => "patch",
+                _ => "delete",
+            },
+            t.plural
+        );
+        return status(403, "Forbidden", message);
+    }
     let _writing = (method != Method::GET).then(|| s.writing.lock().unwrap());
     if method != Method::GET {
         let name = t
@@ -392,7 +422,14 @@ async fn handle(State(s): State<Arc<Shared>>, method: Method, uri: Uri, body: By
     }
 }
 
-const BUILT_IN: [&str; 5] = ["services", "pods", "endpointslices", "leases", "namespaces"];
+const BUILT_IN: [&str; 6] = [
+    "services",
+    "pods",
+    "secrets",
+    "endpointslices",
+    "leases",
+    "namespaces",
+];
 
 fn served(inner: &Inner, plural: &str, version: Option<&str>) -> bool {
     match inner.crds.get(plural) {
@@ -437,6 +474,18 @@ fn admit(
     Ok(obj)
 }
 
+/// Secrets: checked as the real server does (`secrets`), with its codes.
+fn admit_secret(plural: &str, name: &str, obj: Value) -> Result<Value, Box<Response>> {
+    if plural != "secrets" {
+        return Ok(obj);
+    }
+    secrets::admit(obj).map_err(|(code, message)| {
+        let reason = if code == 400 { "BadRequest" } else { "Invalid" };
+        let message = format!("Secret {name:?} is invalid: {message}");
+        Box::new(status(code, reason, message))
+    })
+}
+
 fn key(t: &Target, name: &str) -> Key {
     (
         t.plural.clone(),
@@ -472,6 +521,10 @@ fn create(s: &Shared, t: &Target, mut body: Value, strict: bool) -> Response {
     {
         o.remove("status");
     }
+    let body = match admit_secret(&t.plural, &name, body) {
+        Ok(b) => b,
+        Err(refused) => return *refused,
+    };
     let body = match admit(&s.inner.lock().unwrap(), &k, body, None, !strict) {
         Ok(b) => b,
         Err(e) => {
@@ -525,6 +578,10 @@ fn update(
     }
     next["metadata"]["uid"] = cur["metadata"]["uid"].clone();
     next["metadata"]["creationTimestamp"] = cur["metadata"]["creationTimestamp"].clone();
+    let next = match admit_secret(&t.plural, name, next) {
+        Ok(n) => n,
+        Err(refused) => return *refused,
+    };
     let next = match admit(&s.inner.lock().unwrap(), &k, next, Some(&cur), !strict) {
         Ok(n) => n,
         Err(e) => {
