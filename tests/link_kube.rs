@@ -222,6 +222,21 @@ async fn a_cli_write_during_a_redemption_is_not_lost() {
     assert_eq!(first["redeemed"], json!(true));
 }
 
+/// A gateway's or federation's linker following the mount under `state`.
+fn linker(state: &Path, peers: &Arc<PeerSet>, rotations: Rotations) -> Linker {
+    Linker {
+        store: Store::new(Some(state)).unwrap(),
+        peers: peers.clone(),
+        fed: None,
+        applied: BTreeSet::new(),
+        fixed: BTreeSet::new(),
+        changed: Arc::new(Notify::new()),
+        busy: Default::default(),
+        errors: Default::default(),
+        rotations,
+    }
+}
+
 fn peer(name: &str) -> LinkedPeer {
     LinkedPeer {
         name: name.parse().unwrap(),
@@ -273,17 +288,7 @@ async fn a_pod_following_the_mounted_secret_links_and_unlinks_the_peer() {
     let state = tempfile::tempdir().unwrap();
     kubelet_mount(&state.path().join("links"), &data(&kube), 1);
     let peers = Arc::new(PeerSet::new(Vec::new()).unwrap());
-    let mut linker = Linker {
-        store: Store::new(Some(state.path())).unwrap(),
-        peers: peers.clone(),
-        fed: None,
-        applied: BTreeSet::new(),
-        fixed: BTreeSet::new(),
-        changed: Arc::new(Notify::new()),
-        busy: Default::default(),
-        errors: Default::default(),
-        rotations: Rotations::Elsewhere,
-    };
+    let mut linker = linker(state.path(), &peers, Rotations::Elsewhere);
     linker.reconcile(1).await;
     let name: ClusterId = "bravo".parse().unwrap();
     assert!(peers.get(&name).is_some(), "bravo linked from the mount");
@@ -436,17 +441,7 @@ async fn the_federation_ends_a_due_rotation_in_the_secret_and_pods_reload_the_bu
     let mount = state.path().join("links");
     kubelet_mount(&mount, &data(&kube), 1);
     let peers = Arc::new(PeerSet::new(Vec::new()).unwrap());
-    let linker = Linker {
-        store: Store::new(Some(state.path())).unwrap(),
-        peers: peers.clone(),
-        fed: None,
-        applied: BTreeSet::new(),
-        fixed: BTreeSet::new(),
-        changed: Arc::new(Notify::new()),
-        busy: Default::default(),
-        errors: Default::default(),
-        rotations: Rotations::Secret(process.clone()),
-    };
+    let linker = linker(state.path(), &peers, Rotations::Secret(process.clone()));
     let stop = CancellationToken::new();
     let running = tokio::spawn(linker.run(Duration::from_millis(20), stop.clone()));
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);

@@ -67,7 +67,7 @@ pub struct Federation {
     local_exports: watch::Receiver<Arc<Vec<Export>>>,
     policies: watch::Receiver<Arc<Policies>>,
     pub(crate) linked: Linked,
-    rotation: watch::Sender<Option<Arc<crate::Rotation>>>,
+    pub(crate) rotation: watch::Sender<Option<Arc<crate::Rotation>>>,
     lease: LeaseConfig,
     listen: SocketAddr,
     watch_listen: Option<SocketAddr>,
@@ -219,27 +219,6 @@ impl Federation {
             tasks,
             shutdown,
         })
-    }
-
-    /// Tells every subscriber this cluster's CA rotation (None withdraws it).
-    pub fn announce_rotation(&self, r: Option<crate::Rotation>) {
-        self.rotation.send_if_modified(|now| {
-            let changed = now.as_deref() != r.as_ref();
-            if changed {
-                *now = r.map(Arc::new);
-            }
-            changed
-        });
-    }
-
-    /// The CA rotation each peer announced, for peers that announced one.
-    pub fn announced_rotations(&self) -> Vec<(ClusterId, crate::Rotation)> {
-        self.linked
-            .slots
-            .all()
-            .iter()
-            .filter_map(|s| Some((s.trust.name.clone(), s.rotation()?)))
-            .collect()
     }
 
     /// The merged catalog (ClusterSetIPs filled in) and every known cluster.

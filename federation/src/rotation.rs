@@ -4,6 +4,11 @@
 //! (linked peers: `causeway`'s link module). A peer can only announce its
 //! own rotation: the stream is authenticated as that peer.
 
+use std::sync::Arc;
+
+use causeway_catalog::ClusterId;
+
+use crate::federation::Federation;
 use crate::proto;
 
 /// Largest bundle taken: a few CA certificates, with room to spare.
@@ -34,5 +39,28 @@ impl Rotation {
             next_ca_bundle: b.next_ca_bundle,
             overlap_until: b.overlap_until,
         })
+    }
+}
+
+impl Federation {
+    /// Tells every subscriber this cluster's CA rotation (None withdraws it).
+    pub fn announce_rotation(&self, r: Option<Rotation>) {
+        self.rotation.send_if_modified(|now| {
+            let changed = now.as_deref() != r.as_ref();
+            if changed {
+                *now = r.map(Arc::new);
+            }
+            changed
+        });
+    }
+
+    /// The CA rotation each peer announced, for peers that announced one.
+    pub fn announced_rotations(&self) -> Vec<(ClusterId, Rotation)> {
+        self.linked
+            .slots
+            .all()
+            .iter()
+            .filter_map(|s| Some((s.trust.name.clone(), s.rotation()?)))
+            .collect()
     }
 }
