@@ -99,10 +99,7 @@ impl Linker {
     /// (checked before asking the API server).
     fn rotation_due(&self, now: u64) -> bool {
         let links = self.store.links().unwrap_or_default();
-        links
-            .peers
-            .iter()
-            .any(|p| p.rotation_until.is_some_and(|u| now >= u))
+        links.peers.iter().any(|p| p.rotation_due(now))
     }
 
     fn report(&mut self, key: &str, error: Option<String>) {

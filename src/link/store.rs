@@ -74,6 +74,11 @@ pub struct LinkedPeer {
 }
 
 impl LinkedPeer {
+    /// Whether its CA rotation's overlap is over at `now`.
+    pub fn rotation_due(&self, now: u64) -> bool {
+        self.rotation_until.is_some_and(|until| now >= until)
+    }
+
     /// The peer a link exchange's card describes.
     pub fn from_card(card: &super::wire::Card) -> Self {
         Self {
