@@ -130,12 +130,11 @@ pub async fn redeem(cfg: &Config, token: &Token) -> Result<Card, ClientError> {
         return Err(ClientError::OwnToken(token.cluster.clone()));
     }
     let writer = Writer::for_config(cfg).await?;
-    let store = writer.store();
     let me = super::local_card(cfg)?;
     let tls = causeway_identity::pinning_client_config()
         .map_err(|e| ClientError::Identity(e.to_string()))?;
     let (mut s, hello) = open(&token.link, tls, &token.trust_domain).await?;
-    let trust = pinned(store, token, &hello, &s).ok_or_else(|| ClientError::Pin {
+    let trust = pinned(token, &hello, &s).ok_or_else(|| ClientError::Pin {
         addr: token.link.clone(),
     })?;
     let req = Request::Redeem {
@@ -161,27 +160,15 @@ pub async fn redeem(cfg: &Config, token: &Token) -> Result<Card, ClientError> {
 
 /// The issuer's trust, if the server's bundle matches the token's pin and
 /// its certificate chains to that bundle and names the issuer's federation.
-fn pinned(
-    store: &Store,
-    token: &Token,
-    hello: &Hello,
-    s: &TlsStream<TcpStream>,
-) -> Option<PeerTrust> {
+fn pinned(token: &Token, hello: &Hello, s: &TlsStream<TcpStream>) -> Option<PeerTrust> {
     let same = sha256_hex(hello.ca_bundle.as_bytes()) == token.pin
         && hello.cluster.as_str() == token.cluster
         && hello.trust_domain.as_str() == token.trust_domain;
     if !same {
         return None;
     }
-    std::fs::create_dir_all(store.dir()).ok()?;
-    let mut tmp = tempfile::NamedTempFile::new_in(store.dir()).ok()?;
-    std::io::Write::write_all(&mut tmp, hello.ca_bundle.as_bytes()).ok()?;
-    let trust = PeerTrust::load(
-        hello.cluster.clone(),
-        hello.trust_domain.clone(),
-        tmp.path(),
-    )
-    .ok()?;
+    let bundle = hello.ca_bundle.as_bytes();
+    let trust = super::bundle_trust(&hello.cluster, &hello.trust_domain, bundle).ok()?;
     let chain = s.get_ref().1.peer_certificates()?;
     causeway_identity::verify_server_chain(&trust, chain, Workload::Federation).ok()?;
     Some(trust)

@@ -37,18 +37,26 @@ const POLL: Duration = Duration::from_secs(1);
 /// The longest CA rotation overlap taken from a peer.
 pub const MAX_OVERLAP: Duration = Duration::from_secs(30 * 24 * 3600);
 
+/// The trust in `bundle` (PEM), a CA bundle for `name` in `trust_domain`.
+pub fn bundle_trust(
+    name: &ClusterId,
+    trust_domain: &causeway_identity::TrustDomain,
+    bundle: &[u8],
+) -> Result<causeway_identity::PeerTrust, String> {
+    // CA bundles are public; the links directory may not exist yet.
+    let mut tmp = tempfile::NamedTempFile::new().map_err(|e| e.to_string())?;
+    std::io::Write::write_all(&mut tmp, bundle).map_err(|e| e.to_string())?;
+    causeway_identity::PeerTrust::load(name.clone(), trust_domain.clone(), tmp.path())
+        .map_err(|e| e.to_string())
+}
+
 /// Whether `bundle` (PEM) is a CA bundle for `name` in `trust_domain`.
 pub fn usable_bundle(
     name: &ClusterId,
     trust_domain: &causeway_identity::TrustDomain,
     bundle: &[u8],
 ) -> Result<(), String> {
-    // CA bundles are public; the links directory may not exist yet.
-    let mut tmp = tempfile::NamedTempFile::new().map_err(|e| e.to_string())?;
-    std::io::Write::write_all(&mut tmp, bundle).map_err(|e| e.to_string())?;
-    causeway_identity::PeerTrust::load(name.clone(), trust_domain.clone(), tmp.path())
-        .map(|_| ())
-        .map_err(|e| e.to_string())
+    bundle_trust(name, trust_domain, bundle).map(drop)
 }
 
 fn is_host_port(s: &str) -> bool {
